@@ -1,0 +1,80 @@
+"""The manifest of one submitted array job: which indices each array task runs, and how.
+
+Written (atomically) by the submitting process *before* sbatch is called; read by the in-job runner
+(``python -m pyexputils.runner.task MANIFEST``) with ``$SLURM_ARRAY_TASK_ID`` (or ``--task N`` locally).
+Array task ids are always numbered from 0, so an array never exceeds MaxArraySize whatever the indices.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyexputils.errors import PyExpUtilsError
+
+MANIFEST_VERSION = 1
+STATE_DIR = ".pyexputils"  # under the results root: ledger, manifests, status files
+
+
+def stateDir(resultsRoot: str) -> str:
+    """Where pyexputils keeps its own files for one results root."""
+    return os.path.join(resultsRoot, STATE_DIR)
+
+
+@dataclass
+class Manifest:
+    """Everything the in-job runner needs; ``tasks[t]`` are the indices of array task ``t``."""
+
+    tag: str  # unique name of this submission: job name suffix, manifest and status file names
+    experiment: str  # absolute path of the experiment file
+    project: str  # absolute project root (the folder of config.json): the runner's working directory
+    command: str  # config ``command`` with {experiment}, {index} (and any experiment key) placeholders
+    tasks: list[list[int]]
+    parallel: int = 1  # indices run at once inside one task
+    require: list[str] = field(default_factory=list)
+    log_dir: str = ".logs"  # absolute: per-index stdout/stderr go to LOG_DIR/<tag>/<index>.out|.err
+    status_dir: str = ""  # absolute: the runner appends events to STATUS_DIR/<tag>/<task>.jsonl
+    attempt: int = 1  # exported to runs as PYX_ATTEMPT
+    time_limit_s: int | None = None  # per index, enforced by the local backend's runner
+    version: int = MANIFEST_VERSION
+
+    def statusPath(self, task: int) -> str:
+        return os.path.join(self.status_dir, self.tag, f"{task}.jsonl")
+
+    def logPaths(self, index: int) -> tuple[str, str]:
+        base = os.path.join(self.log_dir, self.tag, str(index))
+        return base + ".out", base + ".err"
+
+    def write(self, path: str) -> None:
+        """Write to ``path`` atomically (temporary name in the same folder, then rename)."""
+        writeAtomic(path, json.dumps(asdict(self), separators=(",", ":")))
+
+    @classmethod
+    def read(cls, path: str) -> "Manifest":
+        try:
+            with open(path, encoding="utf-8") as f:
+                d: dict[str, Any] = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise PyExpUtilsError(f"{path}: cannot read manifest: {e}") from None
+        if d.get("version") != MANIFEST_VERSION:
+            raise PyExpUtilsError(f"{path}: manifest version {d.get('version')!r}, expected {MANIFEST_VERSION}")
+        return cls(**d)
+
+
+def writeAtomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

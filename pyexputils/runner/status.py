@@ -1,0 +1,97 @@
+"""The in-job runner's status file: one JSON object per line, appended and flushed, per array task.
+
+Events (``event`` key) and their fields, all with ``index`` (except ``task_*``), ``time`` (epoch s),
+``host``, ``job`` (Slurm job id or local pid) and ``attempt``:
+
+- ``task_start`` / ``task_end``: the runner itself (``task_end`` has ``cut_off``: bool).
+- ``start``: an index began (``pid``).
+- ``end``: an index ended: ``exit`` (exit code or None), ``signal`` (signal number or None),
+  ``cause``: ``COMPLETED`` | ``FAILED`` (non-zero exit, or exit 0 without its ``require`` files:
+  ``missing`` lists them) | ``TIMEOUT`` (cut off by a time limit) | ``OUT_OF_MEMORY`` | ``CANCELLED``.
+- ``skip``: an index not started because the task was told to stop (``cause``: ``TIMEOUT``/``CANCELLED``).
+
+It works where sacct does not, and outlives squeue's memory (MinJobAge).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import IO, Any, Iterator
+
+CAUSES = ("COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "CANCELLED", "VANISHED")
+
+
+class StatusWriter:
+    """Appends events to one status file; every line is flushed (and the file opened O_APPEND)."""
+
+    def __init__(self, path: str, **common: Any) -> None:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.path = path
+        self._common = common
+        self._f: IO[str] = open(path, "a", encoding="utf-8", buffering=1)
+
+    def write(self, event: str, **fields: Any) -> None:
+        record = {"event": event, **self._common, **fields}
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "StatusWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class IndexOutcome:
+    """The last thing a status file says about one index."""
+
+    index: int
+    state: str  # RUNNING (started, no end yet) or one of CAUSES
+    exit: int | None
+    signal: int | None
+    host: str | None
+    job: str | None
+    attempt: int | None
+    time: float | None
+
+
+def readEvents(path: str) -> Iterator[dict[str, Any]]:
+    """The events in ``path`` in order; a torn last line (writer killed mid-write) is ignored."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        return
+
+
+def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
+    """Fold the events of several status files into the latest outcome per index."""
+    out: dict[int, IndexOutcome] = {}
+    for path in paths:
+        for ev in readEvents(path):
+            kind = ev.get("event")
+            if kind not in ("start", "end", "skip") or "index" not in ev:
+                continue
+            state = "RUNNING" if kind == "start" else str(ev.get("cause", "FAILED"))
+            out[int(ev["index"])] = IndexOutcome(
+                index=int(ev["index"]),
+                state=state,
+                exit=ev.get("exit"),
+                signal=ev.get("signal"),
+                host=ev.get("host"),
+                job=None if ev.get("job") is None else str(ev.get("job")),
+                attempt=ev.get("attempt"),
+                time=ev.get("time"),
+            )
+    return out
