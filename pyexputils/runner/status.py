@@ -58,6 +58,7 @@ class IndexOutcome:
     job: str | None
     attempt: int | None
     time: float | None
+    started: bool = True  # False for a ``skip``: the index never ran in this attempt
 
 
 def readEvents(path: str) -> Iterator[dict[str, Any]]:
@@ -93,5 +94,6 @@ def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
                 job=None if ev.get("job") is None else str(ev.get("job")),
                 attempt=ev.get("attempt"),
                 time=ev.get("time"),
+                started=kind != "skip",
             )
     return out
