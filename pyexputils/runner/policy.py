@@ -1,0 +1,139 @@
+"""What to do after an attempt ended: resubmit (with which resources) or stop with a final cause (pure).
+
+Keys of the ``slurm`` block (config or experiment):
+
+- ``max_attempts`` (5): attempts per index in all; an index cut off before it started (its bundle ran
+  out of time first) does not use one up.
+- ``max_failed_retries`` (1): resubmissions after the program itself failed (non-zero exit, or no
+  ``require`` files): code bugs don't heal.
+- ``time_factor`` (2.0): time x factor after TIMEOUT, rounded up to whole minutes, capped by the
+  partition's MaxTime (or ``max_time``); a run that timed out at the cap ends TIMEOUT (final).
+- ``mem_factor`` (2.0): memory x factor after OUT_OF_MEMORY, capped by ``max_mem`` (or the node's);
+  a run out of memory at the cap ends OUT_OF_MEMORY (final).
+- PREEMPTED, NODE_FAIL, VANISHED: same resources again (within ``max_attempts``).
+- CANCELLED (by ``pyexputils cancel``): final, unless ``resubmit_cancelled`` is true.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from pyexputils.errors import PyExpUtilsError
+from pyexputils.runner.causes import Verdict
+from pyexputils.runner.resources import formatMinutes, parseMemMB, parseMinutes
+
+RETRY_SAME = frozenset({"PREEMPTED", "NODE_FAIL", "VANISHED"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_attempts: int = 5
+    max_failed_retries: int = 1
+    time_factor: float = 2.0
+    mem_factor: float = 2.0
+    max_time_minutes: int | None = None  # partition MaxTime, or slurm.max_time
+    max_mem_mb: int | None = None  # slurm.max_mem, or the node's memory
+    resubmit_cancelled: bool = False
+
+    @classmethod
+    def fromOptions(cls, slurm: dict[str, Any], where: str = "config") -> "Policy":
+        """Read the policy keys of a ``slurm`` block; errors name the file and the key."""
+        values: dict[str, Any] = {}
+        try:
+            for key in ("max_attempts", "max_failed_retries"):
+                if key in slurm:
+                    v = slurm[key]
+                    if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "max_attempts" else 0):
+                        raise PyExpUtilsError(f"{where}: slurm.{key} must be a whole number, got {v!r}")
+                    values[key] = v
+            for key in ("time_factor", "mem_factor"):
+                if key in slurm:
+                    v = slurm[key]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 1:
+                        raise PyExpUtilsError(f"{where}: slurm.{key} must be a number > 1, got {v!r}")
+                    values[key] = float(v)
+            if "max_time" in slurm:
+                values["max_time_minutes"] = parseMinutes(slurm["max_time"])
+            if "max_mem" in slurm:
+                values["max_mem_mb"] = parseMemMB(slurm["max_mem"])
+        except PyExpUtilsError as e:
+            raise PyExpUtilsError(str(e) if str(e).startswith(where) else f"{where}: slurm: {e}") from None
+        if "resubmit_cancelled" in slurm:
+            values["resubmit_cancelled"] = bool(slurm["resubmit_cancelled"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The resources one index asks for: minutes per run, and memory (MB) as ``mem`` or ``mem_per_cpu``."""
+
+    minutes: int
+    mem_mb: int | None = None
+    mem_key: str = "mem"  # which sbatch option carries mem_mb
+
+    def options(self) -> dict[str, str]:
+        """As ``slurm`` block options."""
+        out = {"time": formatMinutes(self.minutes)}
+        if self.mem_mb is not None:
+            out[self.mem_key] = f"{self.mem_mb}M"
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Resubmit with ``resources``, or stop: ``final`` is the final cause and ``reason`` says why."""
+
+    resources: Resources | None
+    final: str | None = None
+    reason: str = ""
+
+
+def attemptsUsed(history: Sequence[Verdict]) -> int:
+    """Attempts that count against ``max_attempts`` (not those cut off before the index started)."""
+    return sum(1 for v in history if v.started or v.cause not in ("TIMEOUT", "CANCELLED", "PREEMPTED"))
+
+
+def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> Decision:
+    """What to do after the last attempt in ``history`` (oldest first) ended, asking ``current``."""
+    last = history[-1]
+    cause = last.cause
+    if cause in ("ACTIVE", "COMPLETED"):
+        raise ValueError(f"decide() needs an ended, unfinished attempt, got {cause}")
+    used = attemptsUsed(history)
+    if len(history) >= 3 * policy.max_attempts:  # a hard bound, whatever the causes
+        return Decision(None, cause, f"{len(history)} attempts in all")
+    if cause == "CANCELLED" and not policy.resubmit_cancelled:
+        return Decision(None, "CANCELLED", "cancelled by the user")
+    if used >= policy.max_attempts:
+        return Decision(None, cause, f"{used} attempts used (max_attempts = {policy.max_attempts})")
+    if cause == "FAILED":
+        failures = sum(1 for v in history if v.cause == "FAILED")
+        if failures > policy.max_failed_retries:
+            return Decision(
+                None, "FAILED", f"failed {failures} times (max_failed_retries = {policy.max_failed_retries})"
+            )
+        return Decision(current)
+    if cause == "TIMEOUT":
+        if not last.started:  # its bundle ran out of time before it began: same resources
+            return Decision(current)
+        cap = policy.max_time_minutes
+        if cap is not None and current.minutes >= cap:
+            return Decision(None, "TIMEOUT", f"timed out at the time cap of {formatMinutes(cap)}")
+        minutes = max(current.minutes + 1, math.ceil(current.minutes * policy.time_factor))
+        if cap is not None:
+            minutes = min(minutes, cap)
+        return Decision(replace(current, minutes=minutes))
+    if cause == "OUT_OF_MEMORY":
+        if current.mem_mb is None:
+            return Decision(None, "OUT_OF_MEMORY", "out of memory and no mem/mem_per_cpu option to raise")
+        cap = policy.max_mem_mb
+        if cap is not None and current.mem_mb >= cap:
+            return Decision(None, "OUT_OF_MEMORY", f"out of memory at the memory cap of {cap}M")
+        mem = max(current.mem_mb + 1, math.ceil(current.mem_mb * policy.mem_factor))
+        if cap is not None:
+            mem = min(mem, cap)
+        return Decision(replace(current, mem_mb=mem))
+    if cause in RETRY_SAME or cause == "CANCELLED":
+        return Decision(current)
+    return Decision(None, cause, f"unknown cause {cause}")
