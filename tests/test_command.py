@@ -1,0 +1,157 @@
+"""Building the shell command of one index (pyexputils.runner.command)."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyexputils.errors import ConfigError
+from pyexputils.models import Config, ExperimentDescription
+from pyexputils.runner.command import buildCommand, checkCommand, placeholderNames, placeholders, render, shellArgv
+
+CONFIG = Config(save_path="results/{name}/{params}/{run}", path="config.json")
+# a program that prints its arguments as JSON: what the user's program would receive
+ECHO = f"{shlex.quote(sys.executable)} -c 'import json,sys; print(json.dumps(sys.argv[1:]))'"
+
+
+def exp(d: dict | None = None, path: str = "experiments/demo/sarsa.json") -> ExperimentDescription:
+    d = d or {"agent": "SARSA", "metaParameters": {"alpha": [1.0, 0.5], "lambda": [0.9, 0.8, 0.7]}}
+    return ExperimentDescription(d, path=path, config=CONFIG)
+
+
+def runArgs(command: str, cwd: str | None = None) -> list[str]:
+    out = subprocess.run(shellArgv(command), capture_output=True, text=True, check=True, cwd=cwd)
+    result: list[str] = json.loads(out.stdout)
+    return result
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+
+def test_seed_example() -> None:
+    cmd = buildCommand("python main.py --exp {experiment} --idx {index}", exp(), 4, "/p/experiments/sarsa.json")
+    assert cmd == "python main.py --exp /p/experiments/sarsa.json --idx 4"
+
+
+def test_all_special_placeholders() -> None:
+    e = exp()
+    v = placeholders(e, 7)  # 6 settings: run 1, perm 1 -> alpha 1.0, lambda 0.8
+    assert v["index"] == "7" and v["run"] == "1" and v["perm"] == "1"
+    assert v["params"] == "alpha-1.0_lambda-0.8"
+    assert v["experiment"] == "experiments/demo/sarsa.json"
+    assert v["name"] == "demo" and v["file"] == "sarsa"
+    assert v["agent"] == "SARSA"
+    assert v["alpha"] == "1.0" and v["lambda"] == "0.8"
+
+
+def test_params_placeholder_matches_save_path() -> None:
+    e = exp()
+    for i in range(12):
+        assert placeholders(e, i)["params"] in e.interpolateSavePath(i)
+
+
+def test_nested_and_list_values() -> None:
+    e = exp(
+        {
+            "env": {"name": "chain", "size": 5},
+            "metaParameters": {
+                "optimizer": {"name": "adam", "beta": [0.9, 0.99]},
+                "layers": [{"units": [32, 64]}, {"units": 16}],
+                "hidden": [[4, 64], [8, 64]],
+            },
+        }
+    )
+    v = placeholders(e, 0)
+    assert v["env"] == '{"name":"chain","size":5}'
+    assert v["optimizer.beta"] == "0.9" and v["optimizer.name"] == "adam"
+    assert v["layers.[0].units"] == "32" and v["layers.[1].units"] == "16"
+    assert v["hidden"] == "[4,64]"
+    assert json.loads(v["optimizer"]) == {"name": "adam", "beta": 0.9}
+
+
+def test_special_names_win_over_keys_and_parameters() -> None:
+    e = exp({"index": "top", "metaParameters": {"run": [5, 6], "agent": ["a"]}, "agent": "top-agent"})
+    v = placeholders(e, 1)
+    assert v["index"] == "1" and v["run"] == "0"
+    assert v["agent"] == "top-agent"  # top-level keys win over parameters
+
+
+def test_list_of_sweep_keys() -> None:
+    e = ExperimentDescription(
+        {"a": {"x": [1, 2]}, "b": {"y": [3, 4]}}, path="e.json", keys=["a", "b"], config=CONFIG
+    )
+    v = placeholders(e, 3)
+    assert v["a.x"] == "2" and v["b.y"] == "4"
+
+
+def test_escapes_and_shell_expansions_are_left_alone() -> None:
+    assert render("echo {{a}} ${HOME} ${X:-y} {i}", {"i": "1"}) == "echo {a} ${HOME} ${X:-y} 1"
+    assert placeholderNames("a {x} ${Y} {{z}} {w}") == ["x", "w"]
+
+
+def test_values_are_quoted() -> None:
+    assert render("run {v}", {"v": "a b"}) == "run 'a b'"
+    assert render("run {v}", {"v": ""}) == "run ''"
+    assert render("run {v}", {"v": "plain"}) == "run plain"
+
+
+def test_unknown_placeholder_names_config_and_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        buildCommand("python main.py --seed {seed}", exp(), 0)
+    msg = str(err.value)
+    assert msg.startswith("config.json:") and "{seed}" in msg and "experiments/demo/sarsa.json" in msg
+    assert "known:" in msg and "index" in msg
+
+
+def test_check_command() -> None:
+    checkCommand("python main.py {index} {alpha}", exp())
+    with pytest.raises(ConfigError, match="nope"):
+        checkCommand("python main.py {nope}", exp(), where="my/config.yaml")
+
+
+@pytest.mark.parametrize("template", ["echo {index", "echo index}", "echo ${HOME", "echo {a{b}}"])
+def test_unmatched_braces(template: str) -> None:
+    with pytest.raises(ConfigError, match="unmatched"):
+        render(template, {"index": "1", "a": "x", "b": "y"}, where="config.json")
+
+
+# --- through a real shell ------------------------------------------------------------------------------
+
+NASTY = [
+    "a b",
+    "it's",
+    'say "hi"',
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "; touch PWNED",
+    "x && touch PWNED",
+    "$HOME ${HOME}",
+    "\\n\\t\\",
+    "*",
+    "-n",
+    "new\nline",
+    "{index}",
+    "",
+    "ünïcödé ✓",
+]
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_nasty_parameter_value_reaches_the_program_intact(value: str, tmp_path: str) -> None:
+    e = exp({"agent": value, "metaParameters": {"alpha": [0.5], "note": [value or "-"]}})
+    cmd = buildCommand(ECHO + " {agent} --note {note} --idx {index}", e, 0)
+    assert runArgs(cmd, cwd=str(tmp_path)) == [value, "--note", value or "-", "--idx", "0"]
+    assert os.listdir(tmp_path) == []  # nothing ran: no PWNED file
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40))
+def test_any_string_round_trips_through_bash(value: str) -> None:
+    cmd = render(ECHO + " {v} {v}", {"v": value})
+    assert runArgs(cmd) == [value, value]
