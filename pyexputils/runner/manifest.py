@@ -37,8 +37,13 @@ class Manifest:
     log_dir: str = ".logs"  # absolute: per-index stdout/stderr go to LOG_DIR/<tag>/<index>.out|.err
     status_dir: str = ""  # absolute: the runner appends events to STATUS_DIR/<tag>/<task>.jsonl
     attempt: int = 1  # exported to runs as PYX_ATTEMPT
-    time_limit_s: int | None = None  # per index, enforced by the local backend's runner
+    time_limit_s: int | None = None  # per index, enforced by the runner (the local backend sets it)
     version: int = MANIFEST_VERSION
+    # additive (version 1 manifests without them read as these defaults):
+    job_time_limit_s: int | None = None  # the array task's whole limit (sbatch --time): a SIGTERM near its
+    #   end without a prior USR1 counts as TIMEOUT, and runs see PYX_DEADLINE / PYX_TIME_LIMIT
+    grace_s: float = 10.0  # seconds between the runner's SIGTERM to a run and its SIGKILL
+    skip_done: bool = True  # an index whose results are already on disk is skipped (event ``skip``, COMPLETED)
 
     def statusPath(self, task: int) -> str:
         return os.path.join(self.status_dir, self.tag, f"{task}.jsonl")

@@ -1,14 +1,21 @@
 """The in-job runner's status file: one JSON object per line, appended and flushed, per array task.
 
-Events (``event`` key) and their fields, all with ``index`` (except ``task_*``), ``time`` (epoch s),
-``host``, ``job`` (Slurm job id or local pid) and ``attempt``:
+Events (``event`` key) and their fields, all with ``index`` (except ``task_*`` and ``stop``), ``time``
+(epoch s), ``host``, ``job`` (Slurm array job id, or ``$PYX_JOB_ID``, or the runner's pid), ``task`` (the
+array task id) and ``attempt``:
 
-- ``task_start`` / ``task_end``: the runner itself (``task_end`` has ``cut_off``: bool).
-- ``start``: an index began (``pid``).
-- ``end``: an index ended: ``exit`` (exit code or None), ``signal`` (signal number or None),
+- ``task_start`` (``indices``, ``pid``, ``parallel``, ``tag``) / ``task_end`` (``cut_off``: bool, ``cause``:
+  the stop's cause or None, ``exit``: the runner's exit code).
+- ``start``: an index began (``pid``, ``command``).
+- ``end``: an index ended: ``exit`` (exit code or None), ``signal`` (signal number or None), ``seconds``,
   ``cause``: ``COMPLETED`` | ``FAILED`` (non-zero exit, or exit 0 without its ``require`` files:
-  ``missing`` lists them) | ``TIMEOUT`` (cut off by a time limit) | ``OUT_OF_MEMORY`` | ``CANCELLED``.
-- ``skip``: an index not started because the task was told to stop (``cause``: ``TIMEOUT``/``CANCELLED``).
+  ``missing`` lists them; or it could not be started: ``error``) | ``TIMEOUT`` (cut off by a time limit) |
+  ``OUT_OF_MEMORY`` (SIGKILL that the runner did not send) | ``CANCELLED``; ``killed``: true when the
+  runner had to SIGKILL it.
+- ``skip``: an index not started: the task was told to stop (``cause``: ``TIMEOUT``/``CANCELLED``), or
+  its results were already on disk (``cause``: ``COMPLETED``).
+- ``stop``: the runner got a stop signal (``signal``, ``name``, ``cause``, ``running``: the indices cut
+  off, ``skipped``: the indices it will not start). Written before the cut-off runs end.
 
 It works where sacct does not, and outlives squeue's memory (MinJobAge).
 """

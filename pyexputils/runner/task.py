@@ -1,0 +1,424 @@
+"""The in-job runner: ``python -m pyexputils.runner.task MANIFEST [--task N]``.
+
+Runs the bundle of indices of one array task (``$SLURM_ARRAY_TASK_ID``, or ``--task N``), ``parallel`` at a
+time, each as ``bash -c COMMAND`` in the project folder, in a process group of its own, with stdout/stderr in
+``Manifest.logPaths(index)``. Every event goes to the task's status file (``Manifest.statusPath(task)``,
+see :mod:`pyexputils.runner.status`), one flushed line each.
+
+Signals (the sbatch script ``exec``s the runner, so it receives them itself):
+
+- ``SIGUSR1`` (``--signal=B:USR1@N``, the time-limit warning): stop. Running indices get SIGTERM (their chance
+  to checkpoint) and end ``TIMEOUT``; indices not started are skipped with cause ``TIMEOUT``.
+- ``SIGTERM``: the same, with cause ``CANCELLED``, or ``TIMEOUT`` after a USR1 or near the job's deadline
+  (``Manifest.job_time_limit_s``). Under proctrack/linuxproc Slurm sends it to the runs too.
+- ``SIGINT``: like SIGTERM (``CANCELLED``); a second SIGINT kills the runs at once.
+
+A run the runner stopped is killed (SIGKILL to its group) ``Manifest.grace_s`` seconds after its SIGTERM.
+A run past ``Manifest.time_limit_s`` is stopped the same way and ends ``TIMEOUT``; the others go on.
+
+Causes of ``end``: exit 0 with every ``require`` file present: ``COMPLETED`` (even after a SIGTERM); exit 0
+with files missing: ``FAILED`` (``missing`` lists them); stopped by the runner: the stop's cause; killed by
+SIGKILL (or a shell's exit 137) that the runner did not send: ``OUT_OF_MEMORY`` (a heuristic: the kernel's
+OOM killer and a cgroup memory limit are the usual senders of an unannounced SIGKILL); any other non-zero
+exit or signal: ``FAILED``. A run that dies of a signal is classified half a second later, so that a
+SIGTERM reaching the run and the runner at once (Slurm) counts as the runner's stop, not as a failure.
+
+Exit code: 0 when every index ended ``COMPLETED`` or was skipped as done, 1 otherwise, 2 on bad usage
+(no task id, unreadable manifest).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Callable, Mapping, Sequence
+
+from pyexputils.errors import ExperimentError, PyExpUtilsError
+from pyexputils.models import Config, ExperimentDescription, loadConfig
+from pyexputils.models.loader import loadMapping
+from pyexputils.runner.command import buildCommand, shellArgv
+from pyexputils.runner.manifest import Manifest
+from pyexputils.runner.status import StatusWriter
+
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+SETTLE_S = 0.5  # how long a run that died of a signal waits for the runner's own stop signal
+SHELL_SIGKILL = 128 + signal.SIGKILL  # a shell reports a child killed by SIGKILL as exit 137
+
+
+def deadlineMargin(limit: float) -> float:
+    """How close to the job's deadline a SIGTERM counts as the time limit (Slurm checks every 30 s)."""
+    return min(60.0, max(5.0, 0.1 * limit))
+
+
+def isDone(folder: str, require: Sequence[str]) -> bool:
+    """Done, as the planner sees it: the save folder exists and holds every ``require`` file."""
+    return os.path.exists(folder) and all(os.path.exists(os.path.join(folder, r)) for r in require)
+
+
+def missingFiles(folder: str, require: Sequence[str]) -> list[str]:
+    """The ``require`` files not in ``folder`` (the folder itself when there are none to check)."""
+    if not require:
+        return [] if os.path.exists(folder) else [folder]
+    return [r for r in require if not os.path.exists(os.path.join(folder, r))]
+
+
+@dataclass
+class Run:
+    """One index running in its own process group."""
+
+    index: int
+    proc: "subprocess.Popen[bytes]"
+    started: float
+    limitAt: float | None  # per-index time limit (Manifest.time_limit_s)
+    folder: str
+    cause: str | None = None  # set when the runner stops it: TIMEOUT | CANCELLED
+    killAt: float | None = None  # SIGKILL due
+    killed: bool = False  # the runner sent SIGKILL
+    exitedAt: float | None = None  # it has ended; classified at ``exitedAt + SETTLE_S`` when needed
+    returncode: int | None = None
+
+
+class TaskRunner:
+    """Runs one array task of a manifest; ``run()`` returns the runner's exit code."""
+
+    w: StatusWriter
+    config: Config
+
+    def __init__(self, manifest: Manifest, task: int, environ: Mapping[str, str] | None = None) -> None:
+        self.m = manifest
+        self.task = task
+        self.environ = dict(os.environ if environ is None else environ)
+        if not 0 <= task < len(manifest.tasks):
+            raise PyExpUtilsError(f"manifest {manifest.tag}: task {task} out of range 0-{len(manifest.tasks) - 1}")
+        self.indices = list(manifest.tasks[task])
+        self.project = os.path.abspath(manifest.project)
+        self.t0 = time.time()
+        self.deadline = self._deadline()
+        self.host = self.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        self.job = (
+            self.environ.get("PYX_JOB_ID")
+            or self.environ.get("SLURM_ARRAY_JOB_ID")
+            or self.environ.get("SLURM_JOB_ID")
+            or str(os.getpid())
+        )
+        self.running: list[Run] = []
+        self.pending: deque[int] = deque(self.indices)
+        self.causes: dict[int, str] = {}
+        self.stopCause: str | None = None
+        self.sawUsr1 = False
+        self.interrupts = 0
+        self._signals: list[int] = []
+        self.exp: ExperimentDescription | None = None
+
+    # --- paths --------------------------------------------------------------------------------------
+    def _abs(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(self.project, path)
+
+    def statusPath(self) -> str:
+        return self._abs(self.m.statusPath(self.task))
+
+    def logPaths(self, index: int) -> tuple[str, str]:
+        out, err = self.m.logPaths(index)
+        return self._abs(out), self._abs(err)
+
+    def _deadline(self) -> float | None:
+        """Epoch seconds at which the job will be stopped, when known."""
+        end = self.environ.get("SLURM_JOB_END_TIME")
+        if end and end.isdigit() and int(end) > 0:
+            return float(end)
+        if self.m.job_time_limit_s:
+            return self.t0 + self.m.job_time_limit_s
+        return None
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        cwd = os.getcwd()
+        os.chdir(self.project)  # experiment names and save paths are relative to the project
+        try:
+            with StatusWriter(self.statusPath(), host=self.host, job=self.job, task=self.task, attempt=self.m.attempt) as w:
+                self.w = w
+                return self._run()
+        finally:
+            os.chdir(cwd)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.w.write(kind, time=round(time.time(), 3), **fields)
+
+    def _run(self) -> int:
+        self._event("task_start", indices=self.indices, pid=os.getpid(), parallel=self.m.parallel, tag=self.m.tag)
+        try:
+            self._load()
+        except PyExpUtilsError as e:
+            print(f"pyexputils.runner.task: {e}", file=sys.stderr)
+            for index in self.indices:
+                self._end(index, "FAILED", exit=None, signal=None, error=str(e))
+            self.pending.clear()
+        with _SignalsTo(self._signals) as wake:
+            while self.pending or self.running:
+                self._handleSignals()
+                now = time.time()
+                self._reap(now)
+                self._enforce(now)
+                self._startMore()
+                if self.pending or self.running:
+                    wake.wait(self._timeout(time.time()))
+        code = 0 if all(self.causes.get(i) == "COMPLETED" for i in self.indices) else 1
+        self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
+        return code
+
+    def _load(self) -> None:
+        config = loadConfig(self.project)
+        path = self._abs(self.m.experiment)
+        self.exp = ExperimentDescription(loadMapping(path, ExperimentError), path=path, config=config)
+        self.config = config
+
+    def _timeout(self, now: float) -> float:
+        due = [t for r in self.running for t in (r.limitAt, r.killAt) if t is not None and r.exitedAt is None]
+        due += [r.exitedAt + SETTLE_S for r in self.running if r.exitedAt is not None]
+        return max(0.0, min([now + 5.0] + due) - now)
+
+    # --- signals ------------------------------------------------------------------------------------
+    def _handleSignals(self) -> None:
+        while self._signals:
+            sig = self._signals.pop(0)
+            if sig == signal.SIGUSR1:
+                self.sawUsr1 = True
+                cause = "TIMEOUT"
+            elif sig == signal.SIGTERM:
+                near = self.deadline is not None and time.time() >= self.deadline - deadlineMargin(self.deadline - self.t0)
+                cause = "TIMEOUT" if self.sawUsr1 or near else "CANCELLED"
+            elif sig == signal.SIGINT:
+                self.interrupts += 1
+                cause = "CANCELLED"
+            else:
+                continue
+            self._stop(sig, cause)
+
+    def _stop(self, sig: int, cause: str) -> None:
+        """Stop the task: SIGTERM to every run, skip what has not started."""
+        first = self.stopCause is None
+        if first:
+            self.stopCause = cause
+        now = time.time()
+        live = [r for r in self.running if r.exitedAt is None]
+        self._event("stop", signal=sig, name=signal.Signals(sig).name, cause=self.stopCause, running=[r.index for r in live],
+                    skipped=list(self.pending))  # fmt: skip
+        for index in self.pending:
+            self._record(index, "skip", cause=self.stopCause)
+        self.pending.clear()
+        for r in live:
+            if r.cause is None:
+                r.cause = self.stopCause
+            if first or r.killAt is None:
+                self._terminate(r, now)
+            if self.interrupts > 1:
+                self._kill(r)
+
+    def _terminate(self, r: Run, now: float) -> None:
+        _killGroup(r.proc.pid, signal.SIGTERM)
+        r.killAt = now + self.m.grace_s
+
+    def _kill(self, r: Run) -> None:
+        r.killed = True
+        _killGroup(r.proc.pid, signal.SIGKILL)
+
+    # --- runs ---------------------------------------------------------------------------------------
+    def _startMore(self) -> None:
+        while self.pending and self.stopCause is None and len(self.running) < max(1, self.m.parallel):
+            index = self.pending.popleft()
+            try:
+                self._start(index)
+            except (PyExpUtilsError, OSError) as e:
+                self._end(index, "FAILED", exit=None, signal=None, error=str(e))
+
+    def _start(self, index: int) -> None:
+        assert self.exp is not None
+        folder = self._abs(self.exp.interpolateSavePath(index))
+        if self.m.skip_done and isDone(folder, self.m.require):
+            self._record(index, "skip", cause="COMPLETED")
+            return
+        command = buildCommand(self.m.command, self.exp, index, self.exp.path, self.config.path)
+        outPath, errPath = self.logPaths(index)
+        os.makedirs(os.path.dirname(outPath), exist_ok=True)
+        os.makedirs(os.path.dirname(errPath), exist_ok=True)
+        now = time.time()
+        limit = self.m.time_limit_s
+        env = self._env(index, folder, now)
+        with open(outPath, "ab") as out, open(errPath, "ab") as err:
+            proc = subprocess.Popen(
+                shellArgv(command), cwd=self.project, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True,
+            )  # fmt: skip
+        run = Run(index, proc, now, now + limit if limit else None, folder)
+        self.running.append(run)
+        self._record(index, "start", pid=proc.pid, command=command)
+
+    def _env(self, index: int, folder: str, now: float) -> dict[str, str]:
+        env = dict(self.environ)
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", os.defpath)
+        assert self.exp is not None
+        env.update(
+            PYX_INDEX=str(index),
+            PYX_RUN=str(self.exp.getRun(index)),
+            PYX_ATTEMPT=str(self.m.attempt),
+            PYX_RESUBMITTED="1" if self.m.attempt > 1 else "0",
+            PYX_SAVE_PATH=folder,
+            PYX_EXPERIMENT=self.exp.path or "",
+            PYX_TASK=str(self.task),
+            PYX_TAG=self.m.tag,
+        )
+        limits = [float(self.m.time_limit_s)] if self.m.time_limit_s else []
+        if self.deadline is not None:
+            limits.append(self.deadline - now)
+            env["PYX_DEADLINE"] = str(int(self.deadline))
+        if limits:
+            env["PYX_TIME_LIMIT"] = str(max(0, int(min(limits))))
+        return env
+
+    def _reap(self, now: float) -> None:
+        for r in list(self.running):
+            if r.exitedAt is None:
+                rc = r.proc.poll()
+                if rc is None:
+                    continue
+                r.returncode, r.exitedAt = rc, now
+                _killGroup(r.proc.pid, signal.SIGKILL)  # what the run left behind in its group
+            assert r.returncode is not None
+            diedOfSignal = r.returncode < 0 or r.returncode == SHELL_SIGKILL or r.returncode in (
+                128 + signal.SIGTERM, 128 + signal.SIGINT)  # fmt: skip
+            if diedOfSignal and r.cause is None and self.stopCause is None and now < r.exitedAt + SETTLE_S:
+                continue  # a stop signal to the runner may be on its way
+            self.running.remove(r)
+            self._finish(r)
+
+    def _finish(self, r: Run) -> None:
+        rc = r.returncode
+        assert rc is not None
+        exit, sig = (rc, None) if rc >= 0 else (None, -rc)
+        missing = missingFiles(r.folder, self.m.require) if rc == 0 else []
+        extra: dict[str, Any] = {"seconds": round((r.exitedAt or time.time()) - r.started, 3)}
+        if rc == 0 and not missing:
+            cause = "COMPLETED"
+        elif r.cause is not None:
+            cause = r.cause
+        elif self.stopCause is not None and (sig is not None or rc > 128):
+            cause = self.stopCause
+        elif rc == 0:
+            cause = "FAILED"
+            extra["missing"] = missing
+        elif (sig == signal.SIGKILL or rc == SHELL_SIGKILL) and not r.killed:
+            cause = "OUT_OF_MEMORY"
+        else:
+            cause = "FAILED"
+        if r.killed:
+            extra["killed"] = True
+        self._end(r.index, cause, exit=exit, signal=sig, **extra)
+
+    def _enforce(self, now: float) -> None:
+        for r in self.running:
+            if r.exitedAt is not None:
+                continue
+            if r.limitAt is not None and now >= r.limitAt and r.cause is None:
+                r.cause = "TIMEOUT"
+                self._terminate(r, now)
+            if r.killAt is not None and now >= r.killAt and not r.killed:
+                self._kill(r)
+
+    # --- records ------------------------------------------------------------------------------------
+    def _record(self, index: int, kind: str, **fields: Any) -> None:
+        if kind == "skip":
+            self.causes[index] = str(fields["cause"])
+        self._event(kind, index=index, **fields)
+
+    def _end(self, index: int, cause: str, **fields: Any) -> None:
+        self.causes[index] = cause
+        self._event("end", index=index, cause=cause, **fields)
+
+
+def _killGroup(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _SignalsTo:
+    """Within ``with``: stop signals are appended to a list, and ``wait`` returns as soon as any signal
+    (or a child's exit, SIGCHLD) arrives, through a wakeup pipe."""
+
+    def __init__(self, sink: list[int]) -> None:
+        self.sink = sink
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_SignalsTo":
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+        self.oldFd = signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
+
+        def handler(sig: int, frame: FrameType | None) -> None:
+            self.sink.append(sig)
+
+        def nothing(sig: int, frame: FrameType | None) -> None:
+            pass
+
+        handlers: dict[int, Callable[[int, FrameType | None], None]] = {s: handler for s in STOP_SIGNALS}
+        handlers[signal.SIGCHLD] = nothing
+        for s, h in handlers.items():
+            self.old[s] = signal.signal(s, h)
+        return self
+
+    def wait(self, timeout: float) -> None:
+        if self.sink:
+            return
+        ready, _, _ = select.select([self.r], [], [], timeout)
+        if ready:
+            try:
+                while os.read(self.r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+        signal.set_wakeup_fd(self.oldFd)
+        os.close(self.r)
+        os.close(self.w)
+
+
+def taskId(arg: int | None, environ: Mapping[str, str]) -> int:
+    """``--task`` if given, else ``$SLURM_ARRAY_TASK_ID``."""
+    if arg is not None:
+        return arg
+    value = environ.get("SLURM_ARRAY_TASK_ID")
+    if value is None or not value.isdigit():
+        raise PyExpUtilsError("no task id: pass --task N or run inside a Slurm array job (SLURM_ARRAY_TASK_ID)")
+    return int(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyexputils.runner.task", description=__doc__.splitlines()[0])
+    parser.add_argument("manifest", help="the submission's manifest (JSON)")
+    parser.add_argument("--task", type=int, default=None, help="array task id (default: $SLURM_ARRAY_TASK_ID)")
+    args = parser.parse_args(argv)
+    try:
+        manifest = Manifest.read(args.manifest)
+        runner = TaskRunner(manifest, taskId(args.task, os.environ))
+    except PyExpUtilsError as e:
+        print(f"pyexputils.runner.task: {e}", file=sys.stderr)
+        return 2
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
