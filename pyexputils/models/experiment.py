@@ -160,6 +160,31 @@ class ExperimentDescription:
         items = _flatItems("", self._stringified(perm))
         return "_".join(f"{k[1:]}-{v}" for k, v in sorted(items))
 
+    def paramsStrings(self) -> list[str]:
+        """``paramsString(p)`` of every permutation ``p``, in order, built in bulk (for sweeps of 10^6)."""
+        if self._pieces is None:
+            self._compilePieces()
+        assert self._pieces is not None
+        if not self._pieces:
+            return [self.paramsString(p) for p in range(self.sweep.count)]
+        acc = [""]
+        for k, j in enumerate(self._order):  # in name order: the last name varies fastest
+            sep = "_" if k else ""
+            acc = [a + sep + piece for a in acc for piece in self._pieces[j]]
+        if self._order == sorted(self._order):
+            return acc
+        import numpy as np  # entry q of acc is permutation perms[q]
+
+        perms = np.arange(self.sweep.count).reshape(self.sweep.radices).transpose(self._order).ravel()
+        out = np.empty(self.sweep.count, dtype=object)
+        out[perms] = acc
+        strings: list[str] = out.tolist()
+        return strings
+
+    def savePathParts(self, key: str | None = None) -> tuple[str, ...]:
+        """The compiled save path: literal text with ``"\\0params"`` and ``"\\0run"`` markers between."""
+        return self._template(key).parts
+
     def validateSavePath(self, runs: int = 1, key: str | None = None) -> None:
         """Raise if the save path cannot tell indices apart for ``runs`` runs (or names unknown keys)."""
         template = self._template(key)
