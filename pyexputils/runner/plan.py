@@ -1,0 +1,321 @@
+"""Plan: missing indices + resources + cluster limits -> array jobs of bundles of indices (pure).
+
+Keys of the ``slurm`` block read here (config, overridden key by key by the experiment's own block):
+
+- ``runs_per_task`` (``"auto"``): indices per array task, run one after another (``parallel`` at a time)
+  by one runner. ``auto`` bundles only as much as needed: the smallest bundle that keeps each experiment
+  at ``max_tasks`` array tasks or fewer (default 1000) and the whole submission within the queue's free
+  slots, without a task's time exceeding the partition's MaxTime.
+- ``parallel`` (1): indices run at once inside one task. The task asks for ``cpus_per_task x parallel``
+  CPUs (and, when ``mem`` is given per node, ``mem x parallel``; ``mem_per_cpu`` scales by itself).
+- ``time``: the limit of **one run** (minutes, ``M:S``, ``H:M:S``, ``D-H:M:S`` or ``hours(n)``). A task
+  asks for ``ceil(runs_per_task / parallel) x time``, in whole minutes, capped by the partition's MaxTime
+  (when the cap bites, the plan notes it: the runner then stops at the limit and the watcher resubmits
+  what was cut off).
+- ``throttle``: at most this many tasks of one array at once (``--array=0-N%throttle``).
+- ``max_tasks`` (1000): the ``auto`` bundling target per experiment.
+- ``max_array_size``, ``max_job_count``, ``max_submit_jobs``, ``max_time``: override the cluster's limits.
+
+Arrays are numbered from 0 and hold at most MaxArraySize tasks (the highest task id is MaxArraySize - 1).
+The total of array tasks never exceeds the free queue slots (``min(MaxSubmitJobs, MaxJobCount)`` minus the
+jobs already queued); indices that do not fit are *deferred*: reported, left for the next submit/watch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from pyexputils.errors import ConfigError
+from pyexputils.runner.backend import Limits
+from pyexputils.runner.resources import parseMemMB, parseMinutes
+
+# the slurm-block keys that are pyexputils' own (never passed to sbatch)
+OWN_KEYS = frozenset(
+    {
+        "runs_per_task", "parallel", "throttle", "max_tasks", "max_array_size", "max_job_count",
+        "max_submit_jobs", "max_time", "max_mem", "max_attempts", "max_failed_retries", "time_factor",
+        "mem_factor", "resubmit_cancelled", "template", "signal_seconds", "grace_s", "test_only",
+    }
+)  # fmt: skip
+# sbatch options pyexputils sets itself
+RESERVED = frozenset({"array", "job_name", "output", "error", "comment", "parsable", "requeue", "wrap", "signal"})
+DEFAULT_MAX_TASKS = 1000
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """The planning part of one experiment's resolved ``slurm`` block."""
+
+    runs_per_task: int | None = None  # None: auto
+    parallel: int = 1
+    time_minutes: int | None = None  # per run; None: the partition's default (not scaled)
+    cpus_per_task: int = 1  # per run
+    mem_mb: int | None = None  # ``mem`` per run (per node), scaled by parallel
+    throttle: int | None = None
+    max_tasks: int = DEFAULT_MAX_TASKS
+    sbatch: Mapping[str, Any] = field(default_factory=dict)  # the other sbatch options, as given
+
+    @classmethod
+    def fromSlurm(cls, slurm: Mapping[str, Any], where: str = "config") -> "PlanOptions":
+        """Read and check the ``slurm`` block; errors name ``where`` and the key."""
+        for key in slurm:
+            if key in RESERVED:
+                raise ConfigError(f"{where}: slurm.{key} is set by pyexputils; remove it")
+
+        def count(key: str, default: int | None) -> int | None:
+            value = slurm.get(key, default)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: slurm.{key} must be a whole number >= 1, got {value!r}")
+            return value
+
+        rpt = slurm.get("runs_per_task", "auto")
+        runs_per_task = None if rpt in ("auto", None) else count("runs_per_task", None)
+        time_minutes = None
+        if slurm.get("time") is not None:
+            try:
+                time_minutes = parseMinutes(_timeValue(slurm["time"]))
+            except ValueError as e:
+                raise ConfigError(f"{where}: slurm.time: {e}") from None
+        mem_mb = None
+        if slurm.get("mem") is not None:
+            try:
+                mem_mb = parseMemMB(slurm["mem"])
+            except ValueError as e:
+                raise ConfigError(f"{where}: slurm.mem: {e}") from None
+        sbatch = {k: v for k, v in slurm.items() if k not in OWN_KEYS and v is not None}
+        return cls(
+            runs_per_task=runs_per_task,
+            parallel=count("parallel", 1) or 1,
+            time_minutes=time_minutes,
+            cpus_per_task=count("cpus_per_task", 1) or 1,
+            mem_mb=mem_mb,
+            throttle=count("throttle", None),
+            max_tasks=count("max_tasks", DEFAULT_MAX_TASKS) or DEFAULT_MAX_TASKS,
+            sbatch=sbatch,
+        )
+
+
+def _timeValue(value: Any) -> Any:
+    """A ``datetime.timedelta`` as minutes:seconds; anything else as it is."""
+    seconds = getattr(value, "total_seconds", None)
+    if callable(seconds):
+        return f"0:{math.ceil(float(seconds()))}" if float(seconds()) > 0 else 0
+    return value
+
+
+def limitsWithOverrides(limits: Limits, slurm: Mapping[str, Any], where: str = "config") -> Limits:
+    """``limits`` with the ``max_*`` keys of a slurm block put over what the cluster said."""
+    values: dict[str, Any] = {}
+    source = dict(limits.source)
+    for key in ("max_array_size", "max_job_count", "max_submit_jobs"):
+        if slurm.get(key) is not None:
+            v = slurm[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{where}: slurm.{key} must be a whole number >= 1, got {v!r}")
+            values[key] = v
+            source[key] = "config"
+    if slurm.get("max_time") is not None:
+        try:
+            values["max_time_minutes"] = parseMinutes(_timeValue(slurm["max_time"]))
+        except ValueError as e:
+            raise ConfigError(f"{where}: slurm.max_time: {e}") from None
+        source["max_time_minutes"] = "config"
+    if not values:
+        return limits
+    return Limits(
+        max_array_size=values.get("max_array_size", limits.max_array_size),
+        max_job_count=values.get("max_job_count", limits.max_job_count),
+        max_submit_jobs=values.get("max_submit_jobs", limits.max_submit_jobs),
+        max_time_minutes=values.get("max_time_minutes", limits.max_time_minutes),
+        cpus=limits.cpus,
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one experiment needs: its missing indices (sorted, unique) and its options."""
+
+    key: str  # the experiment (its path)
+    indices: Sequence[int]
+    options: PlanOptions
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """One array job: ``tasks[t]`` are the indices of array task ``t``."""
+
+    key: str
+    tasks: list[list[int]]
+    runs_per_task: int
+    parallel: int
+    time_minutes: int | None  # of one task (its whole bundle)
+    cpus_per_task: int  # of one task (cpus per run x parallel)
+    mem_mb: int | None  # of one task when ``mem`` was given
+    throttle: int | None
+    sbatch: Mapping[str, Any]  # the user's other sbatch options
+
+    @property
+    def size(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def runs(self) -> int:
+        return sum(len(t) for t in self.tasks)
+
+    def coreMinutes(self) -> int:
+        """CPU-minutes requested (tasks x cpus x time); 0 when no time was given."""
+        return self.size * self.cpus_per_task * (self.time_minutes or 0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    arrays: list[ArrayPlan]
+    deferred: dict[str, list[int]]  # indices that did not fit the queue, per experiment
+    notes: list[str]  # the limits that shaped the plan, in words
+
+    @property
+    def tasks(self) -> int:
+        return sum(a.size for a in self.arrays)
+
+    @property
+    def runs(self) -> int:
+        return sum(a.runs for a in self.arrays)
+
+
+def freeSlots(limits: Limits, queued: int) -> int | None:
+    """Jobs (array tasks) that may still be queued: the tighter of MaxSubmitJobs and MaxJobCount, less ``queued``."""
+    caps = [c for c in (limits.max_submit_jobs, limits.max_job_count) if c is not None]
+    return max(0, min(caps) - queued) if caps else None
+
+
+def _maxBundle(o: PlanOptions, maxTime: int | None) -> int | None:
+    """The largest bundle whose task time fits the partition's MaxTime (None: no bound)."""
+    if o.time_minutes is None or maxTime is None:
+        return None
+    return max(1, maxTime // o.time_minutes) * o.parallel
+
+
+def _taskTime(o: PlanOptions, bundle: int, maxTime: int | None) -> int | None:
+    if o.time_minutes is None:
+        return None
+    t = math.ceil(bundle / o.parallel) * o.time_minutes
+    return min(t, maxTime) if maxTime is not None else t
+
+
+def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
+    """Pack every request's indices into arrays that respect ``limits`` (see the module docstring)."""
+    notes: list[str] = []
+    maxTime = limits.max_time_minutes
+    maxArray = limits.max_array_size
+    slots = freeSlots(limits, queued)
+    live = [r for r in requests if len(r.indices) > 0]
+
+    # 1. bundle sizes: explicit, or auto (max_tasks), bounded by MaxTime for auto
+    bundles: dict[int, int] = {}
+    for i, r in enumerate(live):
+        o = r.options
+        n = len(r.indices)
+        cap = _maxBundle(o, maxTime)
+        if o.runs_per_task is not None:
+            b = o.runs_per_task
+        else:
+            b = max(1, math.ceil(n / o.max_tasks))
+            if b > 1:
+                b = math.ceil(b / o.parallel) * o.parallel  # whole rounds of `parallel`
+            if cap is not None and b > cap:
+                b = cap
+        bundles[i] = min(b, n)
+
+    # 2. the queue: grow auto bundles until the tasks fit the free slots
+    def total() -> int:
+        return sum(math.ceil(len(r.indices) / bundles[i]) for i, r in enumerate(live))
+
+    if slots is not None and total() > slots:
+        auto = [i for i, r in enumerate(live) if r.options.runs_per_task is None]
+        if auto and slots > 0:
+            fixed = sum(math.ceil(len(live[i].indices) / bundles[i]) for i in range(len(live)) if i not in auto)
+            room = max(len(auto), slots - fixed)
+            autoRuns = sum(len(live[i].indices) for i in auto)
+            for i in auto:
+                r = live[i]
+                share = max(1, room * len(r.indices) // autoRuns)
+                b = max(bundles[i], math.ceil(len(r.indices) / share))
+                cap = _maxBundle(r.options, maxTime)
+                bundles[i] = min(b if cap is None else min(b, cap), len(r.indices))
+            notes.append(f"queue: {slots} free job slots (of {_capText(limits)}, {queued} queued): bundled to fit")
+
+    # 3. cut into tasks, defer what does not fit, split into arrays of <= MaxArraySize tasks
+    arrays: list[ArrayPlan] = []
+    deferred: dict[str, list[int]] = {}
+    left = slots
+    for i, r in enumerate(live):
+        o = r.options
+        b = bundles[i]
+        idx = list(r.indices)
+        ntasks = math.ceil(len(idx) / b)
+        if left is not None and ntasks > left:
+            keep = left * b
+            deferred[r.key] = idx[keep:]
+            idx = idx[:keep]
+            ntasks = left
+        if left is not None:
+            left -= ntasks
+        if not idx:
+            continue
+        tasks = [idx[k : k + b] for k in range(0, len(idx), b)]
+        time = _taskTime(o, b, maxTime)
+        if o.time_minutes is not None and maxTime is not None and math.ceil(b / o.parallel) * o.time_minutes > maxTime:
+            notes.append(f"{r.key}: task time capped at the partition's MaxTime ({maxTime} min)")
+        per = maxArray if maxArray is not None else len(tasks)
+        nArrays = math.ceil(len(tasks) / per)
+        if nArrays > 1:
+            notes.append(f"{r.key}: {len(tasks)} tasks split into {nArrays} arrays (MaxArraySize {maxArray})")
+        size = math.ceil(len(tasks) / nArrays)  # balanced
+        for k in range(0, len(tasks), size):
+            arrays.append(
+                ArrayPlan(
+                    key=r.key,
+                    tasks=tasks[k : k + size],
+                    runs_per_task=b,
+                    parallel=o.parallel,
+                    time_minutes=time,
+                    cpus_per_task=o.cpus_per_task * o.parallel,
+                    mem_mb=None if o.mem_mb is None else o.mem_mb * o.parallel,
+                    throttle=o.throttle,
+                    sbatch=o.sbatch,
+                )
+            )
+    if deferred:
+        n = sum(len(v) for v in deferred.values())
+        notes.append(f"queue: {n} indices deferred (no free job slots: {_capText(limits)}, {queued} queued)")
+    return Plan(arrays=arrays, deferred=deferred, notes=notes)
+
+
+def _capText(limits: Limits) -> str:
+    parts = []
+    if limits.max_submit_jobs is not None:
+        parts.append(f"MaxSubmitJobs {limits.max_submit_jobs}")
+    if limits.max_job_count is not None:
+        parts.append(f"MaxJobCount {limits.max_job_count}")
+    return ", ".join(parts)
+
+
+def indexRanges(indices: Sequence[int]) -> str:
+    """Sorted indices as ranges: ``0-99,140``."""
+    out: list[str] = []
+    it = iter(sorted(indices))
+    start = prev = next(it, None)
+    if start is None:
+        return ""
+    for i in it:
+        if i == prev + 1:  # type: ignore[operator]
+            prev = i
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = i
+    out.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(out)
