@@ -161,7 +161,7 @@ class TaskRunner:
             for index in self.indices:
                 self._end(index, "FAILED", exit=None, signal=None, error=str(e))
             self.pending.clear()
-        with _SignalsTo(self._signals) as wake:
+        with SignalWaiter(self._signals) as wake:
             while self.pending or self.running:
                 self._handleSignals()
                 now = time.time()
@@ -351,15 +351,17 @@ def _killGroup(pgid: int, sig: int) -> None:
         pass
 
 
-class _SignalsTo:
-    """Within ``with``: stop signals are appended to a list, and ``wait`` returns as soon as any signal
-    (or a child's exit, SIGCHLD) arrives, through a wakeup pipe."""
+class SignalWaiter:
+    """Within ``with``: ``signals`` (default: SIGUSR1, SIGTERM, SIGINT) are appended to ``sink`` instead of
+    acting, and ``wait`` returns as soon as any signal (or a child's exit, SIGCHLD) arrives, through a
+    wakeup pipe. Main thread only."""
 
-    def __init__(self, sink: list[int]) -> None:
+    def __init__(self, sink: list[int], signals: Sequence[int] = STOP_SIGNALS) -> None:
         self.sink = sink
+        self.signals = tuple(signals)
         self.old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_SignalsTo":
+    def __enter__(self) -> "SignalWaiter":
         self.r, self.w = os.pipe()
         os.set_blocking(self.r, False)
         os.set_blocking(self.w, False)
@@ -371,7 +373,7 @@ class _SignalsTo:
         def nothing(sig: int, frame: FrameType | None) -> None:
             pass
 
-        handlers: dict[int, Callable[[int, FrameType | None], None]] = {s: handler for s in STOP_SIGNALS}
+        handlers: dict[int, Callable[[int, FrameType | None], None]] = {s: handler for s in self.signals}
         handlers[signal.SIGCHLD] = nothing
         for s, h in handlers.items():
             self.old[s] = signal.signal(s, h)
