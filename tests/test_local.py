@@ -43,7 +43,7 @@ def test_submit_and_finish_runs_every_task(tmp_path: Path) -> None:
     outs = outcomes(statusFiles(p, m))
     assert {i: o.state for i, o in outs.items()} == {i: "COMPLETED" for i in range(6)}
     assert {o.job for o in outs.values()} == {"local-t1"}
-    assert "3/3 tasks ended; indices: 6 COMPLETED" in progress.getvalue()
+    assert progress.getvalue().splitlines()[-1] == "[local] 3/3 tasks ended; indices: 6 COMPLETED"
     assert taskStates(m, alive=False) == {0: "COMPLETED", 1: "COMPLETED", 2: "COMPLETED"}
     assert (tmp_path / ".logs" / "t1" / "task-0.log").exists()
     assert backend.query() == [] and os.listdir(tmp_path / "state" / "local") == []

@@ -2,7 +2,7 @@
 
 It implements :class:`pyexputils.runner.backend.Backend`. ``submit(job)`` only queues the array job (and
 returns its id, ``local-<tag>``); ``finish()`` runs everything queued in one process pool and **blocks**
-until every task has ended, printing one progress line per finished task. Each worker is one runner:
+until every task has ended, printing a progress line every 2 s. Each worker is one runner:
 ``python -m pyexputils.runner.task MANIFEST --task t``, ``workers`` at a time (config ``local.workers``,
 default the CPUs this process may use). With ``detach=True`` (config ``local.detach``) ``finish()`` starts
 the same pool in a background process (``python -m pyexputils.runner.local``) and returns at once.
@@ -42,6 +42,7 @@ from pyexputils.runner.task import STOP_SIGNALS, SignalWaiter
 
 JOB_PREFIX = "local-"
 KILL_AFTER_S = 5.0  # after the runner's grace period, a runner still there is killed
+PROGRESS_EVERY_S = 2.0  # at most one progress line this often (and one at the end)
 
 
 def defaultWorkers(options: dict[str, Any] | None = None, where: str = "config") -> int:
@@ -119,6 +120,7 @@ class Pool:
         self.done = 0
         self.total = sum(len(j.manifest.tasks) for j in self.jobs)
         self.counts: dict[str, int] = {}
+        self.lastReport = time.time()
 
     def run(self) -> dict[tuple[str, int], int | None]:
         queue = [(job, t) for job in self.jobs for t in range(len(job.manifest.tasks))]
@@ -194,7 +196,9 @@ class Pool:
                     cause = "ALREADY_DONE"
                 self.counts[cause] = self.counts.get(cause, 0) + 1
         self.done += 1
-        if self.progress is not None:
+        now = time.time()
+        if self.progress is not None and (self.done == self.total or now >= self.lastReport + PROGRESS_EVERY_S):
+            self.lastReport = now
             tally = ", ".join(f"{n} {c}" for c, n in sorted(self.counts.items()))
             print(f"[local] {self.done}/{self.total} tasks ended; indices: {tally}", file=self.progress, flush=True)
 
