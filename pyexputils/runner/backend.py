@@ -9,6 +9,7 @@ disk, the rendered sbatch script and the resolved options), and
   raises :class:`SubmitRejected` (nothing started) or :class:`BackendError`;
 - ``query()``: the live array tasks of pyexputils' jobs (pending or running), one :class:`LiveTask` each;
 - ``cancel(job_ids)``: stops those jobs (pending tasks never start, running ones get SIGTERM);
+- ``queued()`` (optional): all of this user's queued/running jobs (default: ``len(query())``);
 - ``finish()``: called once after the last submit of a command; the Slurm backend returns at once, a
   foreground backend (local) runs / waits for the work it was given here.
 
@@ -110,6 +111,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Cancel these jobs (all their array tasks)."""
+
+    def queued(self) -> int:
+        """Jobs (array tasks) of this user now queued or running, all of them: the queue budget's use."""
+        return len(self.query())
 
     def finish(self) -> None:
         """Called after the last submit of one command (a foreground backend runs its work here)."""

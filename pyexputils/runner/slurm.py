@@ -1,0 +1,216 @@
+"""The Slurm backend: every subprocess call to Slurm (sbatch, squeue, scancel, scontrol, sacctmgr) lives here.
+
+- ``limits()``: ``scontrol show config`` (MaxArraySize, MaxJobCount), ``scontrol show partition``
+  (MaxTime, TotalCPUs of the job's partition or the default one), ``sacctmgr show assoc`` (MaxSubmitJobs,
+  when the site has accounting; skipped quietly otherwise).
+- ``submit()``: ``sbatch --parsable`` with the script on stdin, from the project folder, argument list (no
+  shell); stderr is read: transient errors (socket timeout, "Resource temporarily unavailable", controller
+  not answering) are retried with backoff, after checking squeue that the job did not arrive anyway;
+  any other failure raises :class:`SubmitRejected` with sbatch's own message.
+- ``query()``: one ``squeue --me -h -r`` call; ``queued()`` counts all the user's jobs (the queue budget).
+- ``cancel()``: one ``scancel`` call.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from typing import Sequence
+
+from pyexputils.runner.backend import JOB_PREFIX, Backend, BackendError, JobSpec, Limits, LiveTask, SubmitRejected
+from pyexputils.runner.resources import parseMinutes
+
+TRANSIENT = re.compile(
+    r"socket timed out|resource temporarily unavailable|unable to contact slurm controller|"
+    r"connection refused|try again|slurm_receive_msg|communications? (connection )?failure|"
+    r"slurmctld.*(busy|not responding)",
+    re.IGNORECASE,
+)
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+TIMEOUT_S = 60.0
+SQUEUE_FORMAT = "%F|%K|%T|%j|%r"
+
+
+def available() -> bool:
+    """True when ``sbatch`` is on PATH and the controller answers ``sinfo``."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def run(argv: Sequence[str], stdin: str | None = None, cwd: str | None = None, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """Run one Slurm command (argument list, no shell); BackendError when it cannot be started or hangs."""
+    try:
+        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    except FileNotFoundError:
+        raise BackendError(f"{argv[0]}: command not found (is Slurm installed? use --backend local)") from None
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"{' '.join(argv[:3])}: no answer within {timeout:.0f} s") from None
+
+
+def parseKeyValues(text: str) -> dict[str, str]:
+    """``Key = Value`` lines (scontrol show config) and ``Key=Value Key=Value`` words (show partition)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if " = " in line:
+            k, _, v = line.partition(" = ")
+            out[k.strip()] = v.strip()
+            continue
+        for word in line.split():
+            k, eq, v = word.partition("=")
+            if eq:
+                out[k] = v
+    return out
+
+
+def parsePartitions(text: str) -> list[dict[str, str]]:
+    """``scontrol show partition`` output: one dict per partition (blank-line separated)."""
+    return [parseKeyValues(block) for block in re.split(r"\n\s*\n", text.strip()) if block.strip()]
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        n = int(value.split()[0])
+    except (ValueError, IndexError):
+        return None
+    return n if n > 0 else None
+
+
+def parseSqueue(text: str) -> tuple[list[LiveTask], int]:
+    """``squeue -h -r -o %F|%K|%T|%j|%r`` lines: our (``pyx-``) tasks, and the count of all lines."""
+    ours: list[LiveTask] = []
+    count = 0
+    for line in text.splitlines():
+        parts = line.split("|", 4)
+        if len(parts) < 5:
+            continue
+        count += 1
+        job, task, state, name, reason = parts
+        if not name.startswith(JOB_PREFIX):
+            continue
+        ours.append(
+            LiveTask(
+                job_id=job.strip(),
+                task=int(task) if task.strip().isdigit() else None,
+                state=state.strip(),
+                tag=name[len(JOB_PREFIX) :],
+                reason=reason.strip(),
+            )
+        )
+    return ours, count
+
+
+class SlurmBackend(Backend):
+    """Slurm through its command-line tools."""
+
+    name = "slurm"
+
+    def __init__(self) -> None:
+        self._queued: int | None = None
+
+    def limits(self, partition: str | None = None) -> Limits:
+        source: dict[str, str] = {}
+        cfg = run(["scontrol", "show", "config"])
+        if cfg.returncode != 0:
+            raise BackendError(f"scontrol show config: {cfg.stderr.strip() or 'failed'}")
+        conf = parseKeyValues(cfg.stdout)
+        maxArray = _int(conf.get("MaxArraySize"))
+        maxJobs = _int(conf.get("MaxJobCount"))
+        for key, value in (("max_array_size", maxArray), ("max_job_count", maxJobs)):
+            if value is not None:
+                source[key] = "scontrol show config"
+        parts = run(["scontrol", "show", "partition"] + ([partition] if partition else []))
+        if parts.returncode != 0:
+            raise BackendError(f"scontrol show partition {partition or ''}: {parts.stderr.strip() or 'failed'}".replace("  ", " "))
+        blocks = parsePartitions(parts.stdout)
+        chosen = blocks[0] if partition else next((b for b in blocks if b.get("Default") == "YES"), blocks[0] if blocks else {})
+        maxTime = None
+        if chosen.get("MaxTime") and chosen["MaxTime"].upper() not in ("UNLIMITED", "INFINITE"):
+            try:
+                maxTime = parseMinutes(chosen["MaxTime"])
+                source["max_time_minutes"] = f"partition {chosen.get('PartitionName', '?')}"
+            except ValueError:
+                maxTime = None
+        cpus = _int(chosen.get("TotalCPUs"))
+        maxSubmit = self._maxSubmit()
+        if maxSubmit is not None:
+            source["max_submit_jobs"] = "sacctmgr"
+        return Limits(maxArray, maxJobs, maxSubmit, maxTime, cpus, source)
+
+    def _maxSubmit(self) -> int | None:
+        """The user's association MaxSubmitJobs (the smallest non-empty), None without accounting."""
+        if shutil.which("sacctmgr") is None:
+            return None
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+        try:
+            out = run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=MaxSubmit"], timeout=10)
+        except BackendError:
+            return None
+        if out.returncode != 0:
+            return None
+        values = [_int(v) for v in out.stdout.split()]
+        found = [v for v in values if v is not None]
+        return min(found) if found else None
+
+    def submit(self, job: JobSpec, test_only: bool = False) -> str:
+        argv = ["sbatch", "--parsable"] + (["--test-only"] if test_only else [])
+        for attempt, pause in enumerate((0.0,) + BACKOFF_S):
+            if pause:
+                time.sleep(pause)
+                if not test_only:
+                    arrived = self._findTag(job.tag)  # the failed call may have submitted it after all
+                    if arrived is not None:
+                        return arrived
+            try:
+                out = run(argv, stdin=job.script, cwd=job.workdir)
+            except BackendError as e:
+                if attempt < len(BACKOFF_S) and "no answer" in str(e):
+                    continue
+                raise
+            err = out.stderr.strip()
+            if out.returncode == 0:
+                if test_only:
+                    return ""
+                jobId = out.stdout.strip().split(";")[0]
+                if not jobId.isdigit():
+                    raise BackendError(f"sbatch for {job.tag}: unexpected reply {out.stdout.strip()!r} {err}")
+                return jobId
+            if TRANSIENT.search(err) and attempt < len(BACKOFF_S):
+                continue
+            raise SubmitRejected(f"sbatch rejected {job.tag} ({job.manifest.experiment}): {err or 'exit ' + str(out.returncode)}")
+        raise BackendError(f"sbatch for {job.tag}: still failing after {len(BACKOFF_S)} retries")
+
+    def _findTag(self, tag: str) -> str | None:
+        try:
+            tasks = self.query()
+        except BackendError:
+            return None
+        return next((t.job_id for t in tasks if t.tag == tag), None)
+
+    def query(self) -> list[LiveTask]:
+        out = run(["squeue", "--me", "-h", "-r", "-o", SQUEUE_FORMAT])
+        if out.returncode != 0:
+            raise BackendError(f"squeue: {out.stderr.strip() or 'failed'}")
+        ours, count = parseSqueue(out.stdout)
+        self._queued = count
+        return ours
+
+    def queued(self) -> int:
+        """All the user's queued/running jobs (array tasks counted one by one), from the last query."""
+        if self._queued is None:
+            self.query()
+        return self._queued or 0
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        out = run(["scancel", *job_ids])
+        if out.returncode != 0:
+            raise BackendError(f"scancel {' '.join(job_ids)}: {out.stderr.strip() or 'failed'}")
