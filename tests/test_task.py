@@ -300,3 +300,39 @@ def test_without_require_the_folder_is_enough(tmp_path: Path) -> None:
     ends = p.ends()
     assert ends[0]["cause"] == "COMPLETED"
     assert ends[1]["cause"] == "FAILED" and ends[1]["missing"] == [str(tmp_path / "results" / "mode-nowrite" / "0")]
+
+
+def test_nasty_values_reach_the_run_intact(tmp_path: Path) -> None:
+    p = Project(tmp_path, ["env"])
+    nasty = "it's \"$(touch PWNED)\" `touch PWNED`; touch PWNED ${HOME} *"
+    exp = json.loads(Path(p.experiment).read_text())
+    Path(p.experiment).write_text(json.dumps({**exp, "note": nasty}))
+    m = p.manifest([[0]])
+    m.command = "python prog.py {mode} --note {note} --params {params}"
+    m.write(str(tmp_path / "manifest.json"))
+    assert p.run() == 0
+    env = json.loads((tmp_path / "results" / "mode-env" / "0" / "env.json").read_text())
+    assert env["argv"] == ["env", "--note", nasty, "--params", "mode-env"]
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_skip_done_false_runs_again(tmp_path: Path) -> None:
+    p = Project(tmp_path, ["ok"])
+    p.manifest([[0]])
+    assert p.run() == 0
+    p.manifest([[0]], skip_done=False)
+    assert p.run() == 0
+    assert [e["event"] for e in p.events() if e.get("index") == 0] == ["start", "end", "start", "end"]
+    p.manifest([[0]])
+    assert p.run() == 0
+    assert p.events()[-2]["event"] == "skip" and p.events()[-2]["cause"] == "COMPLETED"
+
+
+def test_shell_exit_137_counts_as_sigkill(tmp_path: Path) -> None:
+    p = Project(tmp_path, ["oom"])
+    m = p.manifest([[0]])
+    m.command = "python prog.py {mode} && true"  # bash does not exec the program: it reports 128 + 9
+    m.write(str(tmp_path / "manifest.json"))
+    assert p.run() == 1
+    end = p.ends()[0]
+    assert end["exit"] == 137 and end["signal"] is None and end["cause"] == "OUT_OF_MEMORY"
