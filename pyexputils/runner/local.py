@@ -300,7 +300,7 @@ class LocalBackend(Backend):
         self.registry = Registry(state_dir if state_dir is not None else stateDir(Config().results_root))
         self.detach = detach
         self.progress = progress
-        self.queued: list[Job] = []
+        self.toRun: list[Job] = []
 
     @classmethod
     def fromConfig(cls, config: Config, **kw: Any) -> "LocalBackend":
@@ -331,13 +331,13 @@ class LocalBackend(Backend):
         if test_only:
             return ""
         local = Job.fromSpec(job)
-        self.queued.append(local)
+        self.toRun.append(local)
         return local.id
 
     def finish(self) -> None:
         """Run what was queued: blocks until every task has ended (or, with ``detach``, starts a pool in
         the background and returns)."""
-        jobs, self.queued = self.queued, []
+        jobs, self.toRun = self.toRun, []
         if not jobs:
             return
         if self.detach:
