@@ -1,0 +1,196 @@
+"""Which indices exist, and which are not done: one directory listing per folder, not one stat per index.
+
+A run is *done* when its save folder exists or, when ``require`` (config or argument) names files, when
+all of them exist in it. ``listMissingResults`` walks the save path level by level from its fixed root:
+it lists each existing folder once and compares the names in bulk against the names every setting and
+run would have there. File-system calls: one listing per existing folder that holds save folders (a
+folder that is absent is never visited), plus, with ``require``, one check per existing save folder
+(a ``stat`` for one required file, a listing for several): that last part cannot be avoided, since
+only the save folder knows what is inside it.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from pyexputils.models import ExperimentDescription
+from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# a node of the walk: (permutation or -1, run or -1, folder path)
+_Node = tuple[int, int, str]
+
+
+def listIndices(exp: ExperimentDescription, runs: int = 1) -> range:
+    """The indices ``0 … runs·P − 1``: every setting once per run, run 0 first."""
+    return range(exp.numPermutations() * runs)
+
+
+def listMissingResults(
+    exp: ExperimentDescription,
+    runs: int = 1,
+    *,
+    require: Sequence[str] | None = None,
+    base: str = "",
+    workers: int = 1,
+) -> list[int]:
+    """The indices (of ``runs`` runs) whose run is not done, in increasing order.
+
+    ``require`` defaults to the config's; ``base`` is prepended to save paths; ``workers`` > 1 lists
+    folders from that many threads (worth it on network file systems, not on a local disk).
+    """
+    return np.flatnonzero(~doneMask(exp, runs, require=require, base=base, workers=workers)).tolist()  # type: ignore[no-any-return]
+
+
+def doneMask(
+    exp: ExperimentDescription,
+    runs: int = 1,
+    *,
+    require: Sequence[str] | None = None,
+    base: str = "",
+    workers: int = 1,
+) -> npt.NDArray[np.bool_]:
+    """A boolean per index ``0 … runs·P − 1``: True where the run is done."""
+    if runs < 0:
+        raise ValueError(f"runs must be >= 0, got {runs}")
+    exp.validateSavePath(max(runs, 1))
+    count = exp.numPermutations()
+    mask = np.zeros(runs * count, dtype=bool)
+    if runs == 0:
+        return mask
+    required = list(exp.config.require if require is None else require)
+    plan = planSavePath(exp, base)
+    if plan is None:
+        paths = [os.path.join(base, p) if base else p for p in listResultsPaths(exp, runs)]
+        for i, path in enumerate(paths):
+            mask[i] = os.path.exists(path) and all(os.path.exists(os.path.join(path, f)) for f in required)
+        return mask
+    count = exp.numPermutations()
+    if not required:
+        done = _walk(exp, plan, runs, workers, paths=False)
+    else:
+        folders = _walk(exp, plan, runs, workers, paths=True)
+        ok = _map(lambda node: _hasAll(node[1], required), folders, workers)
+        done = [i for (i, _), good in zip(folders, ok) if good]
+    if done:
+        mask[np.array(done, dtype=np.int64)] = True
+    return mask
+
+
+def _walk(exp: ExperimentDescription, plan: PathPlan, runs: int, workers: int, paths: bool) -> list[Any]:
+    """The indices whose save folder exists; with ``paths``, (index, folder) pairs."""
+    params = exp.paramsStrings() if plan.usesParams else [""]
+    count = exp.numPermutations()
+    runStrings = [str(r) for r in range(runs)]
+    nodes: list[_Node] = [(-1, -1, plan.root)]
+    out: list[Any] = []
+    for depth, level in enumerate(plan.levels):
+        last = depth == len(plan.levels) - 1
+        listings = _map(_listNames, [node[2] for node in nodes], workers)
+        cache: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
+        offsetCache: dict[tuple[int, int], tuple[dict[str, int], dict[str, list[int]]]] = {}
+        found: list[_Node] = []
+        for (perm, run, path), names in zip(nodes, listings):
+            if not names:
+                continue
+            # the candidates depend only on the values this level reads: share them across folders
+            key = (perm if level.usesParams else -1, run if level.usesRun else -1)
+            candidates = cache.get(key)
+            if candidates is None:
+                candidates = cache[key] = _candidates(level, key[0], key[1], params, count, runStrings)
+            if last and not paths:  # the hot loop: a level's index offsets, shared across folders
+                shared = offsetCache.get(key)
+                if shared is None:
+                    shared = offsetCache[key] = _offsets(candidates, count)
+                offsets, extra = shared
+                nodeOffset = (0 if level.usesRun else max(run, 0) * count) + (0 if level.usesParams else max(perm, 0))
+                out += [offsets[n] + nodeOffset for n in names if n in offsets]
+                if extra:
+                    present = set(names)
+                    for n, more in extra.items():
+                        if n in present:
+                            out += [o + nodeOffset for o in more]
+                continue
+            hits = [(name, c) for name in names if (c := candidates.get(name)) is not None]
+            for name, pairs in hits:
+                child = path + "/" + name
+                for p, r in pairs:
+                    found.append((p if p >= 0 else perm, r if r >= 0 else run, child))
+        nodes = found
+    if paths:
+        out = [(max(r, 0) * count + max(p, 0), path) for p, r, path in nodes]
+    return out
+
+
+def _offsets(
+    candidates: dict[str, list[tuple[int, int]]], count: int
+) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Candidates as index offsets: one per name, plus the rare names that stand for several pairs."""
+    first: dict[str, int] = {}
+    extra: dict[str, list[int]] = {}
+    for name, pairs in candidates.items():
+        values = [max(r, 0) * count + max(p, 0) for p, r in pairs]
+        first[name] = values[0]
+        if len(values) > 1:
+            extra[name] = values[1:]
+    return first, extra
+
+
+def _candidates(
+    level: Level, perm: int, run: int, params: list[str], count: int, runStrings: list[str]
+) -> dict[str, list[tuple[int, int]]]:
+    """Name at this level -> the (perm, run) pairs it stands for (-1: not read here), given what is fixed."""
+    perms = range(count) if level.usesParams and perm < 0 else [perm]
+    runList = range(len(runStrings)) if level.usesRun and run < 0 else [run]
+    if level.tokens == (PARAMS,) and len(perms) == count:  # the common levels, without formatting
+        names: Iterable[str] = params
+    elif level.tokens == (RUN,) and len(runList) == len(runStrings):
+        names = runStrings
+    else:
+        fmt = level.formatString()
+        names = (
+            fmt.format(params[p] if p >= 0 else "", runStrings[r] if r >= 0 else "") for p in perms for r in runList
+        )
+    pairs = [(p, r) for p in perms for r in runList]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for name, pair in zip(names, pairs):
+        same = out.get(name)
+        if same is None:
+            out[name] = [pair]
+        else:
+            same.append(pair)
+    return out
+
+
+def _listNames(path: str) -> list[str] | None:
+    """The names in folder ``path``; None when it is absent or cannot be read."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        return None
+
+
+def _hasAll(folder: str, required: list[str]) -> bool:
+    """Whether every file in ``required`` exists in ``folder``: one stat for one file, else one listing."""
+    if len(required) == 1:
+        return os.path.exists(folder + "/" + required[0])
+    names = _listNames(folder)
+    return names is not None and all(f in names for f in required)
+
+
+def _map(fn: Callable[[T], R], items: Sequence[T] | Iterable[T], workers: int) -> list[R]:
+    """``fn`` over ``items``, on ``workers`` threads in contiguous chunks when > 1."""
+    items = list(items)
+    if workers <= 1 or len(items) < 64:
+        return [fn(x) for x in items]
+    size = -(-len(items) // workers)
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda chunk: [fn(x) for x in chunk], chunks))
+    return [y for part in parts for y in part]
