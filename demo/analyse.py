@@ -1,51 +1,20 @@
-"""Print the best setting of each demo experiment: lowest RMS error averaged over the learning curve.
+"""Print the best setting of each demo experiment: the lowest RMS error averaged over the learning curve.
 
     python analyse.py experiments/randomwalk/*.json [--runs 3]
 
-Uses pyexputils.results (``loadResults``, ``getBest``), the seed's analysis helpers.
+With pyexputils.results, the seed's analysis helpers: ``loadResults`` (one lazy Result per setting, its
+runs stacked) and ``getBest`` (the smallest mean over runs and over the curve, by default).
 """
 from __future__ import annotations
 
 import argparse
-import os
-from typing import Any
 
 import numpy as np
 
-from pyexputils.models import ExperimentDescription, loadExperiment
+from pyexputils.models import loadExperiment
+from pyexputils.results import getBest, loadResults
 
 RESULT = "curve.npy"
-
-
-def bestWithResults(exp: ExperimentDescription, runs: int) -> tuple[dict[str, Any], float, float, int] | None:
-    """(params, mean, stderr, runs) of the best setting through pyexputils.results; None if it is missing."""
-    try:
-        from pyexputils.results import getBest, loadResults
-    except ImportError:
-        return None
-    best = getBest(loadResults(exp, RESULT))  # the smallest mean over the curve is the best (the default)
-    curves = np.asarray(best.load())  # one learning curve per run
-    means = np.nanmean(curves, axis=1)
-    return best.params, float(np.mean(means)), float(np.std(means) / np.sqrt(len(means))), len(means)
-
-
-def bestByHand(exp: ExperimentDescription, runs: int) -> tuple[dict[str, Any], float, float, int]:
-    """The same, reading every run's file directly (the fallback)."""
-    scores: list[tuple[float, float, int, int]] = []
-    for perm in range(exp.numPermutations()):
-        means = []
-        for run in range(runs):
-            path = os.path.join(exp.interpolateSavePath(run * exp.numPermutations() + perm), RESULT)
-            if os.path.exists(path):
-                means.append(float(np.nanmean(np.load(path))))
-        if means:
-            m = np.asarray(means)
-            score = float(np.mean(m)) if np.all(np.isfinite(m)) else np.inf
-            scores.append((score, float(np.std(m) / np.sqrt(len(m))), len(m), perm))
-    if not scores:
-        raise SystemExit(f"{exp.path}: no results yet")
-    score, err, n, perm = min(scores)
-    return exp.getPermutation(perm), score, err, n
 
 
 def main() -> None:
@@ -55,11 +24,17 @@ def main() -> None:
     args = parser.parse_args()
     for path in args.experiments:
         exp = loadExperiment(path)
-        found = bestWithResults(exp, args.runs) or bestByHand(exp, args.runs)
-        params, mean, stderr, n = found
+        best = getBest(loadResults(exp, RESULT, args.runs))
         agent = exp.description.get("agent", exp.getFileName())
-        shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        print(f"{agent:>13}: best {shown}  mean RMSE {mean:.3f} ± {stderr:.3f} ({n} runs)")
+        if best is None or best.runs() == 0:
+            print(f"{agent:>13}: no results yet")
+            continue
+        perRun = np.nanmean(np.atleast_2d(best.load()), axis=1)  # each run's RMSE over its curve
+        stderr = np.std(perRun, ddof=1) / np.sqrt(len(perRun)) if len(perRun) > 1 else float("nan")
+        shown = ", ".join(f"{k}={v}" for k, v in best.params.items())
+        final = best.mean()[-1]
+        print(f"{agent:>13}: best {shown}: RMSE {np.mean(perRun):.3f} ± {stderr:.3f} over the curve, "
+              f"{final:.3f} at the end ({best.runs()} runs)")
 
 
 if __name__ == "__main__":
