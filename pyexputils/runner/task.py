@@ -11,7 +11,8 @@ Signals (the sbatch script ``exec``s the runner, so it receives them itself):
   to checkpoint) and end ``TIMEOUT``; indices not started are skipped with cause ``TIMEOUT``.
 - ``SIGTERM``: the same, with cause ``CANCELLED``, or ``TIMEOUT`` after a USR1 or near the job's deadline
   (``Manifest.job_time_limit_s``). Under proctrack/linuxproc Slurm sends it to the runs too.
-- ``SIGINT``: like SIGTERM (``CANCELLED``); a second SIGINT kills the runs at once.
+- ``SIGINT``: like SIGTERM (``CANCELLED``); a second SIGINT kills the runs at once. ``SIGHUP``: like SIGTERM
+  (``CANCELLED``), so that closing a terminal does not leave runs behind.
 
 A run the runner stopped is killed (SIGKILL to its group) ``Manifest.grace_s`` seconds after its SIGTERM.
 A run past ``Manifest.time_limit_s`` is stopped the same way and ends ``TIMEOUT``; the others go on.
@@ -48,7 +49,7 @@ from pyexputils.runner.command import buildCommand, shellArgv
 from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.status import StatusWriter
 
-STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SETTLE_S = 0.5  # how long a run that died of a signal waits for the runner's own stop signal
 SHELL_SIGKILL = 128 + signal.SIGKILL  # a shell reports a child killed by SIGKILL as exit 137
 
@@ -143,16 +144,19 @@ class TaskRunner:
         cwd = os.getcwd()
         os.chdir(self.project)  # experiment names and save paths are relative to the project
         try:
-            with StatusWriter(self.statusPath(), host=self.host, job=self.job, task=self.task, attempt=self.m.attempt) as w:
-                self.w = w
-                return self._run()
+            # signals are caught from here on: one that arrives while the experiment loads is not lost
+            with SignalWaiter(self._signals) as wake:
+                path = self.statusPath()
+                with StatusWriter(path, host=self.host, job=self.job, task=self.task, attempt=self.m.attempt) as w:
+                    self.w = w
+                    return self._run(wake)
         finally:
             os.chdir(cwd)
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.w.write(kind, time=round(time.time(), 3), **fields)
 
-    def _run(self) -> int:
+    def _run(self, wake: "SignalWaiter") -> int:
         self._event("task_start", indices=self.indices, pid=os.getpid(), parallel=self.m.parallel, tag=self.m.tag)
         try:
             self._load()
@@ -161,15 +165,14 @@ class TaskRunner:
             for index in self.indices:
                 self._end(index, "FAILED", exit=None, signal=None, error=str(e))
             self.pending.clear()
-        with SignalWaiter(self._signals) as wake:
-            while self.pending or self.running:
-                self._handleSignals()
-                now = time.time()
-                self._reap(now)
-                self._enforce(now)
-                self._startMore()
-                if self.pending or self.running:
-                    wake.wait(self._timeout(time.time()))
+        while self.pending or self.running:
+            self._handleSignals()
+            now = time.time()
+            self._reap(now)
+            self._enforce(now)
+            self._startMore()
+            if self.pending or self.running:
+                wake.wait(self._timeout(time.time()))
         code = 0 if all(self.causes.get(i) == "COMPLETED" for i in self.indices) else 1
         self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
         return code
@@ -197,6 +200,8 @@ class TaskRunner:
                 cause = "TIMEOUT" if self.sawUsr1 or near else "CANCELLED"
             elif sig == signal.SIGINT:
                 self.interrupts += 1
+                cause = "CANCELLED"
+            elif sig == signal.SIGHUP:
                 cause = "CANCELLED"
             else:
                 continue
