@@ -97,13 +97,15 @@ def _walk(exp: ExperimentDescription, plan: PathPlan, runs: int, workers: int, p
         offsetCache: dict[tuple[int, int], tuple[dict[str, int], dict[str, list[int]]]] = {}
         found: list[_Node] = []
         for (perm, run, path), names in zip(nodes, listings):
-            if not names:
+            if names is None:
                 continue
             # the candidates depend only on the values this level reads: share them across folders
             key = (perm if level.usesParams else -1, run if level.usesRun else -1)
             candidates = cache.get(key)
             if candidates is None:
                 candidates = cache[key] = _candidates(level, key[0], key[1], params, count, runStrings)
+            if "" in candidates:  # an empty {params} (nothing swept): the level vanishes from the path
+                names = names + [""]
             if last and not paths:  # the hot loop: a level's index offsets, shared across folders
                 shared = offsetCache.get(key)
                 if shared is None:
@@ -119,7 +121,7 @@ def _walk(exp: ExperimentDescription, plan: PathPlan, runs: int, workers: int, p
                 continue
             hits = [(name, c) for name in names if (c := candidates.get(name)) is not None]
             for name, pairs in hits:
-                child = path + "/" + name
+                child = path + "/" + name if name else path
                 for p, r in pairs:
                     found.append((p if p >= 0 else perm, r if r >= 0 else run, child))
         nodes = found

@@ -1,0 +1,214 @@
+"""listIndices / listMissingResults: seed examples, `require`, file-system call counts, and agreement
+with a naive per-index check on random sweeps, save paths and present subsets (hypothesis)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pyexputils.results.indices as indices
+from pyexputils.errors import ExperimentError
+from pyexputils.models import Config, ExperimentDescription
+from pyexputils.results import doneMask, listIndices, listMissingResults, listResultsPaths
+
+SEED = {
+    "name": "MountainCar-v0",
+    "agent": "SARSA",
+    "metaParameters": {"alpha": [1.0, 0.5, 0.25, 0.125], "lambda": [1.0, 0.99, 0.98, 0.96]},
+}
+
+
+def make(save_path: str = "results/{name}/{agent}/{params}/{run}", d: dict[str, Any] = SEED, **config: Any) -> ExperimentDescription:
+    return ExperimentDescription(d, config=Config(save_path=save_path, **config))
+
+
+def naive(exp: ExperimentDescription, runs: int, require: list[str], base: str = "") -> list[int]:
+    out = []
+    for i in listIndices(exp, runs):
+        path = os.path.join(base, exp.interpolateSavePath(i))
+        if not (os.path.exists(path) and all(os.path.exists(os.path.join(path, f)) for f in require)):
+            out.append(i)
+    return out
+
+
+# --- seed examples ----------------------------------------------------------------------------------
+def test_listIndices_cycles_over_settings_once_per_run() -> None:
+    exp = make()
+    pairs = [(i, exp.getRun(i)) for i in listIndices(exp, runs=2)]
+    assert pairs[:3] == [(0, 0), (1, 0), (2, 0)]
+    assert pairs[16:18] == [(16, 1), (17, 1)]
+    assert list(listIndices(exp)) == list(range(16))
+    assert len(listIndices(exp, runs=100)) == 1600
+
+
+def test_listMissingResults_seed_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    missing = {0, 1, 4, 23, 1002}
+    for i in listIndices(exp, runs=100):
+        if i not in missing:
+            os.makedirs(exp.interpolateSavePath(i))
+    assert listMissingResults(exp, runs=100) == [0, 1, 4, 23, 1002]
+
+
+def test_nothing_on_disk_costs_one_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    calls = count_listings(monkeypatch)
+    exp = make()
+    assert listMissingResults(exp, runs=3) == list(range(48))
+    assert calls == ["results/MountainCar-v0/SARSA"]
+
+
+def test_everything_done_and_listings_grow_with_folders_not_indices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    for path in listResultsPaths(exp, runs=10):
+        os.makedirs(path)
+    calls = count_listings(monkeypatch)
+    assert listMissingResults(exp, runs=10) == []
+    assert len(calls) == 1 + 16  # the root, then each setting's folder once: not 160
+
+
+def test_require_needs_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make(require=["returns.npy", "done"])
+    for i in range(16):
+        os.makedirs(exp.interpolateSavePath(i))
+    for i in (2, 3):
+        Path(exp.interpolateSavePath(i), "returns.npy").touch()
+    for i in (3, 4):
+        Path(exp.interpolateSavePath(i), "done").touch()
+    Path(exp.interpolateSavePath(5), ".returns.npy.abc.tmp").touch()  # a half-written file is not done
+    Path(exp.interpolateSavePath(5), "done").touch()
+    assert listMissingResults(exp) == [i for i in range(16) if i != 3]
+    assert listMissingResults(exp, require=[]) == []  # the argument overrides the config
+    assert listMissingResults(exp, require=["done"]) == [i for i in range(16) if i not in (3, 4, 5)]
+
+
+def test_single_required_file_is_one_stat_per_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make(require=["returns.npy"])
+    for i in range(16):
+        os.makedirs(exp.interpolateSavePath(i))
+        if i % 2:
+            Path(exp.interpolateSavePath(i), "returns.npy").touch()
+    calls = count_listings(monkeypatch)
+    assert listMissingResults(exp) == list(range(0, 16, 2))
+    assert len(calls) == 1 + 16
+
+
+def test_runs_beyond_the_save_path_are_an_error() -> None:
+    exp = make("results/{name}/{params}")
+    with pytest.raises(ExperimentError, match=r"no \{run\}"):
+        listMissingResults(exp, runs=2)
+
+
+def test_zero_runs_and_bad_runs() -> None:
+    assert listMissingResults(make(), runs=0) == []
+    with pytest.raises(ValueError):
+        listMissingResults(make(), runs=-1)
+
+
+def test_base_and_workers(tmp_path: Path) -> None:
+    exp = make()
+    for i in listIndices(exp, runs=30):
+        if i % 3:
+            os.makedirs(tmp_path / exp.interpolateSavePath(i))
+    expected = [i for i in range(480) if i % 3 == 0]
+    assert listMissingResults(exp, runs=30, base=str(tmp_path)) == expected
+    assert listMissingResults(exp, runs=30, base=str(tmp_path), workers=4) == expected
+    assert doneMask(exp, runs=30, base=str(tmp_path)).sum() == 480 - len(expected)
+
+
+def test_a_file_where_a_folder_should_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    os.makedirs(exp.interpolateSavePath(1))
+    Path(os.path.dirname(exp.interpolateSavePath(2))).write_text("not a folder")
+    assert listMissingResults(exp) == naive(exp, 1, [])
+
+
+def test_parent_folder_in_the_save_path_falls_back_to_per_index_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make("results/{params}/../{run}-{params}")
+    for i in (0, 5, 17):
+        os.makedirs(exp.interpolateSavePath(i))
+    assert listMissingResults(exp, runs=2) == naive(exp, 2, [])
+
+
+def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = os.listdir
+
+    def listdir(path: str) -> list[str]:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(indices.os, "listdir", listdir)
+    return calls
+
+
+# --- property: agrees with the naive per-index check -----------------------------------------------
+TEMPLATES = [
+    "results/{name}/{params}/{run}",
+    "results/{run}/{params}",
+    "results/{name}/{params}_{run}",
+    "out/run-{run}/x/{params}/data",
+    "x/{params}/r{run}/{run}",
+    "./res//{name}/{params}/{run}/",
+    "results/{agent}-{run}/{params}",
+]
+
+VALUES = st.one_of(
+    st.integers(-3, 40),
+    st.sampled_from([0.1, 1.0, 0.25, 1e-4, True, "adam", "a_b", "x-1"]),
+)
+
+
+@st.composite
+def sweeps(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(st.lists(st.sampled_from(["alpha", "beta", "lr", "a", "z", "eps"]), min_size=0, max_size=4, unique=True))
+    params: dict[str, Any] = {}
+    for name in names:
+        values = draw(st.lists(VALUES, min_size=1, max_size=4, unique_by=str))
+        params[name] = values if len(values) > 1 or draw(st.booleans()) else values[0]
+    if draw(st.booleans()):
+        params["opt"] = {"beta": draw(st.lists(st.integers(0, 9), min_size=1, max_size=3, unique=True))}
+    return {"name": "exp", "agent": "ag", "metaParameters": params}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    d=sweeps(),
+    template=st.sampled_from(TEMPLATES),
+    runs=st.integers(1, 4),
+    require=st.sampled_from([[], ["r.npy"], ["r.npy", "done"]]),
+    data=st.data(),
+)
+def test_agrees_with_naive_check(
+    tmp_path_factory: pytest.TempPathFactory, d: dict[str, Any], template: str, runs: int, require: list[str], data: st.DataObject
+) -> None:
+    base = str(tmp_path_factory.mktemp("sweep"))
+    exp = make(template, d)
+    total = runs * exp.numPermutations()
+    present = data.draw(st.sets(st.integers(0, total - 1), max_size=total))
+    complete = data.draw(st.sets(st.sampled_from(sorted(present)), max_size=len(present))) if present else set()
+    for i in present:
+        path = os.path.join(base, exp.interpolateSavePath(i))
+        os.makedirs(path, exist_ok=True)
+        if i in complete:
+            for f in require:
+                Path(path, f).touch()
+        elif require:
+            Path(path, require[0] + ".tmp").touch()
+    got = listMissingResults(exp, runs, require=require, base=base)
+    assert got == naive(exp, runs, require, base)
+    assert got == sorted(got)
