@@ -133,7 +133,8 @@ def test_all_completed_exits_zero_and_every_line_parses(tmp_path: Path) -> None:
 
 def test_env_seen_by_runs(tmp_path: Path) -> None:
     p = Project(tmp_path, ["ok", "env"])
-    p.manifest([[3]], attempt=2, time_limit_s=50)
+    p.manifest([[3]], attempt=2, time_limit_s=50, job_time_limit_s=3600)
+    t0 = time.time()
     assert p.run() == 0
     env = json.loads((tmp_path / "results" / "mode-env" / "1" / "env.json").read_text())
     assert env["PYX_INDEX"] == "3" and env["PYX_RUN"] == "1"
@@ -141,6 +142,15 @@ def test_env_seen_by_runs(tmp_path: Path) -> None:
     assert env["PYX_SAVE_PATH"] == str(tmp_path / "results" / "mode-env" / "1")
     assert env["PYX_TIME_LIMIT"] in ("49", "50") and env["PYX_TASK"] == "0" and env["PYX_TAG"] == "t1"
     assert env["PYX_EXPERIMENT"] == p.experiment and env["argv"] == ["env"]
+    assert abs(int(env["PYX_DEADLINE"]) - (t0 + 3600)) <= 2
+
+
+def test_time_limit_is_what_is_left_of_the_job(tmp_path: Path) -> None:
+    p = Project(tmp_path, ["env"])
+    p.manifest([[0]], job_time_limit_s=40)
+    assert p.run() == 0
+    env = json.loads((tmp_path / "results" / "mode-env" / "0" / "env.json").read_text())
+    assert 38 <= int(env["PYX_TIME_LIMIT"]) <= 40 and env["PYX_RESUBMITTED"] == "0" and env["PYX_ATTEMPT"] == "1"
 
 
 def test_done_indices_are_skipped(tmp_path: Path) -> None:
