@@ -14,6 +14,8 @@ Keys of the ``slurm`` block read here (config, overridden key by key by the expe
   what was cut off).
 - ``throttle``: at most this many tasks of one array at once (``--array=0-N%throttle``).
 - ``max_tasks`` (1000): the ``auto`` bundling target per experiment.
+- ``signal_seconds``: how long before a task's limit the runner gets USR1 (default: a tenth of the time,
+  30 s to 5 min).
 - ``max_array_size``, ``max_job_count``, ``max_submit_jobs``, ``max_time``: override the cluster's limits.
 
 Arrays are numbered from 0 and hold at most MaxArraySize tasks (the highest task id is MaxArraySize - 1).
@@ -55,6 +57,7 @@ class PlanOptions:
     throttle: int | None = None
     max_tasks: int = DEFAULT_MAX_TASKS
     sbatch: Mapping[str, Any] = field(default_factory=dict)  # the other sbatch options, as given
+    signal_seconds: int | None = None  # the runner's warning before the task's limit (default: render's)
 
     @classmethod
     def fromSlurm(cls, slurm: Mapping[str, Any], where: str = "config") -> "PlanOptions":
@@ -95,6 +98,7 @@ class PlanOptions:
             throttle=count("throttle", None),
             max_tasks=count("max_tasks", DEFAULT_MAX_TASKS) or DEFAULT_MAX_TASKS,
             sbatch=sbatch,
+            signal_seconds=count("signal_seconds", None),
         )
 
 
