@@ -78,13 +78,11 @@ def arraySpec(size: int, throttle: int | None) -> str:
     return f"{spec}%{throttle}" if throttle is not None else spec
 
 
-def sbatchOptions(
-    a: ArrayPlan, tag: str, output: str, where: str = "config", signal_seconds: int | None = None
-) -> dict[str, Any]:
-    """The full option dict of one array (long names with underscores), checked."""
+def checkOptions(sbatch: Mapping[str, Any], output: str, where: str = "config") -> dict[str, Any]:
+    """The user's sbatch options, checked (known to sbatch, values fit an ``#SBATCH`` line), False ones dropped."""
     keys = sbatchKeys()
     opts: dict[str, Any] = {}
-    for key, value in a.sbatch.items():
+    for key, value in sbatch.items():
         if key not in keys:
             raise ConfigError(f"{where}: slurm.{key} is neither an sbatch option nor a pyexputils key")
         if value is False:
@@ -93,6 +91,14 @@ def sbatchOptions(
         opts[key] = value
     if not output or _UNSAFE.search(output):
         raise ConfigError(f"{where}: log_path {output!r}: #SBATCH --output cannot hold blanks or quotes; move the logs")
+    return opts
+
+
+def sbatchOptions(
+    a: ArrayPlan, tag: str, output: str, where: str = "config", signal_seconds: int | None = None
+) -> dict[str, Any]:
+    """The full option dict of one array (long names with underscores), checked."""
+    opts = checkOptions(a.sbatch, output, where)
     opts.update(
         array=arraySpec(a.size, a.throttle),
         job_name=JOB_PREFIX + tag,

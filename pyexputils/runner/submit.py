@@ -33,6 +33,7 @@ from pyexputils.runner.ledger import Ledger, Submission, manifestPath
 from pyexputils.runner.manifest import Manifest, stateDir, writeAtomic
 from pyexputils.runner.plan import ArrayPlan, Plan, PlanOptions, Request, limitsWithOverrides, plan
 from pyexputils.runner.render import (
+    checkOptions,
     checkTemplate,
     makeTag,
     newSubmissionId,
@@ -183,10 +184,11 @@ def liveIndices(live: Sequence[LiveTask], root: str, cache: dict[str, Manifest])
     return out
 
 
-def prepare(
-    paths: Sequence[str], config: Config, backend: Backend, o: SubmitOptions, live: Sequence[LiveTask]
-) -> Outcome:
-    """Steps 1-3: everything up to the rendered scripts; writes nothing."""
+Loaded = tuple[list[tuple[str, ExperimentDescription, dict[str, Any]]], str]
+
+
+def load(paths: Sequence[str], config: Config, o: SubmitOptions) -> Loaded:
+    """Step 1: the experiments (absolute path, description, resolved slurm block) and the template, checked."""
     where = config.path or "config"
     if not config.command:
         raise ConfigError(f"{where}: no command: say what one index runs, e.g. \"python main.py --exp {{experiment}} --idx {{index}}\"")
@@ -194,7 +196,6 @@ def prepare(
         raise PyExpUtilsError(f"--runs {o.runs}: expected a whole number >= 1")
     if not paths:
         raise PyExpUtilsError("no experiment files given")
-    root = resultsRoot(config)
     exps: list[tuple[str, ExperimentDescription, dict[str, Any]]] = []
     seen: set[str] = set()
     for path in paths:
@@ -208,8 +209,21 @@ def prepare(
         exp.validateSavePath(o.runs)
         checkCommand(config.command, exp, where)
         block = _cliOverrides(slurmBlock(config, exp), o)
+        opts = PlanOptions.fromSlurm(block, (exp.path or full) if "slurm" in exp.description else where)
+        logDir = underProject(config, config.log_path)
+        checkOptions(opts.sbatch, outputPath(logDir, "x", projectRoot(config)), where)
         exps.append((full, exp, block))
-    template, templatePath = loadTemplate(config, dict(config.slurm))
+    template, _ = loadTemplate(config, dict(config.slurm))
+    return exps, template
+
+
+def prepare(
+    loaded: Loaded, config: Config, backend: Backend, o: SubmitOptions, live: Sequence[LiveTask]
+) -> Outcome:
+    """Steps 2-3 (after :func:`load`): everything up to the rendered scripts; writes nothing."""
+    where = config.path or "config"
+    root = resultsRoot(config)
+    exps, template = loaded
     partition = config.slurm.get("partition")
     limits = limitsWithOverrides(backend.limits(str(partition) if partition else None), config.slurm, where)
     cache: dict[str, Manifest] = {}
@@ -285,9 +299,10 @@ def adopt(ledger: Ledger, live: Sequence[LiveTask], root: str, backend: str) -> 
 def submit(paths: Sequence[str], config: Config, backend: Backend, o: SubmitOptions, log: TextIO = sys.stderr) -> Outcome:
     """The whole submit (see the module docstring); dry runs write nothing."""
     root = resultsRoot(config)
+    loaded = load(paths, config, o)
     if o.dry_run:
         live = backend.query()
-        out = prepare(paths, config, backend, o, live)
+        out = prepare(loaded, config, backend, o, live)
         if o.test_only:
             for job in out.jobs:
                 backend.submit(job, test_only=True)
@@ -295,7 +310,7 @@ def submit(paths: Sequence[str], config: Config, backend: Backend, o: SubmitOpti
     with Ledger.open(root) as ledger:
         live = backend.query()
         adopted = adopt(ledger, live, root, backend.name)
-        out = prepare(paths, config, backend, o, live)
+        out = prepare(loaded, config, backend, o, live)
         out.adopted = adopted
         if o.test_only:
             for job in out.jobs:

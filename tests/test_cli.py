@@ -1,0 +1,113 @@
+"""The CLI end to end on the local backend (fast, no Slurm): submit, resubmit nothing, missing, show, status."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROG = r'''
+import json, os, sys
+exp, idx, value = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+save = os.environ["PYX_SAVE_PATH"]
+os.makedirs(save, exist_ok=True)
+tmp = os.path.join(save, ".tmp-done")
+with open(tmp, "w") as f:
+    json.dump({"idx": idx, "value": value}, f)
+os.replace(tmp, os.path.join(save, "done.json"))
+'''
+NASTY = "it's a \"test\" $(touch PWNED) `touch PWNED2` ; rm -rf x"
+
+
+def project(root: Path, slurm: dict | None = None, values: list | None = None) -> None:
+    (root / "prog.py").write_text(PROG)
+    (root / "config.json").write_text(json.dumps({
+        "save_path": "results/{name}/{params}/{run}", "require": ["done.json"],
+        "command": f"{sys.executable} prog.py {{experiment}} {{index}} {{v}}",
+        "slurm": {"time": "0:01:00", "runs_per_task": 4, "parallel": 2, **(slurm or {})},
+        "local": {"workers": 4},
+    }))  # fmt: skip
+    (root / "experiments").mkdir()
+    (root / "experiments" / "a.json").write_text(json.dumps({"metaParameters": {"v": values or [NASTY, "b c", "3"], "k": [1, 2]}}))
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.run([sys.executable, "-m", "pyexputils", *args], cwd=root, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_local_submit_resubmit_and_nasty_values(tmp_path: Path) -> None:
+    project(tmp_path)
+    out = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local")
+    assert out.returncode == 0, out.stderr
+    assert "12 planned in 1 arrays of 3 tasks" in out.stdout
+    done = sorted(tmp_path.glob("results/a/*/*/done.json"))
+    assert len(done) == 12
+    values = {json.loads(p.read_text())["value"] for p in done}
+    assert values == {NASTY, "b c", "3"}
+    assert not list(tmp_path.rglob("PWNED*"))
+    assert cli(tmp_path, "missing", "experiments/a.json", "--runs", "2").stdout.strip() == ""
+    again = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local")
+    assert again.returncode == 0 and "0 planned in 0 arrays" in again.stdout
+    # delete two results: exactly those come back
+    for p in done[:2]:
+        shutil.rmtree(p.parent)
+    missing = cli(tmp_path, "missing", "experiments/a.json", "--runs", "2").stdout.strip()
+    assert missing and missing.count(",") + missing.count("-") >= 1
+    dry = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local", "--dry-run")
+    assert "2 planned in 1 arrays of 1 tasks" in dry.stdout and "#SBATCH --array               0\n" in dry.stdout
+    st = json.loads(cli(tmp_path, "status", "experiments/a.json", "--runs", "2", "--backend", "local", "--json").stdout)
+    assert st[0]["missing"] == 2 and st[0]["done"] == 10
+    out = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local")
+    assert "2 planned in 1 arrays of 1 tasks" in out.stdout
+    assert len(list(tmp_path.glob("results/a/*/*/done.json"))) == 12
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    project(tmp_path)
+    out = cli(tmp_path, "submit", "experiments/a.json", "--runs", "3", "--backend", "local", "--dry-run", "--out", "scripts")
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / ".logs").exists()
+    assert len(list((tmp_path / "scripts").glob("*.sh"))) == 1
+    assert "core-hours requested" in out.stdout and "limits:" in out.stdout
+
+
+def test_show(tmp_path: Path) -> None:
+    project(tmp_path)
+    out = cli(tmp_path, "show", "experiments/a.json", "7")
+    assert out.returncode == 0, out.stderr
+    assert "index: 7 (setting 1 of 6, run 1)" in out.stdout
+    assert "save path: results/a/k-2_v-" in out.stdout
+    assert "'it'\"'\"'s a \"test\" $(touch PWNED)" in out.stdout  # shell-quoted
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["submit", "nope.json", "--backend", "local"], "nope.json: no such experiment file"),
+        (["submit", "experiments/a.json", "--runs", "0"], "expected a whole number >= 1"),
+        (["submit", "experiments/a.json", "--runs", "2", "--backend", "local", "--out", "x"], "--out goes with --dry-run"),
+        (["show", "experiments/a.json", "-1"], "index -1 is out of range"),
+    ],
+)
+def test_bad_input_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    project(tmp_path)
+    out = cli(tmp_path, *args)
+    assert out.returncode == 2 and message in out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_config_exit_2_one_line(tmp_path: Path) -> None:
+    project(tmp_path, slurm={"array": "0-3"})
+    out = cli(tmp_path, "submit", "experiments/a.json", "--backend", "local")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "slurm.array is set by pyexputils" in out.stderr
+    project_b = tmp_path / "b"
+    project_b.mkdir()
+    project(project_b, slurm={"nodez": 2})
+    out = cli(project_b, "submit", "experiments/a.json", "--backend", "local")
+    assert out.returncode == 2 and "slurm.nodez is neither an sbatch option" in out.stderr
+    assert not (project_b / "results").exists()
