@@ -128,7 +128,8 @@ class SlurmBackend(Backend):
                 source[key] = "scontrol show config"
         parts = run(["scontrol", "show", "partition"] + ([partition] if partition else []))
         if parts.returncode != 0:
-            raise BackendError(f"scontrol show partition {partition or ''}: {parts.stderr.strip() or 'failed'}".replace("  ", " "))
+            why = (parts.stderr.strip() or parts.stdout.strip() or "failed").splitlines()[0]
+            raise BackendError(f"slurm.partition {partition!r}: scontrol show partition: {why}")
         blocks = parsePartitions(parts.stdout)
         chosen = blocks[0] if partition else next((b for b in blocks if b.get("Default") == "YES"), blocks[0] if blocks else {})
         maxTime = None

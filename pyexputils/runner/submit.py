@@ -217,15 +217,19 @@ def load(paths: Sequence[str], config: Config, o: SubmitOptions) -> Loaded:
     return exps, template
 
 
+def clusterLimits(config: Config, backend: Backend) -> Limits:
+    """The backend's limits (for the config's partition) with the config's overrides."""
+    partition = config.slurm.get("partition")
+    return limitsWithOverrides(backend.limits(str(partition) if partition else None), config.slurm, config.path or "config")
+
+
 def prepare(
-    loaded: Loaded, config: Config, backend: Backend, o: SubmitOptions, live: Sequence[LiveTask]
+    loaded: Loaded, config: Config, backend: Backend, o: SubmitOptions, live: Sequence[LiveTask], limits: Limits
 ) -> Outcome:
     """Steps 2-3 (after :func:`load`): everything up to the rendered scripts; writes nothing."""
     where = config.path or "config"
     root = resultsRoot(config)
     exps, template = loaded
-    partition = config.slurm.get("partition")
-    limits = limitsWithOverrides(backend.limits(str(partition) if partition else None), config.slurm, where)
     cache: dict[str, Manifest] = {}
     busy = liveIndices(live, root, cache)
     states: list[ExpState] = []
@@ -300,9 +304,10 @@ def submit(paths: Sequence[str], config: Config, backend: Backend, o: SubmitOpti
     """The whole submit (see the module docstring); dry runs write nothing."""
     root = resultsRoot(config)
     loaded = load(paths, config, o)
+    limits = clusterLimits(config, backend)
     if o.dry_run:
         live = backend.query()
-        out = prepare(loaded, config, backend, o, live)
+        out = prepare(loaded, config, backend, o, live, limits)
         if o.test_only:
             for job in out.jobs:
                 backend.submit(job, test_only=True)
@@ -310,7 +315,7 @@ def submit(paths: Sequence[str], config: Config, backend: Backend, o: SubmitOpti
     with Ledger.open(root) as ledger:
         live = backend.query()
         adopted = adopt(ledger, live, root, backend.name)
-        out = prepare(loaded, config, backend, o, live)
+        out = prepare(loaded, config, backend, o, live, limits)
         out.adopted = adopted
         if o.test_only:
             for job in out.jobs:
