@@ -89,44 +89,58 @@ def _walk(exp: ExperimentDescription, plan: PathPlan, runs: int, workers: int, p
     count = exp.numPermutations()
     runStrings = [str(r) for r in range(runs)]
     nodes: list[_Node] = [(-1, -1, plan.root)]
-    out: list[Any] = []
+    fixedP = fixedR = False  # whether the folders of this depth already know their setting / run
     for depth, level in enumerate(plan.levels):
-        last = depth == len(plan.levels) - 1
         listings = _map(_listNames, [node[2] for node in nodes], workers)
+        # the names a level can hold depend only on what it reads: share them across folders when possible
+        shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
+        if depth == len(plan.levels) - 1 and not paths and shared:
+            return _lastLevel(nodes, listings, _candidates(level, -1, -1, params, count, runStrings), count)
         cache: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
-        offsetCache: dict[tuple[int, int], tuple[dict[str, int], dict[str, list[int]]]] = {}
         found: list[_Node] = []
         for (perm, run, path), names in zip(nodes, listings):
             if names is None:
                 continue
-            # the candidates depend only on the values this level reads: share them across folders
             key = (perm if level.usesParams else -1, run if level.usesRun else -1)
             candidates = cache.get(key)
             if candidates is None:
                 candidates = cache[key] = _candidates(level, key[0], key[1], params, count, runStrings)
             if "" in candidates:  # an empty {params} (nothing swept): the level vanishes from the path
                 names = names + [""]
-            if last and not paths:  # the hot loop: a level's index offsets, shared across folders
-                shared = offsetCache.get(key)
-                if shared is None:
-                    shared = offsetCache[key] = _offsets(candidates, count)
-                offsets, extra = shared
-                nodeOffset = (0 if level.usesRun else max(run, 0) * count) + (0 if level.usesParams else max(perm, 0))
-                out += [offsets[n] + nodeOffset for n in names if n in offsets]
-                if extra:
-                    present = set(names)
-                    for n, more in extra.items():
-                        if n in present:
-                            out += [o + nodeOffset for o in more]
-                continue
-            hits = [(name, c) for name in names if (c := candidates.get(name)) is not None]
-            for name, pairs in hits:
-                child = path + "/" + name if name else path
-                for p, r in pairs:
-                    found.append((p if p >= 0 else perm, r if r >= 0 else run, child))
+            for name in names:
+                pairs = candidates.get(name)
+                if pairs is not None:
+                    child = path + "/" + name if name else path
+                    for p, r in pairs:
+                        found.append((p if p >= 0 else perm, r if r >= 0 else run, child))
         nodes = found
+        fixedP, fixedR = fixedP or level.usesParams, fixedR or level.usesRun
     if paths:
-        out = [(max(r, 0) * count + max(p, 0), path) for p, r, path in nodes]
+        return [(max(r, 0) * count + max(p, 0), path) for p, r, path in nodes]
+    return [max(r, 0) * count + max(p, 0) for p, r, _ in nodes]
+
+
+def _lastLevel(
+    nodes: list[_Node],
+    listings: list[list[str] | None],
+    candidates: dict[str, list[tuple[int, int]]],
+    count: int,
+) -> list[int]:
+    """The hot loop: indices of the save folders found in each listed folder of the last level."""
+    offsets, extra = _offsets(candidates, count)
+    get = offsets.get
+    empty = "" in candidates
+    out: list[int] = []
+    for (perm, run, _), names in zip(nodes, listings):
+        if names is None:
+            continue
+        base = max(run, 0) * count + max(perm, 0)  # what the folder fixes; the level adds the rest
+        if empty:
+            names = names + [""]
+        out += [o + base for n in names if (o := get(n)) is not None]
+        if extra:
+            present = set(names)
+            out += [o + base for n, more in extra.items() if n in present for o in more]
     return out
 
 
