@@ -297,6 +297,7 @@ class LocalBackend(Backend):
     def __init__(self, workers: int | None = None, state_dir: str | None = None, detach: bool = False,
                  progress: TextIO | None = sys.stderr) -> None:  # fmt: skip
         self.workers = workers if workers is not None else defaultWorkers()
+        self.workersSource = "workers" if workers is not None else "CPUs available"
         self.registry = Registry(state_dir if state_dir is not None else stateDir(Config().results_root))
         self.detach = detach
         self.progress = progress
@@ -317,10 +318,12 @@ class LocalBackend(Backend):
             root = os.path.join(os.path.dirname(os.path.abspath(config.path)), root)
         kw.setdefault("workers", defaultWorkers(config.local, where))
         kw.setdefault("detach", detach)
-        return cls(state_dir=stateDir(root), **kw)
+        backend = cls(state_dir=stateDir(root), **kw)
+        backend.workersSource = "local.workers" if "workers" in config.local else "CPUs available"
+        return backend
 
     def limits(self, partition: str | None = None) -> Limits:
-        return Limits(cpus=self.workers, source={"cpus": "local.workers"})
+        return Limits(cpus=self.workers, source={"cpus": self.workersSource})
 
     def submit(self, job: JobSpec, test_only: bool = False) -> str:
         """Queue ``job`` for ``finish()``; its id is ``local-<tag>``. ``test_only``: check it only."""
