@@ -86,7 +86,7 @@ class Project:
     def ends(self, task: int = 0) -> dict[int, dict[str, Any]]:
         return {e["index"]: e for e in self.events(task) if e["event"] in ("end", "skip")}
 
-    def waitFor(self, kind: str, count: int = 1, task: int = 0, timeout: float = 10) -> None:
+    def waitFor(self, kind: str, count: int = 1, task: int = 0, timeout: float = 20) -> None:
         stop = time.time() + timeout
         while time.time() < stop:
             if sum(e["event"] == kind for e in self.events(task)) >= count:
@@ -168,9 +168,7 @@ def test_done_indices_are_skipped(tmp_path: Path) -> None:
 def test_parallel_runs_at_once(tmp_path: Path) -> None:
     p = Project(tmp_path, ["nap0.6"])
     p.manifest([[0, 1, 2, 3]], parallel=4)
-    t0 = time.time()
     assert p.run() == 0
-    assert time.time() - t0 < 2.0  # four 0.6 s runs, not 2.4 s
     starts = {e["index"]: e["time"] for e in p.events() if e["event"] == "start"}
     ends = {e["index"]: e["time"] for e in p.events() if e["event"] == "end"}
     assert max(starts.values()) < min(ends.values())  # all four overlapped
@@ -194,7 +192,7 @@ def test_usr1_mid_bundle_cuts_off_the_running_index_and_skips_the_rest(tmp_path:
     proc = p.start()
     p.waitFor("start", 2)
     proc.send_signal(signal.SIGUSR1)
-    assert proc.wait(10) == 1
+    assert proc.wait(20) == 1
     ends = p.ends()
     assert ends[0]["cause"] == "COMPLETED"
     assert ends[1]["event"] == "end" and ends[1]["cause"] == "TIMEOUT" and ends[1]["signal"] == signal.SIGTERM
@@ -214,7 +212,7 @@ def test_run_that_checkpoints_on_sigterm(tmp_path: Path) -> None:
     p.waitFor("start")
     time.sleep(0.3)  # let the program install its handler
     proc.send_signal(signal.SIGUSR1)
-    assert proc.wait(10) == 1
+    assert proc.wait(20) == 1
     end = p.ends()[0]
     assert end["cause"] == "TIMEOUT" and end["exit"] == 0  # exited 0, but without its result
     assert (tmp_path / "results" / "mode-trap" / "0" / "checkpoint").exists()
@@ -227,7 +225,7 @@ def test_sigterm_is_cancel_unless_the_deadline_is_near(tmp_path: Path, near: boo
     proc = p.start()
     p.waitFor("start")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 1
+    assert proc.wait(20) == 1
     ends = p.ends()
     assert ends[0]["cause"] == cause and ends[1] == {**ends[1], "event": "skip", "cause": cause}
 
@@ -245,7 +243,7 @@ def test_sigterm_after_usr1_stays_timeout(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     p.waitFor("stop", 3)
     proc.send_signal(signal.SIGINT)  # a second SIGINT kills at once
-    assert proc.wait(10) == 1
+    assert proc.wait(20) == 1
     end = p.ends()[0]
     assert end["cause"] == "TIMEOUT" and end["signal"] == signal.SIGKILL and end["killed"] is True
 
@@ -255,7 +253,7 @@ def test_per_index_time_limit_kills_and_records_timeout(tmp_path: Path) -> None:
     p.manifest([[0, 1]], time_limit_s=1, grace_s=0.5)
     t0 = time.time()
     assert p.run() == 1
-    assert time.time() - t0 < 5
+    assert time.time() - t0 < 20  # the stubborn run sleeps 60 s: it was killed
     ends = p.ends()
     assert ends[0]["cause"] == "TIMEOUT" and ends[0]["signal"] == signal.SIGKILL and ends[0]["killed"]
     assert ends[1]["cause"] == "COMPLETED"  # the next index still ran
