@@ -91,29 +91,15 @@ def _walk(exp: ExperimentDescription, plan: PathPlan, runs: int, workers: int, p
     nodes: list[_Node] = [(-1, -1, plan.root)]
     fixedP = fixedR = False  # whether the folders of this depth already know their setting / run
     for depth, level in enumerate(plan.levels):
-        listings = _map(_listNames, [node[2] for node in nodes], workers)
+        listings = _listAll([node[2] for node in nodes], workers)
         # the names a level can hold depend only on what it reads: share them across folders when possible
-        shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
-        if depth == len(plan.levels) - 1 and not paths and shared:
-            return _lastLevel(nodes, listings, _candidates(level, -1, -1, params, count, runStrings), count)
-        cache: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
-        found: list[_Node] = []
-        for (perm, run, path), names in zip(nodes, listings):
-            if names is None:
-                continue
-            key = (perm if level.usesParams else -1, run if level.usesRun else -1)
-            candidates = cache.get(key)
-            if candidates is None:
-                candidates = cache[key] = _candidates(level, key[0], key[1], params, count, runStrings)
-            if "" in candidates:  # an empty {params} (nothing swept): the level vanishes from the path
-                names = names + [""]
-            for name in names:
-                pairs = candidates.get(name)
-                if pairs is not None:
-                    child = path + "/" + name if name else path
-                    for p, r in pairs:
-                        found.append((p if p >= 0 else perm, r if r >= 0 else run, child))
-        nodes = found
+        if not ((level.usesParams and fixedP) or (level.usesRun and fixedR)):
+            candidates = _candidates(level, -1, -1, params, count, runStrings)
+            if depth == len(plan.levels) - 1 and not paths:
+                return _lastLevel(nodes, listings, candidates, count)
+            nodes = _sharedLevel(nodes, listings, candidates, level)
+        else:
+            nodes = _ownLevel(nodes, listings, level, params, count, runStrings)
         fixedP, fixedR = fixedP or level.usesParams, fixedR or level.usesRun
     if paths:
         return [(max(r, 0) * count + max(p, 0), path) for p, r, path in nodes]
@@ -142,6 +128,55 @@ def _lastLevel(
             present = set(names)
             out += [o + base for n, more in extra.items() if n in present for o in more]
     return out
+
+
+def _sharedLevel(
+    nodes: list[_Node], listings: list[list[str] | None], candidates: dict[str, list[tuple[int, int]]], level: Level
+) -> list[_Node]:
+    """The folders found one level down when every folder of this level can hold the same names."""
+    usesP, usesR = level.usesParams, level.usesRun
+    single = {n: pairs[0] for n, pairs in candidates.items() if len(pairs) == 1 and n}
+    other = {n: pairs for n, pairs in candidates.items() if len(pairs) > 1 or not n}
+    found: list[_Node] = []
+    add = found.append
+    for (perm, run, path), names in zip(nodes, listings):
+        if names is None:
+            continue
+        prefix = path + "/"
+        for n in names:
+            pr = single.get(n)
+            if pr is not None:
+                add((pr[0] if usesP else perm, pr[1] if usesR else run, prefix + n))
+        present = set(names) if other else ()
+        for n, pairs in other.items():
+            if not n or n in present:
+                for p, r in pairs:
+                    add((p if usesP else perm, r if usesR else run, prefix + n if n else path))
+    return found
+
+
+def _ownLevel(
+    nodes: list[_Node],
+    listings: list[list[str] | None],
+    level: Level,
+    params: list[str],
+    count: int,
+    runStrings: list[str],
+) -> list[_Node]:
+    """The folders found one level down when the names depend on each folder's setting or run."""
+    found: list[_Node] = []
+    for (perm, run, path), names in zip(nodes, listings):
+        if names is None:
+            continue
+        candidates = _candidates(
+            level, perm if level.usesParams else -1, run if level.usesRun else -1, params, count, runStrings
+        )
+        present = set(names)
+        for n, pairs in candidates.items():
+            if not n or n in present:
+                for p, r in pairs:
+                    found.append((p if p >= 0 else perm, r if r >= 0 else run, path + "/" + n if n else path))
+    return found
 
 
 def _offsets(
@@ -181,6 +216,20 @@ def _candidates(
             out[name] = [pair]
         else:
             same.append(pair)
+    return out
+
+
+def _listAll(paths: list[str], workers: int) -> list[list[str] | None]:
+    """The names in each folder (None for one absent or unreadable)."""
+    if workers > 1 and len(paths) >= 64:
+        return _map(_listNames, paths, workers)
+    out: list[list[str] | None] = []
+    listdir = os.listdir
+    for path in paths:
+        try:
+            out.append(listdir(path))
+        except OSError:
+            out.append(None)
     return out
 
 

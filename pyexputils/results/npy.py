@@ -22,16 +22,18 @@ _HEADER_CACHE_LIMIT = 1024
 
 def readNpy(path: str) -> Any:
     """The array stored in ``path``, writable (raises OSError or ValueError when it cannot be read)."""
-    with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
         data = bytearray(size)  # writable: the array handed out may be modified in place
-        view, done = memoryview(data), 0
-        while done < size:  # one read, unless the file system hands out short reads
-            n = f.readinto(view[done:])
+        done = os.readv(fd, [data]) if size else 0
+        while 0 < done < size:  # a short read (network file systems): go on where it stopped
+            n = os.readv(fd, [memoryview(data)[done:]])
             if not n:
                 break
             done += n
-        del view
+    finally:
+        os.close(fd)
     if done < size:
         raise ValueError(f"{path}: read {done} of {size} bytes (the file shrank while being read)")
     parsed = _parse(data)
