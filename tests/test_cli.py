@@ -111,3 +111,14 @@ def test_bad_config_exit_2_one_line(tmp_path: Path) -> None:
     out = cli(project_b, "submit", "experiments/a.json", "--backend", "local")
     assert out.returncode == 2 and "slurm.nodez is neither an sbatch option" in out.stderr
     assert not (project_b / "results").exists()
+
+
+def test_status_counts_failures_by_cause(tmp_path: Path) -> None:
+    project(tmp_path, values=["ok", "boom"])
+    (tmp_path / "prog.py").write_text("import sys\nif sys.argv[3] == 'boom': sys.exit(3)\n" + PROG)
+    out = cli(tmp_path, "submit", "experiments/a.json", "--backend", "local")
+    assert out.returncode == 0, out.stderr
+    st = json.loads(cli(tmp_path, "status", "experiments/a.json", "--backend", "local", "--json").stdout)[0]
+    assert (st["done"], st["missing"], st["failed"]) == (2, 2, {"FAILED": 2})
+    table = cli(tmp_path, "status", "experiments/a.json", "--backend", "local").stdout
+    assert "FAILED" in table.splitlines()[0] and table.splitlines()[1].split()[-1] == "2"
