@@ -1,4 +1,4 @@
-"""The command line: ``pyexputils submit | status | missing | show | cancel`` (run from the project root).
+"""The command line: ``pyexputils submit | watch | status | missing | show | cancel`` (run from the project root).
 
 Bad input (a file, a key, a value) prints one line ``pyexputils: error: ...`` and exits 2, with nothing
 submitted; a script that sbatch rejects is reported with sbatch's own message (exit 2 as well).
@@ -15,7 +15,7 @@ from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, getConfig, loadExperiment
 from pyexputils.runner.backend import LiveTask
 from pyexputils.runner.command import buildCommand
-from pyexputils.runner.ledger import Ledger
+from pyexputils.runner.ledger import Ledger, LedgerBusy, noteCancelled
 from pyexputils.runner.manifest import Manifest, stateDir
 from pyexputils.runner.plan import indexRanges
 from pyexputils.runner.status import IndexOutcome, outcomes
@@ -60,6 +60,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--throttle", type=_positive, help="at most N tasks of each array at once (%%N)")
     s.add_argument("--runs-per-task", type=_positive, help="indices per array task (default: slurm.runs_per_task, auto)")
     s.add_argument("--parallel", type=_positive, help="indices at once inside a task (default: slurm.parallel, 1)")
+    s.add_argument("--watch", action="store_true", help="then watch: resubmit until every index is done or final")
+
+    w = sub.add_parser("watch", help="resubmit what ended without results until every index is done or final")
+    exps(w)
+    w.add_argument("--throttle", type=_positive, help="at most N tasks of each array at once (%%N)")
+    w.add_argument("--runs-per-task", type=_positive, help="indices per array task (default: slurm.runs_per_task, auto)")
+    w.add_argument("--parallel", type=_positive, help="indices at once inside a task (default: slurm.parallel, 1)")
+    for q in (s, w):
+        q.add_argument("--poll", type=float, default=10.0, metavar="S", help="seconds between rounds (default 10)")
+        q.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 3)")
+        q.add_argument("--quiet", action="store_true", help="no progress bar: log lines only")
+        q.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
     st = sub.add_parser("status", help="done / missing / queued / running / failed per experiment")
     exps(st)
@@ -98,6 +110,10 @@ def cmdSubmit(a: argparse.Namespace) -> int:
     backend = chooseBackend(config, a.backend)
     opts = SubmitOptions(runs=a.runs, dry_run=a.dry_run, test_only=a.test_only, throttle=a.throttle,
                          runs_per_task=a.runs_per_task, parallel=a.parallel)  # fmt: skip
+    if a.watch and a.dry_run:
+        raise PyExpUtilsError("--watch cannot go with --dry-run")
+    if a.watch:
+        return cmdWatch(a)
     out = submit(a.experiments, config, backend, opts)
     sys.stdout.write(summary(out, a.dry_run))
     if a.dry_run:
@@ -114,6 +130,18 @@ def cmdSubmit(a: argparse.Namespace) -> int:
         print(f"pyexputils: error: {out.rejected.splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmdWatch(a: argparse.Namespace) -> int:
+    from pyexputils.runner.watch import WatchOptions, watch
+
+    if a.poll <= 0:
+        raise PyExpUtilsError(f"--poll {a.poll}: expected a positive number of seconds")
+    config = getConfig()
+    backend = chooseBackend(config, a.backend)
+    sub = SubmitOptions(runs=a.runs, throttle=a.throttle, runs_per_task=a.runs_per_task, parallel=a.parallel)
+    o = WatchOptions(runs=a.runs, poll=a.poll, timeout=a.timeout, quiet=a.quiet, json=a.json, submit=sub)
+    return watch(a.experiments, config, backend, o)
 
 
 def cmdMissing(a: argparse.Namespace) -> int:
@@ -150,9 +178,13 @@ def cmdCancel(a: argparse.Namespace) -> int:
     if not jobs:
         print("nothing to cancel: no live jobs of these experiments")
         return 0
-    with Ledger.open(root) as ledger:
-        backend.cancel(sorted(jobs))
-        ledger.markCancelled(sorted(jobs))
+    noteCancelled(root, sorted(jobs))  # first: a watch must never take these for preemptions
+    backend.cancel(sorted(jobs))
+    try:
+        with Ledger.open(root, wait=2.0) as ledger:
+            ledger.markCancelled(sorted(jobs))
+    except LedgerBusy:
+        pass  # a watch holds the ledger; it reads the note
     tasks = sum(1 for t in live if t.job_id in jobs)
     print(f"cancelled {len(jobs)} jobs ({tasks} live array tasks): {' '.join(sorted(jobs))}")
     return 0
@@ -245,4 +277,4 @@ def experimentStatus(path: str, exp: ExperimentDescription, runs: int, live: Seq
     }  # fmt: skip
 
 
-COMMANDS = {"submit": cmdSubmit, "status": cmdStatus, "missing": cmdMissing, "show": cmdShow, "cancel": cmdCancel}
+COMMANDS = {"submit": cmdSubmit, "watch": cmdWatch, "status": cmdStatus, "missing": cmdMissing, "show": cmdShow, "cancel": cmdCancel}

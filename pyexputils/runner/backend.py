@@ -8,6 +8,7 @@ disk, the rendered sbatch script and the resolved options), and
   ``python -m pyexputils.runner.task job.manifest_path`` with its task id, and returns the job id;
   raises :class:`SubmitRejected` (nothing started) or :class:`BackendError`;
 - ``query()``: the live array tasks of pyexputils' jobs (pending or running), one :class:`LiveTask` each;
+- ``ended(job_ids)``: how tasks of these jobs ended, where the scheduler still knows (for ``watch``);
 - ``cancel(job_ids)``: stops those jobs (pending tasks never start, running ones get SIGTERM);
 - ``queued()`` (optional): all of this user's queued/running jobs (default: ``len(query())``);
 - ``finish()``: called once after the last submit of a command; the Slurm backend returns at once, a
@@ -111,6 +112,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Cancel these jobs (all their array tasks)."""
+
+    def ended(self, job_ids: Sequence[str]) -> dict[tuple[str, int | None], str]:
+        """How array tasks of these jobs ended, where the scheduler still knows: ``(job id, task) -> state``
+        (TIMEOUT, PREEMPTED, ...). Slurm: tasks seen ended by the last ``query()`` (within MinJobAge) and,
+        with accounting, one ``sacct`` call. Default: nothing known (the runner's status files decide)."""
+        return {}
 
     def queued(self) -> int:
         """Jobs (array tasks) of this user now queued or running, all of them: the queue budget's use."""

@@ -11,6 +11,10 @@ Tables:
   attempt number of its indices), ``time``, ``manifest`` (path), ``adopted`` (found in the queue, not
   recorded at submit: the submitter crashed between sbatch and the ledger), ``cancelled`` (by
   ``pyexputils cancel``; a later watch tells the user's cancellation from an admin's).
+- ``verdicts``: how an attempt at an index ended (``cause``, ``started``, ``exit``), written by ``watch``
+  once the attempt has ended (:mod:`pyexputils.runner.causes`); an attempt without one is unresolved.
+- ``run_resources``: the per-run time (minutes) and memory a submission asked for (what ``watch``
+  escalates after TIMEOUT / OUT_OF_MEMORY).
 - ``attempts``: one row per (index, submission): ``experiment``, ``idx``, ``tag``, ``task`` (array task
   id), ``attempt`` (1 for an index's first submission, then +1). The latest attempt of an index is the row
   with the highest ``attempt``; joined with ``submissions`` it gives job id, resources and time, and with
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from pyexputils.errors import PyExpUtilsError
+from pyexputils.runner.causes import Verdict
 from pyexputils.runner.manifest import Manifest, stateDir
+from pyexputils.runner.policy import Resources
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -55,6 +61,22 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (experiment, idx, attempt)
 );
 CREATE INDEX IF NOT EXISTS attempts_tag ON attempts (tag, task);
+CREATE TABLE IF NOT EXISTS verdicts (
+    experiment TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    cause TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    exit INTEGER,
+    time REAL NOT NULL,
+    PRIMARY KEY (experiment, idx, attempt)
+);
+CREATE TABLE IF NOT EXISTS run_resources (
+    tag TEXT PRIMARY KEY,
+    minutes INTEGER,
+    mem_mb INTEGER,
+    mem_key TEXT NOT NULL
+);
 """
 LOCK_WAIT_S = 30.0
 
@@ -215,3 +237,72 @@ class Ledger:
             (experiment,),
         )
         return {r[0]: Attempt(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    # --- the watch's records ---------------------------------------------------------------------------
+    def setResources(self, tag: str, res: Resources) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO run_resources VALUES (?,?,?,?)", (tag, res.minutes, res.mem_mb, res.mem_key))
+
+    def runResources(self) -> dict[str, Resources]:
+        """The per-run resources of every submission that recorded them, by tag."""
+        rows = self.db.execute("SELECT tag, minutes, mem_mb, mem_key FROM run_resources")
+        return {r[0]: Resources(r[1], r[2], r[3]) for r in rows}
+
+    def addVerdicts(self, experiment: str, verdicts: Sequence[tuple[int, int, Verdict]]) -> None:
+        """Record how attempts ended: (index, attempt, verdict) triples, one transaction."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?)",
+                ((experiment, i, a, v.cause, int(v.started), v.exit, now) for i, a, v in verdicts),
+            )
+
+    def verdicts(self, experiment: str) -> dict[int, list[Verdict]]:
+        """Every recorded verdict of ``experiment``, per index, oldest attempt first."""
+        rows = self.db.execute(
+            "SELECT idx, cause, started, exit FROM verdicts WHERE experiment = ? ORDER BY attempt", (experiment,)
+        )
+        out: dict[int, list[Verdict]] = {}
+        for idx, cause, started, exit in rows:
+            out.setdefault(idx, []).append(Verdict(cause, bool(started), exit))
+        return out
+
+    def causeCounts(self) -> dict[str, int]:
+        """Verdicts recorded so far, by cause (all experiments)."""
+        return {c: n for c, n in self.db.execute("SELECT cause, COUNT(*) FROM verdicts GROUP BY cause")}
+
+    def unresolvedJobs(self) -> list[str]:
+        """Job ids with an attempt that has no verdict yet (the jobs worth asking sacct about)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT s.job_id FROM attempts a JOIN submissions s ON a.tag = s.tag "
+            "LEFT JOIN verdicts v ON v.experiment = a.experiment AND v.idx = a.idx AND v.attempt = a.attempt "
+            "WHERE v.cause IS NULL"
+        )
+        return sorted({r[0] for r in rows if r[0] and r[0] != "unknown"})
+
+    def cancelledTags(self) -> set[str]:
+        """Tags of submissions the user cancelled with ``pyexputils cancel`` (also while a watch held the lock)."""
+        tags = {r[0] for r in self.db.execute("SELECT tag FROM submissions WHERE cancelled = 1")}
+        noted = readCancelled(os.path.dirname(self.path))
+        if noted:
+            tags |= {r[0] for r in self.db.execute("SELECT tag, job_id FROM submissions") if r[1] in noted}
+        return tags
+
+
+CANCELLED_FILE = "cancelled.txt"
+
+
+def noteCancelled(resultsRoot: str, jobIds: Sequence[str]) -> None:
+    """Append job ids the user cancelled (no lock needed: a running watch reads them each round)."""
+    folder = stateDir(resultsRoot)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, CANCELLED_FILE), "a", encoding="utf-8") as f:
+        f.write("".join(f"{j}\n" for j in jobIds))
+
+
+def readCancelled(folder: str) -> set[str]:
+    try:
+        with open(os.path.join(folder, CANCELLED_FILE), encoding="utf-8") as f:
+            return {line.strip() for line in f if line.strip()}
+    except FileNotFoundError:
+        return set()

@@ -68,13 +68,13 @@ class Policy:
 class Resources:
     """The resources one index asks for: minutes per run, and memory (MB) as ``mem`` or ``mem_per_cpu``."""
 
-    minutes: int
+    minutes: int | None  # None: no time given (the partition's default)
     mem_mb: int | None = None
     mem_key: str = "mem"  # which sbatch option carries mem_mb
 
     def options(self) -> dict[str, str]:
         """As ``slurm`` block options."""
-        out = {"time": formatMinutes(self.minutes)}
+        out = {} if self.minutes is None else {"time": formatMinutes(self.minutes)}
         if self.mem_mb is not None:
             out[self.mem_key] = f"{self.mem_mb}M"
         return out
@@ -117,6 +117,8 @@ def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> De
     if cause == "TIMEOUT":
         if not last.started:  # its bundle ran out of time before it began: same resources
             return Decision(current)
+        if current.minutes is None:
+            return Decision(None, "TIMEOUT", "timed out, and no slurm.time to raise (the partition's default applied)")
         cap = policy.max_time_minutes
         if cap is not None and current.minutes >= cap:
             return Decision(None, "TIMEOUT", f"timed out at the time cap of {formatMinutes(cap)}")

@@ -7,7 +7,10 @@
   shell); stderr is read: transient errors (socket timeout, "Resource temporarily unavailable", controller
   not answering) are retried with backoff, after checking squeue that the job did not arrive anyway;
   any other failure raises :class:`SubmitRejected` with sbatch's own message.
-- ``query()``: one ``squeue --me -h -r`` call; ``queued()`` counts all the user's jobs (the queue budget).
+- ``query()``: one ``squeue --me -h -r -t all`` call (live tasks; those that ended less than MinJobAge ago
+  are kept for ``ended()``); ``queued()`` counts all the user's live jobs (the queue budget).
+- ``ended()``: the tasks the last squeue saw ended, and, when the site has accounting, one
+  ``sacct -X -P -n -o JobID,State -j ...`` call.
 - ``cancel()``: one ``scancel`` call.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from typing import Sequence
 
 from pyexputils.runner.backend import JOB_PREFIX, Backend, BackendError, JobSpec, Limits, LiveTask, SubmitRejected
+from pyexputils.runner.causes import LIVE_STATES
 from pyexputils.runner.resources import parseMinutes
 
 TRANSIENT = re.compile(
@@ -83,17 +87,23 @@ def _int(value: str | None) -> int | None:
     return n if n > 0 else None
 
 
-def parseSqueue(text: str) -> tuple[list[LiveTask], int]:
-    """``squeue -h -r -o %F|%K|%T|%j|%r`` lines: our (``pyx-``) tasks, and the count of all lines."""
+def parseSqueue(text: str, ended: dict[tuple[str, int | None], str] | None = None) -> tuple[list[LiveTask], int]:
+    """``squeue -h -r -o %F|%K|%T|%j|%r`` lines: our (``pyx-``) live tasks, and the count of all live lines.
+    Our tasks in an ended state (``-t all``) go to ``ended`` instead."""
     ours: list[LiveTask] = []
     count = 0
     for line in text.splitlines():
         parts = line.split("|", 4)
         if len(parts) < 5:
             continue
-        count += 1
         job, task, state, name, reason = parts
+        live = state.strip() in LIVE_STATES
+        count += live
         if not name.startswith(JOB_PREFIX):
+            continue
+        if not live:
+            if ended is not None:
+                ended[(job.strip(), int(task) if task.strip().isdigit() else None)] = state.strip()
             continue
         ours.append(
             LiveTask(
@@ -107,6 +117,18 @@ def parseSqueue(text: str) -> tuple[list[LiveTask], int]:
     return ours, count
 
 
+def parseSacct(text: str) -> dict[tuple[str, int | None], str]:
+    """``sacct -X -P -n -o JobID,State`` lines (``123_4|TIMEOUT``; pending ranges ``123_[5-9]`` skipped)."""
+    out: dict[tuple[str, int | None], str] = {}
+    for line in text.splitlines():
+        jobid, _, state = line.partition("|")
+        job, _, task = jobid.strip().partition("_")
+        if not job.isdigit() or (task and not task.isdigit()):
+            continue
+        out[(job, int(task) if task else None)] = state.strip().split()[0] if state.strip() else ""
+    return out
+
+
 class SlurmBackend(Backend):
     """Slurm through its command-line tools."""
 
@@ -114,6 +136,8 @@ class SlurmBackend(Backend):
 
     def __init__(self) -> None:
         self._queued: int | None = None
+        self._ended: dict[tuple[str, int | None], str] = {}
+        self._sacct: bool | None = None  # accounting works (probed on first use)
 
     def limits(self, partition: str | None = None) -> Limits:
         source: dict[str, str] = {}
@@ -196,12 +220,31 @@ class SlurmBackend(Backend):
         return next((t.job_id for t in tasks if t.tag == tag), None)
 
     def query(self) -> list[LiveTask]:
-        out = run(["squeue", "--me", "-h", "-r", "-o", SQUEUE_FORMAT])
+        out = run(["squeue", "--me", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT])
         if out.returncode != 0:
             raise BackendError(f"squeue: {out.stderr.strip() or 'failed'}")
-        ours, count = parseSqueue(out.stdout)
+        ended: dict[tuple[str, int | None], str] = {}
+        ours, count = parseSqueue(out.stdout, ended)
         self._queued = count
+        self._ended = ended
         return ours
+
+    def ended(self, job_ids: Sequence[str]) -> dict[tuple[str, int | None], str]:
+        wanted = set(job_ids)
+        out = {k: v for k, v in self._ended.items() if k[0] in wanted}
+        if not wanted or self._sacct is False or shutil.which("sacct") is None:
+            return out
+        ids = sorted(wanted, key=lambda j: int(j) if j.isdigit() else 0)
+        res = run(["sacct", "-X", "-P", "-n", "-o", "JobID,State", "-j", ",".join(ids)])
+        if res.returncode != 0:
+            if "accounting storage is disabled" in (res.stderr + res.stdout).lower() or "not running" in res.stderr.lower():
+                self._sacct = False
+                return out
+            raise BackendError(f"sacct: {res.stderr.strip() or 'failed'}")
+        self._sacct = True
+        for key, state in parseSacct(res.stdout).items():
+            out.setdefault(key, state)
+        return out
 
     def queued(self) -> int:
         """All the user's queued/running jobs (array tasks counted one by one), from the last query."""

@@ -32,6 +32,7 @@ from pyexputils.runner.command import checkCommand
 from pyexputils.runner.ledger import Ledger, Submission, manifestPath
 from pyexputils.runner.manifest import Manifest, stateDir, writeAtomic
 from pyexputils.runner.plan import ArrayPlan, Plan, PlanOptions, Request, limitsWithOverrides, plan
+from pyexputils.runner.policy import Resources
 from pyexputils.runner.render import (
     checkOptions,
     checkTemplate,
@@ -320,25 +321,101 @@ def submit(paths: Sequence[str], config: Config, backend: Backend, o: SubmitOpti
         if o.test_only:
             for job in out.jobs:
                 backend.submit(job, test_only=True)
-        for job in out.jobs:
-            job.manifest.attempt = max(ledger.nextAttempts(job.manifest.experiment, (i for t in job.manifest.tasks for i in t)).values())
-            job.manifest.write(job.manifest_path)
-            writeAtomic(os.path.join(stateDir(root), "scripts", f"{job.tag}.sh"), job.script)
-            os.makedirs(os.path.join(job.manifest.log_dir, job.tag), exist_ok=True)
-            try:
-                jobId = backend.submit(job)
-            except SubmitRejected as e:
-                os.unlink(job.manifest_path)
-                out.rejected = str(e)
-                break
-            ledger.record(
-                Submission(job.tag, jobId, backend.name, job.manifest.experiment, job.array_size, dict(job.options),
-                           job.manifest.attempt, time.time(), job.manifest_path),
-                job.manifest.tasks,
-            )  # fmt: skip
-            out.submitted.append((job.tag, jobId))
+        submitted, out.rejected = sendJobs(ledger, backend, [(job, None) for job in out.jobs], root)
+        out.submitted = [(job.tag, jobId) for job, jobId in submitted]
         backend.finish()
     return out
+
+
+def sendJobs(
+    ledger: Ledger, backend: Backend, jobs: Sequence[tuple[JobSpec, Resources | None]], root: str
+) -> tuple[list[tuple[JobSpec, str]], str | None]:
+    """Step 4 for each job: attempt numbers, manifest and script written, log folder made, submitted,
+    recorded. Stops at the first rejection and returns sbatch's message with what went through."""
+    submitted: list[tuple[JobSpec, str]] = []
+    for job, res in jobs:
+        attempts = ledger.nextAttempts(job.manifest.experiment, (i for t in job.manifest.tasks for i in t))
+        job.manifest.attempt = max(attempts.values())
+        job.manifest.write(job.manifest_path)
+        writeAtomic(os.path.join(stateDir(root), "scripts", f"{job.tag}.sh"), job.script)
+        os.makedirs(os.path.join(job.manifest.log_dir, job.tag), exist_ok=True)
+        try:
+            jobId = backend.submit(job)
+        except SubmitRejected as e:
+            os.unlink(job.manifest_path)
+            return submitted, str(e)
+        ledger.record(
+            Submission(job.tag, jobId, backend.name, job.manifest.experiment, job.array_size, dict(job.options),
+                       job.manifest.attempt, time.time(), job.manifest_path),
+            job.manifest.tasks, attempts,
+        )  # fmt: skip
+        if res is not None:
+            ledger.setResources(job.tag, res)
+        submitted.append((job, jobId))
+    return submitted, None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Indices of one experiment to submit with one set of options (``watch``: per escalated resources)."""
+
+    experiment: str  # absolute path, as in :func:`load`
+    indices: list[int]
+    options: PlanOptions
+    resources: Resources | None = None
+
+
+def makeJobs(
+    loaded: Loaded, config: Config, backend: Backend, o: SubmitOptions, groups: Sequence[Group]
+) -> tuple[list[tuple[JobSpec, Resources | None]], int]:
+    """Plan and render ``groups`` (no listing of results: the caller chose the indices); returns the jobs,
+    each with its group's resources, and the number of indices deferred for lack of queue slots."""
+    root = resultsRoot(config)
+    exps, template = loaded
+    byPath = {full: exp for full, exp, _ in exps}
+    partition = config.slurm.get("partition")
+    limits = limitsWithOverrides(backend.limits(str(partition) if partition else None), config.slurm, config.path or "config")
+    keyed = {f"{g.experiment}#{k}": g for k, g in enumerate(groups)}
+    p = plan([Request(key, g.indices, g.options) for key, g in keyed.items()], limits, backend.queued())
+    submission = newSubmissionId()
+    logDir = underProject(config, config.log_path)
+    project = projectRoot(config)
+    jobs: list[tuple[JobSpec, Resources | None]] = []
+    for k, a in enumerate(p.arrays):
+        g = keyed[a.key]
+        exp = byPath[g.experiment]
+        st = ExpState(g.experiment, exp, 0, len(g.indices), 0, g.options)
+        name, file = exp.getExperimentName(), exp.getFileName()
+        tag = makeTag(file if name == file else f"{name}-{file}", submission, k)
+        jobs.append((_job(a, tag, st, config, root, logDir, project, template, o), g.resources))
+    return jobs, sum(len(v) for v in p.deferred.values())
+
+
+def adoptOrphans(ledger: Ledger, live: Sequence[LiveTask], root: str, backend: str) -> list[str]:
+    """Manifests the ledger lacks whose jobs are no longer live: adopted (job id unknown) when their runner
+    left status files (the job ran), removed when it did not (sbatch was never reached, or the job never
+    started and left no trace: its indices are simply missing)."""
+    folder = os.path.dirname(manifestPath(root, "x"))
+    if not os.path.isdir(folder):
+        return []
+    known = ledger.tags() | {t.tag for t in live if t.tag}
+    adopted: list[str] = []
+    for entry in os.scandir(folder):
+        if not entry.name.endswith(".json") or entry.name.startswith("."):
+            continue
+        tag = entry.name[: -len(".json")]
+        if tag in known:
+            continue
+        try:
+            m = Manifest.read(entry.path)
+        except PyExpUtilsError:
+            continue
+        if os.path.isdir(os.path.join(m.status_dir, m.tag)):
+            ledger.adopt(m, entry.path, "unknown", backend)
+            adopted.append(tag)
+        elif time.time() - entry.stat().st_mtime > 60:
+            os.unlink(entry.path)
+    return adopted
 
 
 # --- reporting -------------------------------------------------------------------------------------------
