@@ -123,7 +123,7 @@ class Display:
         bar = "#" * int(pct * 30) + "-" * (30 - int(pct * 30))
         line = (
             f"[{bar}] {t.done}/{t.total} done, {t.active} queued/running, {len(t.finals)} final"
-            + (f" | retried causes {causes}" if causes else "")
+            + (f" | ended so far: {causes}" if causes else "")
             + (f" | {note}" if note else "")
         )
         self.event("progress", total=t.total, done=t.done, active=t.active, final=len(t.finals), causes=dict(t.causes), note=note)
