@@ -169,7 +169,7 @@ TEMPLATES = [
 
 VALUES = st.one_of(
     st.integers(-3, 40),
-    st.sampled_from([0.1, 1.0, 0.25, 1e-4, True, "adam", "a_b", "x-1"]),
+    st.sampled_from([0.1, 1.0, 0.25, 1e-4, True, "adam", "a_b", "x-1", "env/v1", "{run}"]),
 )
 
 
@@ -182,10 +182,12 @@ def sweeps(draw: st.DrawFn) -> dict[str, Any]:
         params[name] = values if len(values) > 1 or draw(st.booleans()) else values[0]
     if draw(st.booleans()):
         params["opt"] = {"beta": draw(st.lists(st.integers(0, 9), min_size=1, max_size=3, unique=True))}
+    if draw(st.booleans()):
+        params["hidden"] = draw(st.sampled_from([[[4, 64], [8, 64]], [[1]], [{"u": [1, 2]}]]))
     return {"name": "exp", "agent": "ag", "metaParameters": params}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     d=sweeps(),
     template=st.sampled_from(TEMPLATES),
@@ -209,6 +211,16 @@ def test_agrees_with_naive_check(
                 Path(path, f).touch()
         elif require:
             Path(path, require[0] + ".tmp").touch()
+    assert listResultsPaths(exp, runs) == [exp.interpolateSavePath(i) for i in range(total)]
     got = listMissingResults(exp, runs, require=require, base=base)
     assert got == naive(exp, runs, require, base)
     assert got == sorted(got)
+
+
+def test_a_value_with_a_slash_adds_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make(d={"name": "n", "agent": "a", "metaParameters": {"env": ["gym/CartPole", "gym/Acrobot"], "lr": [1, 2]}})
+    assert exp.interpolateSavePath(1) == "results/n/a/env-gym/CartPole_lr-2/0"
+    for i in (0, 3, 5):
+        os.makedirs(exp.interpolateSavePath(i))
+    assert listMissingResults(exp, runs=2) == [1, 2, 4, 6, 7]

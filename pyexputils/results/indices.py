@@ -66,6 +66,9 @@ def doneMask(
         return mask
     required = list(exp.config.require if require is None else require)
     plan = planSavePath(exp, base)
+    params = exp.paramsStrings() if plan is not None and plan.usesParams else [""]
+    if any("/" in text for text in params):  # a value with "/" adds folders to {params}: check one by one
+        plan = None
     if plan is None:
         paths = [os.path.join(base, p) if base else p for p in listResultsPaths(exp, runs)]
         for i, path in enumerate(paths):
@@ -73,9 +76,9 @@ def doneMask(
         return mask
     count = exp.numPermutations()
     if not required:
-        done = _walk(exp, plan, runs, workers, paths=False)
+        done = _walk(exp, plan, params, runs, workers, paths=False)
     else:
-        folders = _walk(exp, plan, runs, workers, paths=True)
+        folders = _walk(exp, plan, params, runs, workers, paths=True)
         ok = _map(lambda node: _hasAll(node[1], required), folders, workers)
         done = [i for (i, _), good in zip(folders, ok) if good]
     if done:
@@ -83,9 +86,10 @@ def doneMask(
     return mask
 
 
-def _walk(exp: ExperimentDescription, plan: PathPlan, runs: int, workers: int, paths: bool) -> list[Any]:
-    """The indices whose save folder exists; with ``paths``, (index, folder) pairs."""
-    params = exp.paramsStrings() if plan.usesParams else [""]
+def _walk(
+    exp: ExperimentDescription, plan: PathPlan, params: list[str], runs: int, workers: int, paths: bool
+) -> list[Any]:
+    """The indices whose save folder exists (``params``: every setting's ``{params}``); with ``paths``, (index, folder) pairs."""
     count = exp.numPermutations()
     runStrings = [str(r) for r in range(runs)]
     nodes: list[_Node] = [(-1, -1, plan.root)]
