@@ -85,7 +85,9 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
             try:  # the last session out stops a cluster that a test session started (not one started by hand)
                 fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if (folder / "auto").exists() and os.geteuid() == 0:
-                    _cluster_script("down")
+                    # PYX_SLURM_AUTO=1: 'down' must not wait for test sessions: this one holds the exclusive
+                    # lease itself (without it, 'down' waits PYX_SLURM_SESSION_WAIT = 600 s for its own caller)
+                    _cluster_script("down", PYX_SLURM_AUTO="1")
             except BlockingIOError:
                 pass  # another session still uses it
             finally:
