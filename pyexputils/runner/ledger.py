@@ -267,6 +267,13 @@ class Ledger:
             out.setdefault(idx, []).append(Verdict(cause, bool(started), exit))
         return out
 
+    def resolvedAttempts(self, experiment: str) -> dict[int, set[int]]:
+        """The attempt numbers with a verdict, per index of ``experiment``."""
+        out: dict[int, set[int]] = {}
+        for idx, attempt in self.db.execute("SELECT idx, attempt FROM verdicts WHERE experiment = ?", (experiment,)):
+            out.setdefault(idx, set()).add(attempt)
+        return out
+
     def causeCounts(self) -> dict[str, int]:
         """Verdicts recorded so far, by cause (all experiments)."""
         return {c: n for c, n in self.db.execute("SELECT cause, COUNT(*) FROM verdicts GROUP BY cause")}

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription, loadExperiment
@@ -328,10 +328,13 @@ def submit(paths: Sequence[str], config: Config, backend: Backend, o: SubmitOpti
 
 
 def sendJobs(
-    ledger: Ledger, backend: Backend, jobs: Sequence[tuple[JobSpec, Resources | None]], root: str
+    ledger: Ledger, backend: Backend, jobs: Sequence[tuple[JobSpec, Resources | None]], root: str,
+    onSubmit: Callable[[JobSpec, str], None] | None = None,
 ) -> tuple[list[tuple[JobSpec, str]], str | None]:
     """Step 4 for each job: attempt numbers, manifest and script written, log folder made, submitted,
-    recorded. Stops at the first rejection and returns sbatch's message with what went through."""
+    recorded. Stops at the first rejection and returns sbatch's message with what went through.
+    A job's per-run resources are recorded (by tag) before sbatch: a process killed between sbatch and
+    the ledger leaves a job that is adopted later with the resources it really asked for."""
     submitted: list[tuple[JobSpec, str]] = []
     for job, res in jobs:
         attempts = ledger.nextAttempts(job.manifest.experiment, (i for t in job.manifest.tasks for i in t))
@@ -339,6 +342,8 @@ def sendJobs(
         job.manifest.write(job.manifest_path)
         writeAtomic(os.path.join(stateDir(root), "scripts", f"{job.tag}.sh"), job.script)
         os.makedirs(os.path.join(job.manifest.log_dir, job.tag), exist_ok=True)
+        if res is not None:
+            ledger.setResources(job.tag, res)
         try:
             jobId = backend.submit(job)
         except SubmitRejected as e:
@@ -349,9 +354,9 @@ def sendJobs(
                        job.manifest.attempt, time.time(), job.manifest_path),
             job.manifest.tasks, attempts,
         )  # fmt: skip
-        if res is not None:
-            ledger.setResources(job.tag, res)
         submitted.append((job, jobId))
+        if onSubmit is not None:
+            onSubmit(job, jobId)
     return submitted, None
 
 

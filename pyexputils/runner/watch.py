@@ -31,7 +31,7 @@ import numpy as np
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription
-from pyexputils.runner.backend import Backend, BackendError, LiveTask
+from pyexputils.runner.backend import Backend, BackendError, JobSpec, LiveTask, SubmitRejected
 from pyexputils.runner.causes import Evidence, Verdict, classify
 from pyexputils.runner.ledger import Ledger, LedgerBusy
 from pyexputils.runner.manifest import Manifest
@@ -88,6 +88,11 @@ class Tally:
     causes: Counter[str] = field(default_factory=Counter)  # verdicts recorded so far, by cause
 
     @property
+    def live(self) -> int:
+        """Indices queued or running after this round (its own submissions included)."""
+        return self.active + self.resubmitted
+
+    @property
     def settled(self) -> bool:
         return self.active == 0 and self.resubmitted == 0 and self.deferred == 0
 
@@ -122,11 +127,11 @@ class Display:
         pct = t.done / t.total if t.total else 1.0
         bar = "#" * int(pct * 30) + "-" * (30 - int(pct * 30))
         line = (
-            f"[{bar}] {t.done}/{t.total} done, {t.active} queued/running, {len(t.finals)} final"
+            f"[{bar}] {t.done}/{t.total} done, {t.live} queued/running, {len(t.finals)} final"
             + (f" | ended so far: {causes}" if causes else "")
             + (f" | {note}" if note else "")
         )
-        self.event("progress", total=t.total, done=t.done, active=t.active, final=len(t.finals), causes=dict(t.causes), note=note)
+        self.event("progress", total=t.total, done=t.done, active=t.live, submitted=t.resubmitted, deferred=t.deferred, final=len(t.finals), causes=dict(t.causes), note=note)
         if self.live:
             self._last = line
             self.err.write("\r\033[K" + line)
@@ -192,8 +197,8 @@ class Watcher:
                 if tally.settled:
                     return self.report(tally)
                 if self.o.timeout is not None and time.monotonic() - start > self.o.timeout:
-                    self.d.log(f"gave up after {self.o.timeout:.0f} s with {tally.active} indices still queued/running")
-                    self.d.event("timeout", active=tally.active)
+                    self.d.log(f"gave up after {self.o.timeout:.0f} s with {tally.live} indices still queued/running")
+                    self.d.event("timeout", active=tally.live)
                     return 3
                 self._sleep(self.o.poll, start)
         finally:
@@ -239,14 +244,16 @@ class Watcher:
             self.d.event("unreachable", error=str(e))
             return None
         if groups:
-            jobs, deferred = makeJobs(self.loaded, self.config, self.backend, self.submitOptions, groups)
-            tally.deferred = deferred
-            submitted, rejected = sendJobs(ledger, self.backend, jobs, self.root)
-            for job, jobId in submitted:
-                n = sum(len(t) for t in job.manifest.tasks)
-                tally.resubmitted += n
-                self.d.log(f"submitted {n} runs of {relPath(job.manifest.experiment)} as job {jobId} ({job.tag}, attempt {job.manifest.attempt}, time {job.options.get('time', 'default')})")
-                self.d.event("submitted", tag=job.tag, job=jobId, runs=n, attempt=job.manifest.attempt)
+            try:
+                jobs, deferred = makeJobs(self.loaded, self.config, self.backend, self.submitOptions, groups)
+                tally.deferred = deferred
+                submitted, rejected = sendJobs(ledger, self.backend, jobs, self.root, self._submitted)
+            except SubmitRejected:
+                raise
+            except BackendError as e:  # sbatch kept failing (transient errors): what went through is recorded
+                self.d.event("unreachable", error=str(e))
+                return None
+            tally.resubmitted += sum(len(t) for job, _ in submitted for t in job.manifest.tasks)
             if rejected:
                 raise PyExpUtilsError(rejected)
             self.backend.finish()
@@ -265,6 +272,7 @@ class Watcher:
         tally.done += int(done.sum())
         latest = ledger.latest(full)
         history = ledger.verdicts(full)
+        resolved = ledger.resolvedAttempts(full)
         resources = ledger.runResources()
         cancelled = ledger.cancelledTags()
         newVerdicts: list[tuple[int, int, Verdict]] = []
@@ -275,7 +283,7 @@ class Watcher:
                 todo.setdefault(base, []).append(idx)
                 continue
             hist = history.get(idx, [])
-            if len(hist) < a.attempt:
+            if a.attempt not in resolved.get(idx, ()):
                 state = states.get((a.job_id, a.task)) or states.get((a.job_id, None)) or ended.get((a.job_id, a.task))
                 outcome = self._outcome(a.tag, a.task).get(idx)
                 v = classify(Evidence(False, state, outcome, userCancelled=a.tag in cancelled))
@@ -296,7 +304,7 @@ class Watcher:
         if latest and doneIdx.size:
             for idx in doneIdx.tolist():
                 a = latest.get(idx)
-                if a is not None and len(history.get(idx, [])) < a.attempt:
+                if a is not None and a.attempt not in resolved.get(idx, ()):
                     newVerdicts.append((idx, a.attempt, Verdict("COMPLETED", True)))
         if newVerdicts:
             ledger.addVerdicts(full, newVerdicts)
@@ -304,6 +312,14 @@ class Watcher:
                 if v.cause != "COMPLETED":
                     self.d.event("ended", experiment=full, index=idx, attempt=attempt, cause=v.cause, exit=v.exit)
         return [Group(full, idx, _withResources(opts, res), res) for res, idx in todo.items()]
+
+    def _submitted(self, job: JobSpec, jobId: str) -> None:
+        n = sum(len(t) for t in job.manifest.tasks)
+        res = " ".join(f"{k} {job.options[k]}" for k in ("time", "mem", "mem_per_cpu") if job.options.get(k) is not None)
+        self.d.log(f"submitted {n} runs of {relPath(job.manifest.experiment)} as job {jobId} (attempt {job.manifest.attempt}, {res or 'default resources'})")
+        self.d.event("submitted", experiment=job.manifest.experiment, tag=job.tag, job=jobId, runs=n,
+                     indices=sorted(i for t in job.manifest.tasks for i in t), attempt=job.manifest.attempt,
+                     time_limit=job.options.get("time"), mem=job.options.get("mem") or job.options.get("mem_per_cpu"))  # fmt: skip
 
     def _outcome(self, tag: str, task: int) -> dict[int, IndexOutcome]:
         key = (tag, task)
