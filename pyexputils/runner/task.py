@@ -8,7 +8,10 @@ see :mod:`pyexputils.runner.status`), one flushed line each.
 Signals (the sbatch script ``exec``s the runner, so it receives them itself):
 
 - ``SIGUSR1`` (``--signal=B:USR1@N``, the time-limit warning): stop. Running indices get SIGTERM (their chance
-  to checkpoint) and end ``TIMEOUT``; indices not started are skipped with cause ``TIMEOUT``.
+  to checkpoint) and end ``TIMEOUT``; indices not started are skipped with cause ``TIMEOUT``. Slurm checks
+  time limits every 30 s and sends the warning when the limit falls before its next check, so it can arrive
+  up to N + 30 s early (on a 1-minute job: any time after the start): when the job's deadline is known, the
+  stop waits until ``grace_s + WARN_MARGIN_S`` seconds before it (event ``warning`` with ``stop_at``).
 - ``SIGTERM``: the same, with cause ``CANCELLED``, or ``TIMEOUT`` after a USR1 or near the job's deadline
   (``Manifest.job_time_limit_s``). Under proctrack/linuxproc Slurm sends it to the runs too.
 - ``SIGINT``: like SIGTERM (``CANCELLED``); a second SIGINT kills the runs at once. ``SIGHUP``: like SIGTERM
@@ -52,6 +55,7 @@ from pyexputils.runner.status import StatusWriter
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SETTLE_S = 0.5  # how long a run that died of a signal waits for the runner's own stop signal
 SHELL_SIGKILL = 128 + signal.SIGKILL  # a shell reports a child killed by SIGKILL as exit 137
+WARN_MARGIN_S = 2.0  # after a USR1: runs get SIGTERM grace_s + this many seconds before the deadline
 
 
 def deadlineMargin(limit: float) -> float:
@@ -115,6 +119,7 @@ class TaskRunner:
         self.causes: dict[int, str] = {}
         self.stopCause: str | None = None
         self.sawUsr1 = False
+        self.stopAt: float | None = None  # a USR1 came early: stop (TIMEOUT) at this time
         self.interrupts = 0
         self._signals: list[int] = []
         self.exp: ExperimentDescription | None = None
@@ -185,15 +190,27 @@ class TaskRunner:
 
     def _timeout(self, now: float) -> float:
         due = [t for r in self.running for t in (r.limitAt, r.killAt) if t is not None and r.exitedAt is None]
+        if self.stopAt is not None and self.stopCause is None:
+            due.append(self.stopAt)
         due += [r.exitedAt + SETTLE_S for r in self.running if r.exitedAt is not None]
         return max(0.0, min([now + 5.0] + due) - now)
 
     # --- signals ------------------------------------------------------------------------------------
     def _handleSignals(self) -> None:
+        if self.stopAt is not None and self.stopCause is None and time.time() >= self.stopAt:
+            self._stop(signal.SIGUSR1, "TIMEOUT")
         while self._signals:
             sig = self._signals.pop(0)
             if sig == signal.SIGUSR1:
                 self.sawUsr1 = True
+                lead = self.m.grace_s + WARN_MARGIN_S
+                now = time.time()
+                if self.deadline is not None and self.deadline - now > lead and self.stopCause is None:
+                    if self.stopAt is None:  # an early warning: stop in time for the runs to end before the limit
+                        self.stopAt = self.deadline - lead
+                        self._event("warning", signal=sig, name="SIGUSR1", deadline=round(self.deadline, 3),
+                                    stop_at=round(self.stopAt, 3))  # fmt: skip
+                    continue
                 cause = "TIMEOUT"
             elif sig == signal.SIGTERM:
                 near = self.deadline is not None and time.time() >= self.deadline - deadlineMargin(self.deadline - self.t0)
