@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription, loadExperiment
+from pyexputils.results import listMissingResults
 from pyexputils.runner.backend import Backend, JobSpec, Limits, LiveTask, SubmitRejected
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.ledger import Ledger, Submission, manifestPath
@@ -89,17 +90,7 @@ def loadTemplate(config: Config, slurm: dict[str, Any]) -> tuple[str, str]:
 
 def listMissing(exp: ExperimentDescription, runs: int) -> list[int]:
     """The indices of ``runs`` runs whose results are not on disk."""
-    try:
-        from pyexputils.results import listMissingResults
-    except ImportError:  # pragma: no cover - until pyexputils.results lands
-        require = exp.config.require
-
-        def done(i: int) -> bool:
-            folder = exp.interpolateSavePath(i)
-            return os.path.isdir(folder) and all(os.path.exists(os.path.join(folder, r)) for r in require)
-
-        return [i for i in range(exp.numPermutations() * runs) if not done(i)]
-    return list(listMissingResults(exp, runs))
+    return listMissingResults(exp, runs)
 
 
 def chooseBackend(config: Config, name: str | None = None) -> Backend:
