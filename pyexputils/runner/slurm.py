@@ -207,8 +207,11 @@ class SlurmBackend(Backend):
                 if not jobId.isdigit():
                     raise BackendError(f"sbatch for {job.tag}: unexpected reply {out.stdout.strip()!r} {err}")
                 return jobId
-            if TRANSIENT.search(err) and attempt < len(BACKOFF_S):
-                continue
+            if TRANSIENT.search(err):
+                if attempt < len(BACKOFF_S):
+                    continue
+                # still transient after every retry: Slurm is not answering, the job was not refused
+                raise BackendError(f"sbatch for {job.tag}: still failing after {len(BACKOFF_S)} retries: {err}")
             raise SubmitRejected(f"sbatch rejected {job.tag} ({job.manifest.experiment}): {err or 'exit ' + str(out.returncode)}")
         raise BackendError(f"sbatch for {job.tag}: still failing after {len(BACKOFF_S)} retries")
 

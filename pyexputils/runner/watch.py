@@ -316,7 +316,7 @@ class Watcher:
     def _submitted(self, job: JobSpec, jobId: str) -> None:
         n = sum(len(t) for t in job.manifest.tasks)
         res = " ".join(f"{k} {job.options[k]}" for k in ("time", "mem", "mem_per_cpu") if job.options.get(k) is not None)
-        self.d.log(f"submitted {n} runs of {relPath(job.manifest.experiment)} as job {jobId} (attempt {job.manifest.attempt}, {res or 'default resources'})")
+        self.d.log(f"submitted {n} run{'s' if n != 1 else ''} of {relPath(job.manifest.experiment)} as job {jobId} (attempt {job.manifest.attempt}, {res or 'default resources'})")
         self.d.event("submitted", experiment=job.manifest.experiment, tag=job.tag, job=jobId, runs=n,
                      indices=sorted(i for t in job.manifest.tasks for i in t), attempt=job.manifest.attempt,
                      time_limit=job.options.get("time"), mem=job.options.get("mem") or job.options.get("mem_per_cpu"))  # fmt: skip
