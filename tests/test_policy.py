@@ -211,3 +211,14 @@ def test_policy_from_options() -> None:
 
 def test_resources_options() -> None:
     assert Resources(90, 2048, "mem_per_cpu").options() == {"time": "1:30:00", "mem_per_cpu": "2048M"}
+
+
+def test_failed_before_the_index_started_is_not_the_programs_failure() -> None:
+    """A job killed before its runner started the index (e.g. Slurm's USR1 before the runner's handler:
+    WTERMSIG 10, no status file) is retried within max_attempts, without using up max_failed_retries."""
+    p = Policy(max_failed_retries=1, max_attempts=3)
+    early = Verdict("FAILED", started=False)
+    assert decide([early], R, p).resources == R
+    assert decide([early, v("FAILED")], R, p).resources == R  # the program's first real failure: retried
+    assert decide([early, v("FAILED"), v("FAILED")], R, p).final == "FAILED"
+    assert decide([early, early, early], R, p).final == "FAILED"  # max_attempts still bounds it

@@ -5,7 +5,8 @@ Keys of the ``slurm`` block (config or experiment):
 - ``max_attempts`` (5): attempts per index in all; an index cut off before it started (its bundle ran
   out of time first) does not use one up.
 - ``max_failed_retries`` (1): resubmissions after the program itself failed (non-zero exit, or no
-  ``require`` files): code bugs don't heal.
+  ``require`` files): code bugs don't heal. A task that failed before the index started (the job died
+  before the runner could start it) is not the program's failure: retried within ``max_attempts``.
 - ``time_factor`` (2.0): time x factor after TIMEOUT, rounded up to whole minutes, capped by the
   partition's MaxTime (or ``max_time``); a run that timed out at the cap ends TIMEOUT (final).
 - ``mem_factor`` (2.0): memory x factor after OUT_OF_MEMORY, capped by ``max_mem`` (or the node's);
@@ -108,7 +109,9 @@ def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> De
     if used >= policy.max_attempts:
         return Decision(None, cause, f"{used} attempts used (max_attempts = {policy.max_attempts})")
     if cause == "FAILED":
-        failures = sum(1 for v in history if v.cause == "FAILED")
+        if not last.started:  # the job failed before the index ran: not the program's failure
+            return Decision(current)
+        failures = sum(1 for v in history if v.cause == "FAILED" and v.started)
         if failures > policy.max_failed_retries:
             return Decision(
                 None, "FAILED", f"failed {failures} times (max_failed_retries = {policy.max_failed_retries})"
