@@ -196,3 +196,11 @@ def test_display_progress_bar_on_a_terminal_plain_lines_otherwise() -> None:
     d.log("submitted 2 runs")  # a log line clears the bar, prints, redraws the bar
     assert tty.getvalue().endswith("\r\033[Kwatch: submitted 2 runs\n" + d._last)
     assert out.getvalue() == ""
+
+
+def test_submit_watch_is_watch(tmp_path: Path) -> None:
+    exp = project(tmp_path, ["ok", "fail_once"])
+    out = cli(tmp_path, "submit", exp, "--watch", "--poll", "0.2", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "watch: all 2 runs done" in out.stderr and "done, " not in out.stderr  # --quiet: no progress lines
+    assert verdicts(tmp_path) == {0: ["COMPLETED"], 1: ["FAILED", "COMPLETED"]}
