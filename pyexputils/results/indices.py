@@ -10,6 +10,7 @@ only the save folder knows what is inside it.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Sequence, TypeVar
@@ -81,14 +82,14 @@ def doneMask(
         folders = _walk(exp, plan, params, runs, workers, paths=True)
         ok = _map(lambda node: _hasAll(node[1], required), folders, workers)
         done = [i for (i, _), good in zip(folders, ok) if good]
-    if done:
-        mask[np.array(done, dtype=np.int64)] = True
+    if len(done):
+        mask[np.asarray(done, dtype=np.int64)] = True
     return mask
 
 
 def _walk(
     exp: ExperimentDescription, plan: PathPlan, params: list[str], runs: int, workers: int, paths: bool
-) -> list[Any]:
+) -> list[Any] | npt.NDArray[np.int64]:
     """The indices whose save folder exists (``params``: every setting's ``{params}``); with ``paths``, (index, folder) pairs."""
     count = exp.numPermutations()
     runStrings = [str(r) for r in range(runs)]
@@ -115,23 +116,35 @@ def _lastLevel(
     listings: list[list[str] | None],
     candidates: dict[str, list[tuple[int, int]]],
     count: int,
-) -> list[int]:
-    """The hot loop: indices of the save folders found in each listed folder of the last level."""
+) -> list[int] | npt.NDArray[np.int64]:
+    """The hot loop: indices of the save folders found in each listed folder of the last level.
+
+    Names are looked up in C (``map`` over ``dict.get``); the per-folder offset is added by NumPy.
+    """
     offsets, extra = _offsets(candidates, count)
     get = offsets.get
     empty = "" in candidates
-    out: list[int] = []
+    found: list[int] = []
+    bases: list[int] = []
+    sizes: list[int] = []
+    more: list[int] = []
     for (perm, run, _), names in zip(nodes, listings):
         if names is None:
             continue
         base = max(run, 0) * count + max(perm, 0)  # what the folder fixes; the level adds the rest
         if empty:
             names = names + [""]
-        out += [o + base for n in names if (o := get(n)) is not None]
+        found += map(get, names, itertools.repeat(-1))
+        bases.append(base)
+        sizes.append(len(names))
         if extra:
             present = set(names)
-            out += [o + base for n, more in extra.items() if n in present for o in more]
-    return out
+            more += [o + base for n, values in extra.items() if n in present for o in values]
+    values = np.array(found, dtype=np.int64)
+    index = values + np.repeat(np.array(bases, dtype=np.int64), sizes)
+    if len(values) and values.min() < 0:  # names that are no run of this level
+        index = index[values >= 0]
+    return np.concatenate([index, np.array(more, dtype=np.int64)]) if more else index
 
 
 def _sharedLevel(
