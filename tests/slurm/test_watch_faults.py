@@ -232,6 +232,9 @@ def tableOf(out: dict[str, fl.Outcome], total: float, accounting: bool) -> str:
             runs = len(json.loads((next(o.root.glob("experiments/*.json"))).read_text())["metaParameters"]["case"])
             verdicts = "; ".join(f"{i}: {' > '.join(v)}" for i, v in sorted(h.verdicts.items()))
             res = f"exit {o.exit}; {verdicts}" if not o.error else "driver error"
+            if o.notes.get("kills"):
+                k = o.notes["kills"]
+                res += f" ({sum(x.startswith('after sbatch') for x in k)} kills right after sbatch, {sum(x.startswith('timer') for x in k)} timed)"
             rows.append(f"| {o.fault} | {runs} | {h.nAttempts} | {o.wall:.0f} s | {res} |")
         except Exception as e:  # noqa: BLE001 - the table must not hide the tests' own failures
             rows.append(f"| {o.fault} | ? | ? | {o.wall:.0f} s | {o.error and 'driver error' or e} |")
