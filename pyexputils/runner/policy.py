@@ -122,23 +122,25 @@ def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> De
             return Decision(current)
         if current.minutes is None:
             return Decision(None, "TIMEOUT", "timed out, and no slurm.time to raise (the partition's default applied)")
-        cap = policy.max_time_minutes
-        if cap is not None and current.minutes >= cap:
-            return Decision(None, "TIMEOUT", f"timed out at the time cap of {formatMinutes(cap)}")
-        minutes = max(current.minutes + 1, math.ceil(current.minutes * policy.time_factor))
-        if cap is not None:
-            minutes = min(minutes, cap)
+        minutes = _escalate(current.minutes, policy.time_factor, policy.max_time_minutes)
+        if minutes is None:
+            return Decision(None, "TIMEOUT", f"timed out at the time cap of {formatMinutes(current.minutes)}")
         return Decision(replace(current, minutes=minutes))
     if cause == "OUT_OF_MEMORY":
         if current.mem_mb is None:
             return Decision(None, "OUT_OF_MEMORY", "out of memory and no mem/mem_per_cpu option to raise")
-        cap = policy.max_mem_mb
-        if cap is not None and current.mem_mb >= cap:
-            return Decision(None, "OUT_OF_MEMORY", f"out of memory at the memory cap of {cap}M")
-        mem = max(current.mem_mb + 1, math.ceil(current.mem_mb * policy.mem_factor))
-        if cap is not None:
-            mem = min(mem, cap)
+        mem = _escalate(current.mem_mb, policy.mem_factor, policy.max_mem_mb)
+        if mem is None:
+            return Decision(None, "OUT_OF_MEMORY", f"out of memory at the memory cap of {current.mem_mb}M")
         return Decision(replace(current, mem_mb=mem))
     if cause in RETRY_SAME or cause == "CANCELLED":
         return Decision(current)
     return Decision(None, cause, f"unknown cause {cause}")
+
+
+def _escalate(value: int, factor: float, cap: int | None) -> int | None:
+    """``value`` x ``factor`` rounded up (at least +1), capped; None when ``value`` is at the cap already."""
+    if cap is not None and value >= cap:
+        return None
+    raised = max(value + 1, math.ceil(value * factor))
+    return raised if cap is None else min(raised, cap)
