@@ -33,10 +33,10 @@ from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription
 from pyexputils.runner.backend import Backend, BackendError, JobSpec, LiveTask, SubmitRejected
 from pyexputils.runner.causes import Evidence, Verdict, classify
-from pyexputils.runner.ledger import Ledger, LedgerBusy
+from pyexputils.runner.ledger import Ledger, LedgerBusy, manifestPath
 from pyexputils.runner.manifest import Manifest
-from pyexputils.runner.plan import PlanOptions
 from pyexputils.results import doneMask
+from pyexputils.runner.plan import PlanOptions
 from pyexputils.runner.policy import Decision, Policy, Resources, decide
 from pyexputils.runner.status import IndexOutcome, outcomes
 from pyexputils.runner.submit import (
@@ -160,6 +160,7 @@ class Watcher:
         self.loaded = load(paths, config, self.submitOptions)
         self.where = config.path or "config"
         self._outcomes: dict[tuple[str, int], dict[int, IndexOutcome]] = {}
+        self._manifests: dict[str, Manifest | None] = {}
         self._policies: dict[str, tuple[Policy, PlanOptions, Resources]] = {}
 
     def _policy(self, full: str, exp: ExperimentDescription, block: dict[str, Any]) -> tuple[Policy, PlanOptions, Resources]:
@@ -235,6 +236,7 @@ class Watcher:
             self.d.log(f"adopted {tag} (submitted by a process that stopped before recording it)")
         states = _liveStates(live)
         self._outcomes.clear()
+        self._manifests.clear()
         tally = Tally()
         groups: list[Group] = []
         try:
@@ -329,13 +331,13 @@ class Watcher:
         return self._outcomes[key]
 
     def _manifest(self, tag: str) -> Manifest | None:
-        from pyexputils.runner.ledger import manifestPath
-
-        path = manifestPath(self.root, tag)
-        try:
-            return Manifest.read(path)
-        except PyExpUtilsError:
-            return None
+        """The manifest of ``tag`` (read once per round), None when it cannot be read."""
+        if tag not in self._manifests:
+            try:
+                self._manifests[tag] = Manifest.read(manifestPath(self.root, tag))
+            except PyExpUtilsError:
+                self._manifests[tag] = None
+        return self._manifests[tag]
 
     def _log(self, tag: str, idx: int) -> str | None:
         m = self._manifest(tag)
