@@ -83,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="parameters, save path and command of one index")
     sh.add_argument("experiment", metavar="EXP")
     sh.add_argument("index", type=int, metavar="INDEX")
+    sh.add_argument("--runs", type=_positive, help="runs per setting: an index past runs x settings is an error")
 
     c = sub.add_parser("cancel", help="cancel the live jobs of these experiments")
     c.add_argument("experiments", nargs="+", metavar="EXP")
@@ -155,7 +156,7 @@ def cmdMissing(a: argparse.Namespace) -> int:
 def cmdShow(a: argparse.Namespace) -> int:
     config = getConfig()
     exp: ExperimentDescription = loadExperiment(a.experiment)
-    i = exp.checkIndex(a.index, a.index // exp.numPermutations() + 1)
+    i = exp.checkIndex(a.index, a.runs if a.runs is not None else a.index // exp.numPermutations() + 1)
     P = exp.numPermutations()
     print(f"experiment: {a.experiment}")
     print(f"index: {i} (setting {i % P} of {P}, run {i // P})")

@@ -83,6 +83,9 @@ def test_show(tmp_path: Path) -> None:
     assert "index: 7 (setting 1 of 6, run 1)" in out.stdout
     assert "save path: results/a/k-2_v-" in out.stdout
     assert "'it'\"'\"'s a \"test\" $(touch PWNED)" in out.stdout  # shell-quoted
+    bad = cli(tmp_path, "show", "experiments/a.json", "12", "--runs", "2")
+    assert bad.returncode == 2
+    assert "index 12 is out of range: 6 settings x 2 runs gives indices 0-11" in bad.stderr
 
 
 @pytest.mark.parametrize(
