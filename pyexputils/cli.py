@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, Sequence
 
+from pyexputils import cli_analysis
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, getConfig, loadExperiment
 from pyexputils.runner.backend import LiveTask
@@ -88,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="cancel the live jobs of these experiments")
     c.add_argument("experiments", nargs="+", metavar="EXP")
     c.add_argument("--backend", choices=("slurm", "local", "auto"))
+    COMMANDS.update(cli_analysis.register(sub))
     return p
 
 
