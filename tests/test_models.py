@@ -36,7 +36,15 @@ def seed(**kw: Any) -> ExperimentDescription:
 
 # --- seed examples --------------------------------------------------------------------------------
 def test_permutable() -> None:
-    assert seed().permutable() == {"metaParameters": SEED["metaParameters"]}
+    # the seed's example: the sweep itself
+    assert seed().permutable() == {"alpha": [1.0, 0.5, 0.25, 0.125], "lambda": [1.0, 0.99, 0.98, 0.96]}
+    swept = seed().permutable()
+    swept["alpha"].append(9.0)  # a copy: the description is left alone
+    assert seed().permutable()["alpha"] == [1.0, 0.5, 0.25, 0.125]
+    several = ExperimentDescription(dict(SEED, other={"beta": [1, 2]}), keys=["metaParameters", "other"],
+                                    config=SEED_CONFIG)  # fmt: skip
+    assert several.permutable() == {"metaParameters": SEED["metaParameters"], "other": {"beta": [1, 2]}}
+    assert several.numPermutations() == 32
 
 
 def test_getPermutation_seed_examples() -> None:

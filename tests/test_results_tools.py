@@ -55,8 +55,16 @@ def test_sliceOverParameter() -> None:
     result = next(rs)
     sl = sliceOverParameter(rs, result, "lambda")
     assert list(sl) == [0.99, 0.98, 0.96, 1.0]  # result itself was taken by next(); alpha 1.0 is kept fixed
-    assert all(r is not None and r.params == {"alpha": 1.0, "lambda": k} for k, r in sl.items() if k != 1.0)
-    assert sl[1.0] is None  # nothing left with alpha 1.0 and lambda 1.0
+    assert all([r.params for r in group] == [{"alpha": 1.0, "lambda": k}] for k, group in sl.items() if k != 1.0)
+    assert sl[1.0] == []  # nothing left with alpha 1.0 and lambda 1.0
+
+
+def test_sliceOverParameter_lists_every_match() -> None:
+    exp = make()
+    two = results(exp) + results(exp)  # e.g. the same sweep for two agents
+    sl = sliceOverParameter(two, two[5], "alpha")
+    assert list(sl) == [1.0, 0.5, 0.25, 0.125]
+    assert all(len(group) == 2 and {r.params["lambda"] for r in group} == {0.99} for group in sl.values())
 
 
 def test_find() -> None:
@@ -100,7 +108,7 @@ def test_nested_parameters_by_dotted_name() -> None:
     with pytest.raises(KeyError):
         getParam(rs[0].params, "nope")
     match = find(rs, rs[0], ignore=["optimizer"])
-    assert match is rs[0]
+    assert match is rs[2]  # rs[0] itself is skipped: same units, other alpha
     assert find(rs[1:], rs[0], ignore=["optimizer"]) is rs[2]  # same units, other alpha
 
 
@@ -170,8 +178,7 @@ def test_getBest_of_nothing_readable_or_nothing_at_all(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     exp = make()
     assert getBest([]) is None
-    best = getBest(loadResults(exp, "none.npy"))
-    assert best is not None and best.idx == 0 and best.load() is None
+    assert getBest(loadResults(exp, "none.npy")) is None  # never a setting without runs
 
 
 def test_getBest_on_views_scores_what_the_view_gives(sweep: ExperimentDescription) -> None:

@@ -83,8 +83,15 @@ class ExperimentDescription:
         return keys if isinstance(keys, list) else [keys]
 
     def permutable(self) -> dict[str, Any]:
-        """The sweepable part of the description, keyed by sweep key: ``{'metaParameters': {...}}``."""
-        return {key: self._d[key] for key in self.getKeys()}
+        """The sweep itself: ``{'alpha': [1.0, 0.5, ...], 'lambda': [...]}`` (a copy).
+
+        With several sweep keys (``keys=[...]``) it is keyed by sweep key, like ``getPermutation``.
+        """
+        import copy
+
+        if isinstance(self.keys, list):
+            return {key: copy.deepcopy(self._d[key]) for key in self.getKeys()}
+        return copy.deepcopy(dict(self._d[self.keys]))
 
     def numPermutations(self) -> int:
         """Number of parameter settings (product of the list lengths)."""

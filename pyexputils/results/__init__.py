@@ -6,9 +6,10 @@ runs grouped per setting), ``getBest`` and the filters (tools), ``saveResult``/`
 from pyexputils.results.indices import doneMask, listIndices, listMissingResults
 from pyexputils.results.npy import readNpy
 from pyexputils.results.paths import listResultsPaths
-from pyexputils.results.results import DuckResult, Result, ResultView, loadResults
+from pyexputils.results.results import DuckResult, Result, ResultList, ResultView, loadResults
 from pyexputils.results.save import atomicWrite, saveResult
 from pyexputils.results.tools import (
+    ParameterError,
     find,
     getBest,
     getParam,
@@ -25,7 +26,9 @@ from pyexputils.results.tools import (
 
 __all__ = [
     "DuckResult",
+    "ParameterError",
     "Result",
+    "ResultList",
     "ResultView",
     "atomicWrite",
     "doneMask",

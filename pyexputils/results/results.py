@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -280,6 +280,54 @@ class ResultView:
 DuckResult = Result | ResultView
 
 
+R = TypeVar("R", bound=DuckResult)
+
+
+class ResultList(Sequence[R], Generic[R]):
+    """Results in setting order: a sequence that can be iterated any number of times.
+
+    Items are made on first access and kept, so every pass sees the same ``Result`` objects (and their
+    cached loads). ``next(results)`` also works, as with the seed's generator: it walks a cursor of its
+    own and never changes what a ``for`` loop sees.
+    """
+
+    def __init__(self, items: Iterable[R] = (), *, _count: int = 0, _make: Callable[[int], R] | None = None) -> None:
+        self._make = _make
+        self._items: list[R | None] = [None] * _count if _make is not None else list(items)
+        self._cursor = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> R: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> "ResultList[R]": ...
+
+    def __getitem__(self, i: int | slice) -> "R | ResultList[R]":
+        if isinstance(i, slice):
+            return ResultList([self[k] for k in range(*i.indices(len(self._items)))])
+        item = self._items[i]
+        if item is None:
+            assert self._make is not None
+            item = self._items[i] = self._make(i % len(self._items))
+        return item
+
+    def __iter__(self) -> Iterator[R]:
+        for i in range(len(self._items)):
+            yield self[i]
+
+    def __next__(self) -> R:
+        if self._cursor >= len(self._items):
+            raise StopIteration
+        self._cursor += 1
+        return self[self._cursor - 1]
+
+    def __repr__(self) -> str:
+        return f"<ResultList of {len(self._items)} results>"
+
+
 def loadResults(
     exp: ExperimentDescription,
     filename: str,
@@ -287,16 +335,23 @@ def loadResults(
     *,
     base: str = "",
     ResultClass: type[Result] = Result,
-) -> Iterator[Result]:
-    """An iterator of one ``Result`` per parameter setting, in setting order; reads nothing.
+) -> ResultList[Result]:
+    """One ``Result`` per parameter setting, in setting order, as a ``ResultList``; reads nothing.
 
+    The list can be iterated any number of times (and ``next()`` works, as on the seed's generator).
     With ``{run}`` in the save path, ``runs`` fixes how many runs each setting should have (missing ones
     are reported when loading); by default the runs whose folder exists are used.
     """
     layout = _Layout(exp, filename, runs, base)
-    strings = exp.paramsStrings() if PARAMS in layout.parts else [""] * exp.numPermutations()
-    for perm, text in enumerate(strings):
-        yield ResultClass(layout.file(text, 0), exp, perm, _layout=layout, _params=text)
+    strings: list[str] | None = None
+
+    def make(perm: int) -> Result:
+        nonlocal strings
+        if strings is None:
+            strings = exp.paramsStrings() if PARAMS in layout.parts else [""] * exp.numPermutations()
+        return ResultClass(layout.file(strings[perm], 0), exp, perm, _layout=layout, _params=strings[perm])
+
+    return ResultList(_count=exp.numPermutations(), _make=make)
 
 
 def _report(message: str) -> None:

@@ -5,14 +5,18 @@ dotted path into nested parameters (``optimizer.alpha``, ``layers.[0].units``).
 """
 from __future__ import annotations
 
+import difflib
 import functools
-from typing import Any, Callable, Iterable, Iterator, Sequence
+import sys
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from pyexputils.results.results import DuckResult
+from pyexputils.errors import PyExpUtilsError
+from pyexputils.results.results import DuckResult, ResultList
 
-_MISSING: Any = object()
+_MISSING: Any = object()  # getParam: no default given
+_ABSENT: Any = object()  # a default that no parameter value can be
 
 
 def getParam(params: dict[str, Any], name: str, default: Any = _MISSING) -> Any:
@@ -39,6 +43,46 @@ def _absent(name: str, default: Any) -> Any:
     return default
 
 
+class ParameterError(PyExpUtilsError, KeyError):
+    """A parameter name that no result has; the message lists the closest names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def parameterNames(params: dict[str, Any]) -> list[str]:
+    """Every name ``getParam`` accepts for ``params``: keys and dotted paths (``layers.[0].units``)."""
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                out.append(prefix + k)
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(node, list) and node and all(isinstance(v, dict) for v in node):
+            for i, v in enumerate(node):
+                out.append(f"{prefix}[{i}]")
+                walk(v, f"{prefix}[{i}].")
+
+    walk(params, "")
+    return out
+
+
+def checkParameters(results: Sequence[DuckResult], *names: str) -> None:
+    """Raise ``ParameterError`` for a name that no result in ``results`` has (none when there are no results)."""
+    if not results:
+        return
+    for name in names:
+        if any(getParam(r.params, name, _ABSENT) is not _ABSENT for r in results):
+            continue
+        known = sorted({n for r in results for n in parameterNames(r.params)})
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ParameterError(
+            f"no result has a parameter {name!r}{hint} (parameters: {', '.join(known) or 'none'})"
+        )
+
+
 def _hashable(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_hashable(v) for v in value)
@@ -57,59 +101,74 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def splitOverParameter(results: Iterable[DuckResult], param: str) -> dict[Any, list[DuckResult]]:
-    """Bins of results by the value of ``param`` (list values become tuples); results without it are left out."""
+    """Bins of results by the value of ``param`` (list values become tuples); results without it are left out.
+
+    Raises ``ParameterError`` (with the closest names) when no result has ``param``.
+    """
+    items = list(results)
+    checkParameters(items, param)
     parts: dict[Any, list[DuckResult]] = {}
-    for r in results:
-        value = getParam(r.params, param, _MISSING)
-        if value is not _MISSING:
+    for r in items:
+        value = getParam(r.params, param, _ABSENT)
+        if value is not _ABSENT:
             parts.setdefault(_hashable(value), []).append(r)
     return parts
 
 
+def _kept(params: dict[str, Any], skip: Sequence[str]) -> dict[str, Any]:
+    return {k: v for k, v in _flat(params).items() if not any(k == s or k.startswith(s + ".") for s in skip)}
+
+
 def find(stream: Iterable[DuckResult], other: DuckResult, ignore: Sequence[str] = ()) -> DuckResult | None:
-    """The first result whose parameters equal ``other``'s, apart from those in ``ignore`` (and below them)."""
-    skip = tuple(ignore)
+    """The first result other than ``other`` itself whose parameters equal ``other``'s, apart from ``ignore``.
 
-    def kept(params: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in _flat(params).items() if not any(k == s or k.startswith(s + ".") for s in skip)}
-
-    target = kept(other.params)
-    for res in stream:
-        if kept(res.params) == target:
-            return res
-    return None
+    ``ignore`` names parameters (and everything below them); a name no result has raises ``ParameterError``.
+    """
+    items = list(stream)
+    checkParameters(items, *ignore)
+    target = _kept(other.params, ignore)
+    return next((r for r in items if r is not other and _kept(r.params, ignore) == target), None)
 
 
-def sliceOverParameter(results: Iterable[DuckResult], slicer: DuckResult, param: str) -> dict[Any, DuckResult | None]:
-    """For each value of ``param``: the result matching ``slicer`` on every other parameter."""
+def sliceOverParameter(
+    results: Iterable[DuckResult], slicer: DuckResult, param: str
+) -> dict[Any, list[DuckResult]]:
+    """For each value of ``param``: the results equal to ``slicer`` on every other parameter (maybe ``[]``)."""
     parts = splitOverParameter(results, param)
-    return {value: find(group, slicer, ignore=[param]) for value, group in parts.items()}
+    target = _kept(slicer.params, [param])
+    return {value: [r for r in group if _kept(r.params, [param]) == target] for value, group in parts.items()}
 
 
-def whereParameterEquals(results: Iterable[DuckResult], param: str, value: Any) -> Iterator[DuckResult]:
+def _filtered(results: Iterable[DuckResult], names: Sequence[str], keep: Callable[[DuckResult], bool]) -> ResultList[Any]:
+    items = list(results)
+    checkParameters(items, *names)
+    return ResultList([r for r in items if keep(r)])
+
+
+def whereParameterEquals(results: Iterable[DuckResult], param: str, value: Any) -> ResultList[Any]:
     """The results whose ``param`` equals ``value``; a result without ``param`` matches."""
-    return filter(lambda r: getParam(r.params, param, value) == value, results)
+    return _filtered(results, [param], lambda r: bool(getParam(r.params, param, value) == value))
 
 
-def whereParameterGreaterEq(results: Iterable[DuckResult], param: str, value: Any) -> Iterator[DuckResult]:
+def whereParameterGreaterEq(results: Iterable[DuckResult], param: str, value: Any) -> ResultList[Any]:
     """The results whose ``param`` is >= ``value``; a result without ``param`` matches."""
-    return filter(lambda r: getParam(r.params, param, value) >= value, results)
+    return _filtered(results, [param], lambda r: bool(getParam(r.params, param, value) >= value))
 
 
-def whereParameterLesserEq(results: Iterable[DuckResult], param: str, value: Any) -> Iterator[DuckResult]:
+def whereParameterLesserEq(results: Iterable[DuckResult], param: str, value: Any) -> ResultList[Any]:
     """The results whose ``param`` is <= ``value``; a result without ``param`` matches."""
-    return filter(lambda r: getParam(r.params, param, value) <= value, results)
+    return _filtered(results, [param], lambda r: bool(getParam(r.params, param, value) <= value))
 
 
-def whereParametersEqual(results: Iterable[DuckResult], d: dict[str, Any]) -> Iterator[DuckResult]:
+def whereParametersEqual(results: Iterable[DuckResult], d: dict[str, Any]) -> ResultList[Any]:
     """The results whose parameters equal every item of ``d``; parameters a result lacks match."""
     items = list(_flat(d).items())
-    return filter(lambda r: all(getParam(r.params, k, v) == v for k, v in items), results)
+    return _filtered(results, [k for k, _ in items], lambda r: all(getParam(r.params, k, v) == v for k, v in items))
 
 
-def where(results: Iterable[DuckResult], predicate: Callable[[DuckResult], bool]) -> Iterator[DuckResult]:
+def where(results: Iterable[DuckResult], predicate: Callable[[DuckResult], bool]) -> ResultList[Any]:
     """The results for which ``predicate`` holds."""
-    return filter(predicate, results)
+    return ResultList([r for r in results if predicate(r)])
 
 
 def score(result: DuckResult, steps: int | None = None, percent: float = 1.0) -> float:
@@ -132,15 +191,25 @@ def getBest(
     """The best setting: by default the smallest ``score`` (mean over its runs, then over the curve's tail).
 
     ``steps=n`` uses the last n steps, ``percent=p`` the last fraction p; ``comparator(a, b)`` is True
-    when a beats b. Settings that could not be read (NaN) never win over one that could. Reads every
-    result; ``best.runs()`` tells how many runs the winner has. None for no results.
+    when a beats b. A setting with no runs found is never returned: how many had none is said on stderr.
+    A setting whose score is NaN wins only over nothing. Reads every result; ``best.runs()`` tells how
+    many runs the winner has. None when no setting has a run.
     """
     best: DuckResult | None = None
     bestScore = float("nan")
+    total = empty = 0
     for r in results:
+        total += 1
+        if r.runs() == 0:
+            empty += 1
+            continue
         s = score(r, steps, percent)
         if best is None or (not np.isnan(s) and (np.isnan(bestScore) or comparator(s, bestScore))):
             best, bestScore = r, s
+    if empty:
+        said = (f"none of the {total} settings has a run" if empty == total
+                else f"{empty} of {total} settings have no runs and were left out")  # fmt: skip
+        print(f"pyexputils: getBest: {said}", file=sys.stderr)
     return best
 
 
