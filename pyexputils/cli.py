@@ -1,36 +1,32 @@
-"""The command line: ``pyexputils submit | watch | status | missing | show | cancel`` (run from the project root).
+"""The command line: ``pyexputils submit | watch | status | missing | show | cancel | retry`` (and analysis).
 
-Bad input (a file, a key, a value) prints one line ``pyexputils: error: ...`` and exits 2, with nothing
-submitted; a script that sbatch rejects is reported with sbatch's own message (exit 2 as well).
+Run from the project (the folder of ``config.json`` or any folder below it). Every command is a thin loop
+over :class:`pyexputils.runner.session.Session`; this module parses arguments and prints. Bad input (a
+file, a key, a value) prints one line ``pyexputils: error: ...`` and exits 2, with nothing submitted or
+deleted; a script that sbatch rejects is reported with sbatch's own message (exit 2 as well).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pyexputils import cli_analysis
+from pyexputils.display import WatchDisplay, minutes, table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, getConfig, loadExperiment
-from pyexputils.runner.backend import LiveTask
+from pyexputils.runner.causes import Cause
 from pyexputils.runner.command import buildCommand
-from pyexputils.runner.ledger import Ledger, LedgerBusy, noteCancelled
-from pyexputils.runner.manifest import Manifest, stateDir
+from pyexputils.runner.judge import State
+from pyexputils.runner.ledger import LedgerBusy, noteCancelled
 from pyexputils.runner.plan import indexRanges
-from pyexputils.runner.status import IndexOutcome, outcomes
-from pyexputils.runner.submit import (
-    SubmitOptions,
-    chooseBackend,
-    listMissing,
-    liveIndices,
-    relPath,
-    resultsRoot,
-    submit,
-    summary,
-    writeScripts,
-)
+from pyexputils.runner.session import Round, Session, Standing
+from pyexputils.runner.watch import Watcher, WatchOptions
+
+Handler = Callable[[argparse.Namespace], int]
 
 
 def _positive(text: str) -> int:
@@ -43,52 +39,71 @@ def _positive(text: str) -> int:
     return n
 
 
+def _cause(text: str) -> Cause:
+    try:
+        return Cause.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyexputils", description="Experiment sweeps on Slurm (or locally).")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def exps(q: argparse.ArgumentParser, backend: bool = True) -> None:
         q.add_argument("experiments", nargs="+", metavar="EXP", help="experiment files (JSON/YAML)")
-        q.add_argument("--runs", type=_positive, default=1, help="runs per setting (default 1)")
+        q.add_argument("--runs", type=_positive, help="runs per setting (default: as at the last submit, else 1)")
         if backend:
             q.add_argument("--backend", choices=("slurm", "local", "auto"), help="default: config backend (auto)")
 
-    s = sub.add_parser("submit", help="submit every missing index")
-    exps(s)
-    s.add_argument("--dry-run", action="store_true", help="print the plan and scripts; submit and write nothing")
-    s.add_argument("--out", metavar="DIR", help="with --dry-run: write the scripts to DIR instead of printing them")
-    s.add_argument("--test-only", action="store_true", help="validate every script with sbatch --test-only first")
-    s.add_argument("--throttle", type=_positive, help="at most N tasks of each array at once (%%N)")
-    s.add_argument("--runs-per-task", type=_positive, help="indices per array task (default: slurm.runs_per_task, auto)")
-    s.add_argument("--parallel", type=_positive, help="indices at once inside a task (default: slurm.parallel, 1)")
-    s.add_argument("--watch", action="store_true", help="then watch: resubmit until every index is done or final")
+    def sending(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--throttle", type=_positive, help="at most N tasks of each array at once (%%N)")
+        q.add_argument("--runs-per-task", type=_positive, help="indices per array task (default: slurm.runs_per_task, auto)")
+        q.add_argument("--parallel", type=_positive, help="indices at once inside a task (default: slurm.parallel, 1)")
 
-    w = sub.add_parser("watch", help="resubmit what ended without results until every index is done or final")
-    exps(w)
-    w.add_argument("--throttle", type=_positive, help="at most N tasks of each array at once (%%N)")
-    w.add_argument("--runs-per-task", type=_positive, help="indices per array task (default: slurm.runs_per_task, auto)")
-    w.add_argument("--parallel", type=_positive, help="indices at once inside a task (default: slurm.parallel, 1)")
-    for q in (s, w):
+    def watching(q: argparse.ArgumentParser) -> None:
         q.add_argument("--poll", type=float, default=10.0, metavar="S", help="seconds between rounds (default 10)")
         q.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 3)")
         q.add_argument("--quiet", action="store_true", help="no progress bar: log lines only")
         q.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
-    st = sub.add_parser("status", help="done / missing / queued / running / failed per experiment")
+    s = sub.add_parser("submit", help="submit every index that is not done (and may be sent)")
+    exps(s)
+    sending(s)
+    s.add_argument("--dry-run", action="store_true", help="print the plan and scripts; submit and write nothing")
+    s.add_argument("--out", metavar="DIR", help="with --dry-run: write the scripts to DIR instead of printing them")
+    s.add_argument("--test-only", action="store_true", help="validate every script with sbatch --test-only first")
+    s.add_argument("--watch", action="store_true", help="then watch: resubmit until every index is done or final")
+    watching(s)
+
+    w = sub.add_parser("watch", help="resubmit what ended without results until every index is done or final")
+    exps(w)
+    sending(w)
+    watching(w)
+
+    st = sub.add_parser("status", help="per experiment: done, queued, running, to submit, to retry, final")
     exps(st)
     st.add_argument("--json", action="store_true", help="print JSON")
 
-    m = sub.add_parser("missing", help="the missing indices as ranges (0-99,140)")
-    exps(m, backend=False)
+    m = sub.add_parser("missing", help="the indices that are not done, as ranges (0-99,140)")
+    exps(m)
 
-    sh = sub.add_parser("show", help="parameters, save path and command of one index")
+    sh = sub.add_parser("show", help="parameters, save path, command and state of one index")
     sh.add_argument("experiment", metavar="EXP")
     sh.add_argument("index", type=int, metavar="INDEX")
     sh.add_argument("--runs", type=_positive, help="runs per setting: an index past runs x settings is an error")
+    sh.add_argument("--backend", choices=("slurm", "local", "auto"))
 
-    c = sub.add_parser("cancel", help="cancel the live jobs of these experiments")
+    c = sub.add_parser("cancel", help="cancel the live jobs of these experiments (their indices end CANCELLED: final)")
     c.add_argument("experiments", nargs="+", metavar="EXP")
     c.add_argument("--backend", choices=("slurm", "local", "auto"))
+
+    r = sub.add_parser("retry", help="give indices that ended with a final cause a fresh budget and submit them")
+    exps(r)
+    sending(r)
+    r.add_argument("--cause", type=_cause, action="append", metavar="CAUSE",
+                   help="only indices that ended with this cause (FAILED, CANCELLED, TIMEOUT, ...); repeatable")  # fmt: skip
+
     COMMANDS.update(cli_analysis.register(sub))
     return p
 
@@ -100,66 +115,204 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PyExpUtilsError as e:
         print(f"pyexputils: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pyexputils missing ... | head`
+        sys.stderr.close()
+        return 0
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            print(f"pyexputils: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("pyexputils: interrupted", file=sys.stderr)
         return 130
 
 
-# --- commands ------------------------------------------------------------------------------------------------
+def _session(a: argparse.Namespace) -> Session:
+    return Session(getConfig(), getattr(a, "backend", None))
+
+
+def _overrides(a: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(a, k, None) for k in ("throttle", "runs_per_task", "parallel")}
+
+
+# --- submit ----------------------------------------------------------------------------------------------
 def cmdSubmit(a: argparse.Namespace) -> int:
     if a.out and not a.dry_run:
         raise PyExpUtilsError("--out goes with --dry-run (a real submit keeps its scripts under the results root)")
-    config = getConfig()
-    backend = chooseBackend(config, a.backend)
-    opts = SubmitOptions(runs=a.runs, dry_run=a.dry_run, test_only=a.test_only, throttle=a.throttle,
-                         runs_per_task=a.runs_per_task, parallel=a.parallel)  # fmt: skip
     if a.watch and a.dry_run:
         raise PyExpUtilsError("--watch cannot go with --dry-run")
     if a.watch:
         return cmdWatch(a)
-    out = submit(a.experiments, config, backend, opts)
-    sys.stdout.write(summary(out, a.dry_run))
+    s = _session(a)
     if a.dry_run:
+        ledger = s.readLedger()
+        try:
+            sweeps = s.load(a.experiments, a.runs, _overrides(a), ledger=ledger, command=True)
+            r = s.round(ledger, sweeps, send=False, testOnly=a.test_only)
+        finally:
+            if ledger is not None:
+                ledger.close()
+    else:
+        with s.openLedger() as ledger:
+            sweeps = s.load(a.experiments, a.runs, _overrides(a), ledger=ledger, command=True)
+            r = s.round(ledger, sweeps, testOnly=a.test_only)
+            s.backend.finish()
+    sys.stdout.write(submitSummary(s, r, a.dry_run))
+    if a.dry_run and r.planned is not None:
         if a.out:
-            for path in writeScripts(out, a.out):
+            os.makedirs(a.out, exist_ok=True)
+            for job, _, _ in r.planned.jobs:
+                path = os.path.join(a.out, f"{job.tag}.sh")
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(job.script)
                 print(f"wrote {path}")
         else:
-            for job in out.jobs:
-                print(f"\n# ---- {job.tag}: {job.array_size} tasks, manifest {relPath(job.manifest_path)} ----")
+            for job, _, _ in r.planned.jobs:
+                print(f"\n# ---- {job.tag}: {job.array_size} tasks, manifest {s.relPath(job.manifest_path)} ----")
                 sys.stdout.write(job.script)
         if a.test_only:
-            print(f"sbatch --test-only accepted {len(out.jobs)} scripts")
-    if out.rejected:
-        print(f"pyexputils: error: {out.rejected.splitlines()[0]}", file=sys.stderr)
+            print(f"sbatch --test-only accepted {len(r.planned.jobs)} scripts")
+    if r.sent is not None and r.sent.rejected:
+        print(f"pyexputils: error: {r.sent.rejected.splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
 
 
-def cmdWatch(a: argparse.Namespace) -> int:
-    from pyexputils.runner.watch import WatchOptions, watch
+def submitSummary(s: Session, r: Round, dry: bool) -> str:
+    """The plan in words and a table: per experiment, where it stands and what is sent."""
+    rows = [["experiment", "runs", "total", "done", "queued/running", "to submit", "to retry", "final", "planned",
+             "arrays", "tasks", "runs/task", "parallel", "time/task", "cpus/task"]]  # fmt: skip
+    arrays = r.planned.plan.arrays if r.planned else []
+    notes: list[str] = []
+    for st in r.standings:
+        c = st.counts()
+        mine = [arr for arr in arrays if arr.key.split("#")[0] == st.sweep.path]
+        first = mine[0] if mine else None
+        rows.append([
+            st.sweep.shown, str(st.sweep.runs), str(st.sweep.total), str(c[State.DONE]), str(c[State.QUEUED] + c[State.RUNNING]),
+            str(c[State.MISSING]), str(c[State.RETRY]), str(c[State.FINAL]), str(sum(arr.runs for arr in mine)), str(len(mine)),
+            str(sum(arr.size for arr in mine)), str(first.runs_per_task) if first else "-", str(first.parallel) if first else "-",
+            minutes(first.time_minutes) if first else "-", str(first.cpus_per_task) if first else "-",
+        ])  # fmt: skip
+        notes += _standingNotes(st)
+    coreHours = sum(arr.coreMinutes() for arr in arrays) / 60
+    head = "dry run: nothing submitted" if dry else "submitted"
+    planned = sum(arr.runs for arr in arrays)
+    lines = [f"pyexputils submit ({head}; backend {s.backend.name})", table(rows),
+             f"total: {planned} runs planned in {len(arrays)} arrays of {sum(arr.size for arr in arrays)} tasks; "
+             f"{coreHours:.1f} core-hours requested"
+             + ("" if all(arr.time_minutes for arr in arrays) else " (some without a time limit: not counted)")]  # fmt: skip
+    if r.planned is not None:
+        lines.append(f"limits: {r.planned.limits.describe()}")
+        lines += [f"plan: {n}" for n in r.planned.plan.notes]
+        for key, idx in r.planned.plan.deferred.items():
+            lines.append(f"deferred: {s.relPath(key)}: {len(idx)} indices (no room in the queue: submit again later)")
+    lines += notes
+    if r.snapshot.adopted:
+        lines.append(f"adopted from the queue (missing in the ledger): {', '.join(r.snapshot.adopted)}")
+    if r.sent is not None:
+        lines += [f"job {job_id}: {job.tag}" for job, job_id in r.sent.submitted]
+        if r.sent.rejected:
+            lines.append(f"rejected: {r.sent.rejected}")
+        if r.sent.full:
+            lines.append(f"queue full: {r.sent.full}: {r.sent.unsent} runs not submitted; submit again later, or watch")
+    return "\n".join(lines) + "\n"
 
+
+def _standingNotes(st: Standing) -> list[str]:
+    out = []
+    if st.sweep.runsNote:
+        out.append(f"{st.sweep.shown}: {st.sweep.runsNote}")
+    finals = st.causes(State.FINAL)
+    if finals:
+        causes = ", ".join(f"{c} {n}" for c, n in sorted(finals.items()))
+        out.append(f"{st.sweep.shown}: {sum(finals.values())} final ({causes}), not submitted: "
+                   f"pyexputils retry {st.sweep.shown} runs them again")  # fmt: skip
+    if st.unknown:
+        out.append(f"{st.sweep.shown}: nothing submitted: {st.unknown}")
+    return out
+
+
+# --- watch -----------------------------------------------------------------------------------------------
+def cmdWatch(a: argparse.Namespace) -> int:
     if a.poll <= 0:
         raise PyExpUtilsError(f"--poll {a.poll}: expected a positive number of seconds")
-    config = getConfig()
-    backend = chooseBackend(config, a.backend)
-    sub = SubmitOptions(runs=a.runs, throttle=a.throttle, runs_per_task=a.runs_per_task, parallel=a.parallel)
-    o = WatchOptions(runs=a.runs, poll=a.poll, timeout=a.timeout, quiet=a.quiet, json=a.json, submit=sub)
-    return watch(a.experiments, config, backend, o)
+    o = WatchOptions(runs=a.runs, poll=a.poll, timeout=a.timeout, cli=_overrides(a))
+    return Watcher(_session(a), a.experiments, o, WatchDisplay(quiet=a.quiet, json=a.json)).run()
+
+
+# --- status, missing, show -------------------------------------------------------------------------------
+def _look(a: argparse.Namespace, paths: Sequence[str], runs: int | None) -> tuple[Session, Round]:
+    """Every index of these experiments judged, read-only (no lock, nothing written)."""
+    s = _session(a)
+    ledger = s.readLedger()
+    try:
+        sweeps = s.load(paths, runs, ledger=ledger)
+        return s, s.round(ledger, sweeps, send=False)
+    finally:
+        if ledger is not None:
+            ledger.close()
+
+
+def cmdStatus(a: argparse.Namespace) -> int:
+    s, r = _look(a, a.experiments, a.runs)
+    rows = [statusRow(s, st) for st in r.standings]
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = ["experiment", "runs", "total", "done", "queued", "running", "to submit", "to retry", "final", "unknown"]
+    keys = ["runs", "total", "done", "queued", "running", "missing", "retry", "final", "unknown"]
+    print(table([head] + [[row["experiment"], *(str(row[k]) for k in keys)] for row in rows]))
+    for row, st in zip(rows, r.standings):
+        parts = [f"{what} by cause: " + ", ".join(f"{c} {n}" for c, n in sorted(row[key].items()))
+                 for what, key in (("to retry", "retry_causes"), ("final", "final_causes")) if row[key]]  # fmt: skip
+        if row["partial"]:
+            parts.append(f"{row['partial']} not done but with results on disk (cut off, or failed after writing)")
+        for part in parts:
+            print(f"  {st.sweep.shown}: {part}")
+        for note in _standingNotes(st):
+            if "final" not in note:
+                print(f"  {note}")
+    return 0
+
+
+def statusRow(s: Session, st: Standing) -> dict[str, Any]:
+    c = st.counts()
+    return {
+        "experiment": st.sweep.shown, "runs": st.sweep.runs, "total": st.sweep.total, "done": c[State.DONE],
+        "queued": c[State.QUEUED], "running": c[State.RUNNING], "missing": c[State.MISSING], "retry": c[State.RETRY],
+        "final": c[State.FINAL], "unknown": c[State.UNKNOWN], "partial": st.partial(),
+        "retry_causes": {str(k): v for k, v in st.causes(State.RETRY).items()},
+        "final_causes": {str(k): v for k, v in st.causes(State.FINAL).items()},
+    }  # fmt: skip
 
 
 def cmdMissing(a: argparse.Namespace) -> int:
-    exps = _load(a.experiments, a.runs)
-    for path, exp in exps:
-        ranges = indexRanges(listMissing(exp, a.runs))
-        print(ranges if len(exps) == 1 else f"{path}: {ranges}")
+    _, r = _look(a, a.experiments, a.runs)
+    notDone = [x for x in State if x is not State.DONE]
+    for st in r.standings:
+        ranges = indexRanges(st.indices(notDone))
+        print(ranges if len(r.standings) == 1 else f"{st.sweep.shown}: {ranges}")
     return 0
 
 
 def cmdShow(a: argparse.Namespace) -> int:
     config = getConfig()
     exp: ExperimentDescription = loadExperiment(a.experiment)
-    i = exp.checkIndex(a.index, a.runs if a.runs is not None else a.index // exp.numPermutations() + 1)
+    s = _session(a)
+    ledger = s.readLedger()
+    try:
+        runs = a.runs if a.runs is not None else (ledger.runs(os.path.realpath(a.experiment)) if ledger else None)
+        i = exp.checkIndex(a.index, runs if runs is not None else a.index // exp.numPermutations() + 1)
+        sweeps = s.load([a.experiment], max(runs or 1, i // exp.numPermutations() + 1), ledger=ledger)
+        r = s.round(ledger, sweeps, send=False)
+        submissions = {x.tag: x for x in ledger.submissions(sweeps[0].path)} if ledger else {}
+    finally:
+        if ledger is not None:
+            ledger.close()
     P = exp.numPermutations()
+    st = r.standings[0].status(i)
     print(f"experiment: {a.experiment}")
     print(f"index: {i} (setting {i % P} of {P}, run {i // P})")
     print("parameters: " + json.dumps(exp.getPermutation(i), default=str))
@@ -168,116 +321,65 @@ def cmdShow(a: argparse.Namespace) -> int:
         print(f"command: {buildCommand(config.command, exp, i, os.path.realpath(a.experiment))}")
     else:
         print(f"command: (none: {config.path or 'config.json'} has no command)")
+    state = f"{st.state}" + (f" ({st.cause})" if st.cause and st.state is not State.DONE else "")
+    print(f"state: {state}" + (f": {st.reason}" if st.reason else "") + (" [results on disk are partial]" if st.partial else ""))
+    print(f"attempts: {st.attempts}" + ("" if st.exit is None else f", last exit code {st.exit}"))
+    if st.tag:
+        out, err = s.logPaths(st.tag, i)
+        print(f"logs: {s.relPath(out)} {s.relPath(err)}")
+        sub = submissions.get(st.tag)
+        if sub is not None:
+            prov = sub.provenance
+            commit = f"git {str(prov['git_commit'])[:12]}{' (dirty)' if prov.get('git_dirty') else ''}" if prov.get("git_commit") else "no git"
+            print(f"submitted: job {sub.job_id} ({st.tag}), {commit}, pyexputils {prov.get('version', '?')}")
     return 0
 
 
+# --- cancel, retry ---------------------------------------------------------------------------------------
 def cmdCancel(a: argparse.Namespace) -> int:
-    config = getConfig()
-    exps = {os.path.realpath(p) for p, _ in _load(a.experiments, 1)}
-    backend = chooseBackend(config, a.backend)
-    root = resultsRoot(config)
-    live = backend.query()
-    jobs = _jobsOf(live, root, exps)
+    s, r = _look(a, a.experiments, None)
+    jobs = sorted({j for st in r.standings for j in r.snapshot.jobs.get(st.sweep.path, set())})
     if not jobs:
         print("nothing to cancel: no live jobs of these experiments")
         return 0
-    noteCancelled(root, sorted(jobs))  # first: a watch must never take these for preemptions
-    backend.cancel(sorted(jobs))
+    noteCancelled(s.state, jobs)  # first: a watch must never take these for preemptions
+    s.backend.cancel(jobs)
     try:
-        with Ledger.open(root, wait=2.0) as ledger:
-            ledger.markCancelled(sorted(jobs))
+        with s.openLedger(wait=2.0) as ledger:
+            ledger.markCancelled(jobs)
     except LedgerBusy:
         pass  # a watch holds the ledger; it reads the note
-    tasks = sum(1 for t in live if t.job_id in jobs)
-    print(f"cancelled {len(jobs)} jobs ({tasks} live array tasks): {' '.join(sorted(jobs))}")
+    held = sum(len(r.snapshot.live.get(st.sweep.path, {})) for st in r.standings)
+    print(f"cancelled {len(jobs)} jobs ({held} indices queued or running): {' '.join(jobs)}")
     return 0
 
 
-def cmdStatus(a: argparse.Namespace) -> int:
-    config = getConfig()
-    exps = _load(a.experiments, a.runs)
-    backend = chooseBackend(config, a.backend)
-    root = resultsRoot(config)
-    live = backend.query()
-    rows = [experimentStatus(path, exp, a.runs, live, root) for path, exp in exps]
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    causes = sorted({c for r in rows for c in r["failed"]})
-    head = ["experiment", "total", "done", "missing", "queued", "running", "not submitted", "no record"] + causes
-    table = [head]
-    for r in rows:
-        table.append([r["experiment"], *(str(r[k]) for k in ("total", "done", "missing", "queued", "running", "not_submitted", "no_record")),
-                      *(str(r["failed"].get(c, 0)) for c in causes)])  # fmt: skip
-    widths = [max(len(row[c]) for row in table) for c in range(len(head))]
-    for row in table:
-        print("  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+def cmdRetry(a: argparse.Namespace) -> int:
+    s = _session(a)
+    causes = set(a.cause or Cause)
+    with s.openLedger() as ledger:
+        sweeps = s.load(a.experiments, a.runs, _overrides(a), ledger=ledger, command=True)
+        first = s.round(ledger, sweeps, send=False)
+        total = 0
+        for st in first.standings:
+            picked = {i: st.status(i).attempts for i in st.indices([State.FINAL]) if st.status(i).cause in causes}
+            if picked:
+                ledger.reset(st.sweep.path, picked)
+                print(f"{st.sweep.shown}: retrying {len(picked)} indices: {indexRanges(sorted(picked))}")
+                total += len(picked)
+        if not total:
+            print(f"nothing to retry: no index ended with a final cause{'' if a.cause is None else ' of ' + ', '.join(map(str, causes))}")
+            return 0
+        r = s.round(ledger, sweeps)
+        s.backend.finish()
+    sys.stdout.write(submitSummary(s, r, False))
+    if r.sent is not None and r.sent.rejected:
+        print(f"pyexputils: error: {r.sent.rejected.splitlines()[0]}", file=sys.stderr)
+        return 2
     return 0
 
 
-# --- helpers ---------------------------------------------------------------------------------------------------
-def _load(paths: Sequence[str], runs: int) -> list[tuple[str, ExperimentDescription]]:
-    out = []
-    for p in paths:
-        if not os.path.isfile(p):
-            raise PyExpUtilsError(f"{p}: no such experiment file")
-        exp: ExperimentDescription = loadExperiment(p)
-        exp.validateSavePath(runs)
-        out.append((p, exp))
-    return out
-
-
-def _jobsOf(live: Sequence[LiveTask], root: str, exps: set[str]) -> set[str]:
-    cache: dict[str, Manifest] = {}
-    liveIndices(live, root, cache)
-    return {t.job_id for t in live if t.tag in cache and cache[t.tag].experiment in exps}
-
-
-def experimentStatus(path: str, exp: ExperimentDescription, runs: int, live: Sequence[LiveTask], root: str) -> dict[str, Any]:
-    """Counts of one experiment: done, missing, queued, running, and the missing ones by their last cause."""
-    full = os.path.realpath(path)
-    missing = listMissing(exp, runs)
-    running = liveIndices([t for t in live if t.state in ("RUNNING", "COMPLETING", "CONFIGURING")], root, {}).get(full, set())
-    queued = liveIndices(live, root, {}).get(full, set()) - running
-    rest = [i for i in missing if i not in running and i not in queued]
-    failed: dict[str, int] = {}
-    notSubmitted = noRecord = 0
-    if rest and os.path.isfile(os.path.join(stateDir(root), "ledger.sqlite")):
-        with Ledger.open(root, lock=False) as ledger:
-            latest = ledger.latest(full)
-            files: dict[str, dict[int, IndexOutcome]] = {}
-            manifests: dict[str, Manifest | None] = {}
-            for i in rest:
-                att = latest.get(i)
-                if att is None:
-                    notSubmitted += 1
-                    continue
-                if att.tag not in manifests:
-                    sub = ledger.byTag(att.tag)
-                    try:
-                        manifests[att.tag] = Manifest.read(sub.manifest) if sub else None
-                    except PyExpUtilsError:
-                        manifests[att.tag] = None
-                m = manifests[att.tag]
-                if m is None:
-                    noRecord += 1
-                    continue
-                sp = m.statusPath(att.task)
-                if sp not in files:
-                    files[sp] = outcomes([sp])
-                o = files[sp].get(i)
-                if o is None or o.state == "RUNNING":
-                    noRecord += 1
-                else:
-                    failed[o.state] = failed.get(o.state, 0) + 1
-    else:
-        notSubmitted = len(rest)
-    total = exp.numPermutations() * runs
-    return {
-        "experiment": path, "total": total, "done": total - len(missing), "missing": len(missing),
-        "queued": len(queued & set(missing)), "running": len(running & set(missing)),
-        "not_submitted": notSubmitted, "no_record": noRecord, "failed": failed,
-    }  # fmt: skip
-
-
-COMMANDS = {"submit": cmdSubmit, "watch": cmdWatch, "status": cmdStatus, "missing": cmdMissing, "show": cmdShow, "cancel": cmdCancel}
+COMMANDS: dict[str, Handler] = {
+    "submit": cmdSubmit, "watch": cmdWatch, "status": cmdStatus, "missing": cmdMissing, "show": cmdShow,
+    "cancel": cmdCancel, "retry": cmdRetry,
+}  # fmt: skip

@@ -1,18 +1,23 @@
-"""runner.ledger: one writer, submissions and attempts, adoption from a manifest."""
+"""runner.ledger: one writer, columns by name, schema versions and migration, errors as one line naming the path."""
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pyexputils.runner.ledger import Ledger, LedgerBusy, Submission, manifestPath
+from pyexputils.runner.causes import Cause, Verdict
+from pyexputils.runner.ledger import SCHEMA_VERSION, Ledger, LedgerBusy, LedgerError, Submission
 from pyexputils.runner.manifest import Manifest
+from pyexputils.runner.statedir import StateDir
 
 
 def sub(tag: str, job: str, exp: str = "/e.json", attempt: int = 1) -> Submission:
-    return Submission(tag, job, "slurm", exp, 2, {"time": "0:10:00"}, attempt, 1.0, f"/m/{tag}.json")
+    return Submission(tag, job, "slurm", exp, 2, {"time": "0:10:00"}, attempt, 1.0, f"/m/{tag}.json", provenance={"git_commit": "abc"})
 
 
 def test_record_latest_and_attempts(tmp_path: Path) -> None:
@@ -23,17 +28,32 @@ def test_record_latest_and_attempts(tmp_path: Path) -> None:
         latest = led.latest("/e.json")
         assert {i: (a.tag, a.task, a.attempt, a.job_id) for i, a in latest.items()} == {
             0: ("a", 0, 1, "10"), 1: ("a", 0, 1, "10"), 2: ("b", 0, 2, "11")}  # fmt: skip
-        assert led.indicesOf("a") == [0, 1, 2] and led.indicesOf("a", 1) == [2]
+        assert led.tasksOf("a") == ("/e.json", {0: [0, 1], 1: [2]}) and led.tasksOf("zz") is None
         led.markCancelled(["11"])
         assert [s.cancelled for s in led.submissions("/e.json")] == [False, True]
         assert led.submissions()[0].resources == {"time": "0:10:00"}
-    with Ledger.open(str(tmp_path), lock=False) as led:
-        assert led.tags() == {"a", "b"}
+        assert led.byTag("a") is not None and led.byTag("a").provenance == {"git_commit": "abc"}  # type: ignore[union-attr]
+        led.addVerdicts("/e.json", [(0, 1, Verdict(Cause.FAILED, True, 3)), (1, 1, Verdict(Cause.COMPLETED, True))])
+        assert led.verdicts("/e.json") == {0: {1: Verdict(Cause.FAILED, True, 3)}, 1: {1: Verdict(Cause.COMPLETED, True)}}
+        assert led.unresolvedJobs() == ["10", "11"]  # index 2 of a, and b
+        led.setRuns("/e.json", 3)
+        led.reset("/e.json", {0: 1})
+    reader = Ledger.read(str(tmp_path))
+    assert reader is not None
+    with reader:
+        assert reader.tags() == {"a", "b"} and reader.runs("/e.json") == 3 and reader.resets("/e.json") == {0: 1}
+        with pytest.raises(LedgerError, match="read-only"):
+            reader.setRuns("/e.json", 4)
+
+
+def test_read_without_a_ledger_creates_nothing(tmp_path: Path) -> None:
+    assert Ledger.read(str(tmp_path)) is None
+    assert not (tmp_path / ".pyexputils").exists()
 
 
 def test_one_writer(tmp_path: Path) -> None:
     with Ledger.open(str(tmp_path)):
-        with pytest.raises(LedgerBusy, match="ledger.lock"):
+        with pytest.raises(LedgerBusy, match=r"ledger\.lock: another pyexputils process \(pid \d+ on "):
             Ledger.open(str(tmp_path), wait=0.3)
         # another process cannot take it either
         code = f"from pyexputils.runner.ledger import Ledger\ntry:\n Ledger.open({str(tmp_path)!r}, wait=0.2)\nexcept Exception as e: print(type(e).__name__)"
@@ -48,11 +68,89 @@ def test_lock_released_when_holder_killed(tmp_path: Path) -> None:
     Ledger.open(str(tmp_path), wait=0).close()
 
 
+def test_a_file_system_without_locks_is_not_called_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def nolock(fd: int, op: int) -> None:
+        raise OSError(37, "No locks available")  # ENOLCK: NFS without lockd, Lustre without -o flock
+
+    monkeypatch.setattr(fcntl, "flock", nolock)
+    with pytest.raises(LedgerError, match="cannot lock files") as e:
+        Ledger.open(str(tmp_path), wait=0)
+    assert not isinstance(e.value, LedgerBusy) and "ledger.lock" in str(e.value)
+
+
 def test_adopt_from_manifest(tmp_path: Path) -> None:
     m = Manifest(tag="x-1", experiment="/e.json", project="/p", command="true", tasks=[[3, 4], [5]], attempt=2)
-    path = manifestPath(str(tmp_path), "x-1")
+    path = StateDir(str(tmp_path)).manifest("x-1")
     m.write(path)
     with Ledger.open(str(tmp_path)) as led:
         s = led.adopt(m, path, "77", "slurm")
         assert s.adopted and led.byTag("x-1") == s
-        assert led.indicesOf("x-1") == [3, 4, 5] and led.latest("/e.json")[5].job_id == "77"
+        assert led.tasksOf("x-1") == ("/e.json", {0: [3, 4], 1: [5]}) and led.latest("/e.json")[5].job_id == "77"
+
+
+V0 = """
+CREATE TABLE submissions (tag TEXT PRIMARY KEY, job_id TEXT NOT NULL, backend TEXT NOT NULL, experiment TEXT NOT NULL,
+  array_size INTEGER NOT NULL, resources TEXT NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
+  manifest TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE attempts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, tag TEXT NOT NULL, task INTEGER NOT NULL,
+  attempt INTEGER NOT NULL, PRIMARY KEY (experiment, idx, attempt));
+CREATE TABLE verdicts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, cause TEXT NOT NULL,
+  started INTEGER NOT NULL, exit INTEGER, time REAL NOT NULL, PRIMARY KEY (experiment, idx, attempt));
+CREATE TABLE run_resources (tag TEXT PRIMARY KEY, minutes INTEGER, mem_mb INTEGER, mem_key TEXT NOT NULL);
+INSERT INTO submissions VALUES ('t-1', '5', 'slurm', '/e.json', 1, '{}', 1, 1.0, '/m.json', 0, 0);
+INSERT INTO attempts VALUES ('/e.json', 0, 't-1', 0, 1);
+INSERT INTO verdicts VALUES ('/e.json', 0, 1, 'TIMEOUT', 1, NULL, 2.0);
+"""
+
+
+def test_a_version_0_ledger_is_read_and_migrated(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path))
+    state.make()
+    db = sqlite3.connect(state.ledger)
+    db.executescript(V0)
+    db.close()
+    reader = Ledger.read(state)  # read-only: old tables as they are, new ones empty
+    assert reader is not None and reader.version == 0
+    with reader:
+        assert reader.runs("/e.json") is None and reader.resets("/e.json") == {}
+        assert reader.byTag("t-1") is not None and reader.byTag("t-1").provenance == {}  # type: ignore[union-attr]
+    with Ledger.open(state) as led:  # the writer migrates
+        assert led.version == SCHEMA_VERSION
+        assert led.verdicts("/e.json") == {0: {1: Verdict(Cause.TIMEOUT, True)}}
+        led.setRuns("/e.json", 2)
+        led.record(sub("t-2", "6", attempt=2), [[0]])
+    assert sqlite3.connect(state.ledger).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_newer_and_corrupt_ledgers_are_one_line_errors(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path / "a"))
+    state.make()
+    db = sqlite3.connect(state.ledger)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match=f"written by a newer pyexputils .ledger schema {SCHEMA_VERSION + 1}"):
+        Ledger.open(state)
+    with pytest.raises(LedgerError, match="newer"):
+        Ledger.read(state)
+    bad = StateDir(str(tmp_path / "b"))
+    bad.make()
+    Path(bad.ledger).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match=r"ledger\.sqlite: not a usable ledger .*move it aside") as e:
+        Ledger.open(bad)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/dev/shm").exists(), reason="needs root to mount a tiny tmpfs")
+def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with Ledger.open(str(mnt)) as led:
+            with pytest.raises(LedgerError, match=r"ledger\.sqlite: .*(full|space)"):
+                for k in range(2000):
+                    led.record(sub(f"t-{k}", str(k)), [list(range(k * 50, k * 50 + 50))])
+    finally:
+        subprocess.run(["umount", str(mnt)])

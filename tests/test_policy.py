@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyexputils.errors import PyExpUtilsError
-from pyexputils.runner.causes import Evidence, Verdict, classify
+from pyexputils.runner.causes import Cause, Evidence, Verdict, classify
 from pyexputils.runner.policy import Policy, Resources, attemptsUsed, decide
 from pyexputils.runner.resources import formatMinutes, hours, parseMemMB, parseMinutes
 from pyexputils.runner.status import IndexOutcome
@@ -60,44 +60,57 @@ def test_parseMemMB_rejects(bad: object) -> None:
 
 
 # --- classification ------------------------------------------------------------------------------------
-def outcome(state: str, exit: int | None = None, started: bool = True) -> IndexOutcome:
-    return IndexOutcome(0, state, exit, None, "node", "12", 1, 0.0, started)
+def outcome(state: str, exit: int | None = None, started: bool = True, seen: str | None = None) -> IndexOutcome:
+    return IndexOutcome(0, state, exit, None, "node", "12", 1, 0.0, started, seen)
 
 
 @pytest.mark.parametrize(
     "ev, cause, started",
     [
-        (Evidence(True, None, None), "COMPLETED", True),
-        (Evidence(True, "TIMEOUT", outcome("TIMEOUT")), "COMPLETED", True),
-        (Evidence(False, "RUNNING", outcome("RUNNING")), "ACTIVE", True),
-        (Evidence(False, "PENDING", None), "ACTIVE", False),
-        (Evidence(False, "TIMEOUT", outcome("RUNNING")), "TIMEOUT", True),
-        (Evidence(False, "TIMEOUT", outcome("TIMEOUT", started=False)), "TIMEOUT", False),
-        (Evidence(False, "TIMEOUT", outcome("FAILED", 3)), "FAILED", True),
-        (Evidence(False, "OUT_OF_MEMORY", outcome("RUNNING")), "OUT_OF_MEMORY", True),
-        (Evidence(False, "PREEMPTED", outcome("CANCELLED")), "PREEMPTED", True),
-        (Evidence(False, "NODE_FAIL", None), "NODE_FAIL", False),
-        (Evidence(False, "CANCELLED by 0", outcome("CANCELLED"), userCancelled=True), "CANCELLED", True),
+        # results on disk are no evidence of how an attempt ended (a checkpointing run has them early)
+        (Evidence("TIMEOUT", outcome("TIMEOUT"), onDisk=True), "TIMEOUT", True),
+        (Evidence(None, None, onDisk=True), "VANISHED", False),  # nothing says it finished: not done
+        (Evidence("TIMEOUT", outcome("RUNNING")), "TIMEOUT", True),
+        (Evidence("TIMEOUT", outcome("TIMEOUT", started=False)), "TIMEOUT", False),
+        (Evidence("TIMEOUT", outcome("FAILED", 3)), "FAILED", True),
+        (Evidence("TIMEOUT", outcome("COMPLETED", 0)), "COMPLETED", True),  # done before its bundle timed out
+        (Evidence("OUT_OF_MEMORY", outcome("RUNNING")), "OUT_OF_MEMORY", True),
+        (Evidence("PREEMPTED", outcome("CANCELLED")), "PREEMPTED", True),
+        (Evidence("NODE_FAIL", None), "NODE_FAIL", False),
+        (Evidence("CANCELLED by 0", outcome("CANCELLED")), "CANCELLED", True),  # a plain scancel: final
+        (Evidence("CANCELLED by 0", outcome("CANCELLED"), userCancelled=True), "CANCELLED", True),
+        (Evidence(None, outcome("COMPLETED", 0), userCancelled=True), "COMPLETED", True),
         # without sacct, after MinJobAge: the runner's record decides
-        (Evidence(False, None, outcome("TIMEOUT")), "TIMEOUT", True),
-        (Evidence(False, None, outcome("FAILED", 1)), "FAILED", True),
-        (Evidence(False, None, outcome("OUT_OF_MEMORY")), "OUT_OF_MEMORY", True),
-        (Evidence(False, None, outcome("CANCELLED")), "PREEMPTED", True),  # not the user: preempted/admin
-        (Evidence(False, None, outcome("CANCELLED"), userCancelled=True), "CANCELLED", True),
-        (Evidence(False, None, outcome("RUNNING")), "NODE_FAIL", True),  # runner killed without warning
-        (Evidence(False, None, outcome("COMPLETED")), "VANISHED", True),  # results deleted since
-        (Evidence(False, None, None), "VANISHED", False),
-        (Evidence(False, "COMPLETED", None), "VANISHED", False),
-        (Evidence(False, "FAILED", None), "FAILED", False),
+        (Evidence(None, outcome("TIMEOUT")), "TIMEOUT", True),
+        (Evidence(None, outcome("FAILED", 1)), "FAILED", True),
+        (Evidence(None, outcome("OUT_OF_MEMORY")), "OUT_OF_MEMORY", True),
+        (Evidence(None, outcome("CANCELLED", seen="CANCELLED")), "CANCELLED", True),  # it saw its scancel
+        (Evidence(None, outcome("CANCELLED", seen="PREEMPTED"), preemptible=False), "PREEMPTED", True),
+        (Evidence(None, outcome("CANCELLED"), preemptible=True), "PREEMPTED", True),  # a bare SIGTERM
+        (Evidence(None, outcome("CANCELLED"), preemptible=False), "CANCELLED", True),
+        (Evidence(None, outcome("CANCELLED"), userCancelled=True), "CANCELLED", True),
+        (Evidence(None, outcome("RUNNING")), "NODE_FAIL", True),  # runner killed without warning
+        (Evidence(None, outcome("COMPLETED", 0)), "COMPLETED", True),
+        (Evidence(None, None), "VANISHED", False),
+        (Evidence("COMPLETED", None), "VANISHED", False),  # status file lost, no results
+        (Evidence("COMPLETED", None, onDisk=True), "COMPLETED", True),
+        (Evidence("FAILED", None), "FAILED", False),
     ],
 )
 def test_classify(ev: Evidence, cause: str, started: bool) -> None:
     v = classify(ev)
     assert (v.cause, v.started) == (cause, started)
+    assert isinstance(v.cause, Cause)
 
 
 def test_classify_keeps_exit_code() -> None:
-    assert classify(Evidence(False, None, outcome("FAILED", 7))).exit == 7
+    assert classify(Evidence(None, outcome("FAILED", 7))).exit == 7
+
+
+def test_cause_parse_and_text() -> None:
+    assert Cause.parse("failed") is Cause.FAILED and f"{Cause.TIMEOUT}" == "TIMEOUT" and str(Cause.VANISHED) == "VANISHED"
+    with pytest.raises(ValueError, match="unknown cause 'x'; expected one of COMPLETED"):
+        Cause.parse("x")
 
 
 # --- policy -----------------------------------------------------------------------------------------------
@@ -174,9 +187,11 @@ def test_cancelled_is_final_unless_asked() -> None:
     assert decide([v("CANCELLED")], R, Policy(resubmit_cancelled=True)).resources == R
 
 
-def test_decide_refuses_live_or_done() -> None:
+def test_decide_refuses_a_completed_attempt() -> None:
+    with pytest.raises(ValueError, match="got COMPLETED"):
+        decide([v("COMPLETED")], R, Policy())
     with pytest.raises(ValueError):
-        decide([v("ACTIVE")], R, Policy())
+        v("ACTIVE")  # not a cause
 
 
 @given(st.lists(st.sampled_from(["TIMEOUT", "OUT_OF_MEMORY", "FAILED", "PREEMPTED", "NODE_FAIL", "VANISHED"]), min_size=1, max_size=40))
@@ -194,19 +209,6 @@ def test_every_history_ends_within_bounds(causes: list[str]) -> None:
         res = d.resources
         assert res.minutes <= 60 and (res.mem_mb or 0) <= 1000
     assert attemptsUsed(history) <= 4
-
-
-def test_policy_from_options() -> None:
-    p = Policy.fromOptions(
-        {"max_attempts": 7, "max_failed_retries": 0, "time_factor": 1.5, "max_time": "2:00:00", "max_mem": "8G"}
-    )
-    assert (p.max_attempts, p.max_failed_retries, p.time_factor, p.max_time_minutes, p.max_mem_mb) == (7, 0, 1.5, 120, 8192)
-    with pytest.raises(PyExpUtilsError, match=r"config\.json: slurm\.max_attempts must be a whole number"):
-        Policy.fromOptions({"max_attempts": 0}, "config.json")
-    with pytest.raises(PyExpUtilsError, match=r"config\.json: slurm\.time_factor must be a number > 1"):
-        Policy.fromOptions({"time_factor": 1}, "config.json")
-    with pytest.raises(PyExpUtilsError, match=r"config\.json: slurm: time 'soon'"):
-        Policy.fromOptions({"max_time": "soon"}, "config.json")
 
 
 def test_resources_options() -> None:

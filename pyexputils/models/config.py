@@ -66,6 +66,15 @@ class Config:
         return cls(require=list(require), path=path, **values)
 
     @property
+    def root(self) -> str:
+        """The project root: the folder of the config file (the current folder when there is none)."""
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.path.abspath(".")
+
+    def underRoot(self, path: str) -> str:
+        """``path`` (from the config) as an absolute path: relative ones are under the project root."""
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.root, path))
+
+    @property
     def results_root(self) -> str:
         """The fixed leading folder of ``save_path`` (before any placeholder): where the ledger lives."""
         head = self.save_path.split("{", 1)[0]
@@ -74,7 +83,7 @@ class Config:
 
 
 def findConfig(root: str = ".") -> str | None:
-    """The config file in ``root``, or None."""
+    """The config file in folder ``root``, or None."""
     for name in CONFIG_NAMES:
         candidate = os.path.join(root, name)
         if os.path.isfile(candidate):
@@ -82,8 +91,21 @@ def findConfig(root: str = ".") -> str | None:
     return None
 
 
+def findProject(start: str = ".") -> str | None:
+    """The nearest config file in ``start`` or a folder above it (as git finds ``.git``), or None."""
+    folder = os.path.abspath(start)
+    while True:
+        found = findConfig(folder)
+        if found is not None:
+            return found
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
 def loadConfig(root: str = ".") -> Config:
-    """Read the config file in ``root`` (defaults when there is none)."""
+    """Read the config file in folder ``root`` (defaults when there is none)."""
     path = findConfig(root)
     if path is None:
         return Config()
@@ -95,17 +117,18 @@ _cached: dict[str, Config] = {}
 
 
 def getConfig() -> Config:
-    """The project's Config, read from the current directory once per process."""
-    root = os.path.abspath(".")
-    if root not in _cached:
-        _cached[root] = loadConfig(root)
-    return _cached[root]
+    """The project's Config: the nearest config file in the current folder or above, read once per process."""
+    here = os.path.abspath(".")
+    if here not in _cached:
+        path = findProject(here)
+        _cached[here] = loadConfig(os.path.dirname(path)) if path else Config()
+    return _cached[here]
 
 
 def setConfig(config: Config | None) -> None:
     """Replace (or, with None, forget) the cached Config of the current directory: for tests and tools."""
-    root = os.path.abspath(".")
+    here = os.path.abspath(".")
     if config is None:
-        _cached.pop(root, None)
+        _cached.pop(here, None)
     else:
-        _cached[root] = config
+        _cached[here] = config

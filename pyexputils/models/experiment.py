@@ -17,6 +17,7 @@ Keys = str | list[str]
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 SPECIAL_KEYS = ("name", "params", "run", "file")
+NAME_MAX = 255  # bytes in one path component (ext4, xfs, Lustre, NFS)
 
 
 def _flatItems(name: str, value: Any) -> list[tuple[str, str]]:
@@ -205,6 +206,38 @@ class ExperimentDescription:
                 f"{self._templateSource(key)}: save_path {self._templateText(key)!r} has no {{params}} "
                 f"but {self._where} sweeps {self.sweep.count} settings: they would share one folder"
             )
+
+    def checkPathComponents(self, runs: int = 1, key: str | None = None, limit: int = NAME_MAX) -> None:
+        """Raise unless every save folder of ``runs`` runs can be made: no value with ``/`` inside
+        ``{params}`` (it would split the folder) and no path component over ``limit`` bytes (ENAMETOOLONG)."""
+        template = self._template(key)
+        if "\0params" in template.parts:
+            for p in self.sweep:
+                bad = next((v for v in p.values if "/" in str(v)), None)
+                if bad is not None:
+                    raise ExperimentError(f"{self._where}: {p.name} = {str(bad)!r}: a '/' in a swept value would "
+                                          "split its {params} folder in two; rename the value")  # fmt: skip
+        longest = {"\0params": self._longestParams(), "\0run": len(str(max(runs, 1) - 1))}
+        for component in "".join(template.parts).split("/"):
+            size = len(component.encode())
+            for marker, most in longest.items():
+                size += component.count(marker) * (most - len(marker.encode()))
+            if size > limit:
+                shown = component.replace("\0params", "{params}").replace("\0run", "{run}")
+                raise ExperimentError(
+                    f"{self._templateSource(key)}: save_path component {shown!r} is up to {size} bytes for "
+                    f"{self._where}, over the file system's limit of {limit}: shorten the parameter names or values "
+                    "(or put fewer in one folder)"
+                )
+
+    def _longestParams(self) -> int:
+        """The most bytes ``{params}`` takes for any setting."""
+        if self._pieces is None:
+            self._compilePieces()
+        assert self._pieces is not None
+        if self._pieces:
+            return sum(max(len(piece.encode()) for piece in pieces) for pieces in self._pieces) + len(self._pieces) - 1
+        return max(len(self.paramsString(p).encode()) for p in range(min(self.sweep.count, 10_000)))
 
     def checkIndex(self, idx: int, runs: int) -> int:
         """``idx`` as an int if ``0 <= idx < runs * numPermutations()``; else a clear error."""

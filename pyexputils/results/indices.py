@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription
-from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath
+from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath, projectBase
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,6 +67,7 @@ def doneMask(
     if runs == 0:
         return mask
     required = list(exp.config.require if require is None else require)
+    base = projectBase(exp, base)
     plan = planSavePath(exp, base)
     params = exp.paramsStrings() if plan is not None and plan.usesParams else [""]
     if any("/" in text for text in params):  # a value with "/" adds folders to {params}: check one by one
@@ -245,17 +247,30 @@ def _listAll(paths: list[str], workers: int) -> list[list[str] | None]:
     for path in paths:
         try:
             out.append(listdir(path))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             out.append(None)
+        except OSError as e:
+            raise unreadable(path, e) from None
     return out
 
 
 def _listNames(path: str) -> list[str] | None:
-    """The names in folder ``path``; None when it is absent or cannot be read."""
+    """The names in folder ``path``; None when it is absent; ResultsUnreadable when it cannot be read."""
     try:
         return os.listdir(path)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as e:
+        raise unreadable(path, e) from None
+
+
+class ResultsUnreadable(PyExpUtilsError):
+    """A results folder exists but cannot be listed: whether its runs are done cannot be known."""
+
+
+def unreadable(path: str, e: OSError) -> ResultsUnreadable:
+    return ResultsUnreadable(f"{path}: cannot read this results folder ({e.strerror}): fix its permissions; "
+                             "whether its runs are done cannot be known")  # fmt: skip
 
 
 def _hasAll(folder: str, required: list[str]) -> bool:

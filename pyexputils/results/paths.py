@@ -56,6 +56,15 @@ class PathPlan:
         return any(level.usesParams for level in self.levels)
 
 
+def projectBase(exp: ExperimentDescription, base: str = "") -> str:
+    """``base``, else the way from here to the project root (save paths are relative to the project root, so
+    that analysis works from any sub-folder): '' when here is the root."""
+    if base:
+        return base
+    root = exp.config.root
+    return "" if root == os.path.abspath(".") else os.path.relpath(root)
+
+
 def planSavePath(exp: ExperimentDescription, base: str = "", key: str | None = None) -> PathPlan | None:
     """Split the save path of ``exp`` into root and levels; None when a level is ``..`` (walk it naively)."""
     text = "".join(exp.savePathParts(key))

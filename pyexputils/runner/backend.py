@@ -6,17 +6,19 @@ disk, the rendered sbatch script and the resolved options), and
 - ``limits()``: reports the limits that shape a plan (:class:`Limits`);
 - ``submit(job)``: starts one array job of ``job.array_size`` tasks (ids ``0..array_size-1``), each running
   ``python -m pyexputils.runner.task job.manifest_path`` with its task id, and returns the job id;
-  raises :class:`SubmitRejected` (nothing started) or :class:`BackendError`;
+  raises :class:`SubmitRejected` (refused, nothing started), :class:`QueueFull` (no room now, nothing
+  started) or :class:`BackendError`;
 - ``query()``: the live array tasks of pyexputils' jobs (pending or running), one :class:`LiveTask` each;
 - ``ended(job_ids)``: how tasks of these jobs ended, where the scheduler still knows (for ``watch``);
 - ``cancel(job_ids)``: stops those jobs (pending tasks never start, running ones get SIGTERM);
 - ``queued()`` (optional): all of this user's queued/running jobs (default: ``len(query())``);
+- ``preemptible()`` (optional): whether jobs can be preempted (default: no);
 - ``finish()``: called once after the last submit of a command; the Slurm backend returns at once, a
   foreground backend (local) runs / waits for the work it was given here.
 
 Jobs are identified by their ``tag`` (``JobSpec.tag``): Slurm job name ``pyx-<tag>`` and comment
 ``pyx:<tag>``, so that a job submitted by a process that crashed before writing the ledger can be found in
-the queue and adopted from its manifest (``<stateDir>/manifests/<tag>.json``).
+the queue and adopted from its manifest (``StateDir.manifest(tag)``).
 """
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ class BackendError(PyExpUtilsError):
 
 class SubmitRejected(BackendError):
     """The scheduler refused a job (its own message included); nothing was submitted."""
+
+
+class QueueFull(BackendError):
+    """The scheduler refused a job for lack of room (a submit limit reached, a busy controller): nothing was
+    submitted, and the same job may go through later."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,11 @@ class Backend(abc.ABC):
     def queued(self) -> int:
         """Jobs (array tasks) of this user now queued or running, all of them: the queue budget's use."""
         return len(self.query())
+
+    def preemptible(self) -> bool:
+        """Whether the scheduler may preempt jobs: then a bare SIGTERM that nothing else explains is taken
+        for a preemption (resubmitted), otherwise for a cancellation (final)."""
+        return False
 
     def finish(self) -> None:
         """Called after the last submit of one command (a foreground backend runs its work here)."""

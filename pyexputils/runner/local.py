@@ -36,7 +36,8 @@ from typing import Any, Sequence, TextIO
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import Config
 from pyexputils.runner.backend import Backend, JobSpec, Limits, LiveTask, SubmitRejected
-from pyexputils.runner.manifest import Manifest, stateDir, writeAtomic
+from pyexputils.runner.manifest import Manifest, writeAtomic
+from pyexputils.runner.statedir import StateDir
 from pyexputils.runner.status import StatusWriter, readEvents
 from pyexputils.runner.task import STOP_SIGNALS, SignalWaiter
 
@@ -231,7 +232,7 @@ class Registry:
     """``<state_dir>/local/<tag>.json``: the jobs of running pools (job id, manifest, pool pid)."""
 
     def __init__(self, state_dir: str) -> None:
-        self.folder = os.path.join(state_dir, "local")
+        self.folder = StateDir.at(state_dir).local
 
     def path(self, tag: str) -> str:
         return os.path.join(self.folder, f"{tag}.json")
@@ -298,7 +299,7 @@ class LocalBackend(Backend):
                  progress: TextIO | None = sys.stderr) -> None:  # fmt: skip
         self.workers = workers if workers is not None else defaultWorkers()
         self.workersSource = "workers" if workers is not None else "CPUs available"
-        self.registry = Registry(state_dir if state_dir is not None else stateDir(Config().results_root))
+        self.registry = Registry(state_dir if state_dir is not None else StateDir(Config().results_root).path)
         self.detach = detach
         self.progress = progress
         self.toRun: list[Job] = []
@@ -313,12 +314,9 @@ class LocalBackend(Backend):
         unknown = set(config.local) - {"workers", "detach"}
         if unknown:
             raise PyExpUtilsError(f"{where}: unknown key local.{sorted(unknown)[0]}; expected workers or detach")
-        root = config.results_root
-        if config.path is not None and not os.path.isabs(root):
-            root = os.path.join(os.path.dirname(os.path.abspath(config.path)), root)
         kw.setdefault("workers", defaultWorkers(config.local, where))
         kw.setdefault("detach", detach)
-        backend = cls(state_dir=stateDir(root), **kw)
+        backend = cls(state_dir=StateDir(config.underRoot(config.results_root)).path, **kw)
         backend.workersSource = "local.workers" if "workers" in config.local else "CPUs available"
         return backend
 

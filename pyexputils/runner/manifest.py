@@ -14,13 +14,9 @@ from typing import Any
 
 from pyexputils.errors import PyExpUtilsError
 
+from pyexputils.runner.statedir import STATE_DIR, stateDir  # noqa: F401  (the state folder's one owner)
+
 MANIFEST_VERSION = 1
-STATE_DIR = ".pyexputils"  # under the results root: ledger, manifests, status files
-
-
-def stateDir(resultsRoot: str) -> str:
-    """Where pyexputils keeps its own files for one results root."""
-    return os.path.join(resultsRoot, STATE_DIR)
 
 
 @dataclass

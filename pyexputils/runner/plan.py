@@ -1,6 +1,6 @@
 """Plan: missing indices + resources + cluster limits -> array jobs of bundles of indices (pure).
 
-Keys of the ``slurm`` block read here (config, overridden key by key by the experiment's own block):
+Keys of the ``slurm`` block that shape a plan (parsed and checked by :mod:`pyexputils.runner.options`):
 
 - ``runs_per_task`` (``"auto"``): indices per array task, run one after another (``parallel`` at a time)
   by one runner. ``auto`` bundles only as much as needed: the smallest bundle that keeps each experiment
@@ -28,20 +28,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from pyexputils.errors import ConfigError
 from pyexputils.runner.backend import Limits
-from pyexputils.runner.resources import parseMemMB, parseMinutes
 
-# the slurm-block keys that are pyexputils' own (never passed to sbatch)
-OWN_KEYS = frozenset(
-    {
-        "runs_per_task", "parallel", "throttle", "max_tasks", "max_array_size", "max_job_count",
-        "max_submit_jobs", "max_time", "max_mem", "max_attempts", "max_failed_retries", "time_factor",
-        "mem_factor", "resubmit_cancelled", "template", "signal_seconds", "grace_s", "test_only",
-    }
-)  # fmt: skip
-# sbatch options pyexputils sets itself
-RESERVED = frozenset({"array", "job_name", "output", "error", "comment", "parsable", "requeue", "wrap", "signal"})
 DEFAULT_MAX_TASKS = 1000
 
 
@@ -58,85 +46,7 @@ class PlanOptions:
     max_tasks: int = DEFAULT_MAX_TASKS
     sbatch: Mapping[str, Any] = field(default_factory=dict)  # the other sbatch options, as given
     signal_seconds: int | None = None  # the runner's warning before the task's limit (default: render's)
-
-    @classmethod
-    def fromSlurm(cls, slurm: Mapping[str, Any], where: str = "config") -> "PlanOptions":
-        """Read and check the ``slurm`` block; errors name ``where`` and the key."""
-        for key in slurm:
-            if key in RESERVED:
-                raise ConfigError(f"{where}: slurm.{key} is set by pyexputils; remove it")
-
-        def count(key: str, default: int | None) -> int | None:
-            value = slurm.get(key, default)
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{where}: slurm.{key} must be a whole number >= 1, got {value!r}")
-            return value
-
-        rpt = slurm.get("runs_per_task", "auto")
-        runs_per_task = None if rpt in ("auto", None) else count("runs_per_task", None)
-        time_minutes = None
-        if slurm.get("time") is not None:
-            try:
-                time_minutes = parseMinutes(_timeValue(slurm["time"]))
-            except ValueError as e:
-                raise ConfigError(f"{where}: slurm.time: {e}") from None
-        mem_mb = None
-        if slurm.get("mem") is not None:
-            try:
-                mem_mb = parseMemMB(slurm["mem"])
-            except ValueError as e:
-                raise ConfigError(f"{where}: slurm.mem: {e}") from None
-        sbatch = {k: v for k, v in slurm.items() if k not in OWN_KEYS and v is not None}
-        return cls(
-            runs_per_task=runs_per_task,
-            parallel=count("parallel", 1) or 1,
-            time_minutes=time_minutes,
-            cpus_per_task=count("cpus_per_task", 1) or 1,
-            mem_mb=mem_mb,
-            throttle=count("throttle", None),
-            max_tasks=count("max_tasks", DEFAULT_MAX_TASKS) or DEFAULT_MAX_TASKS,
-            sbatch=sbatch,
-            signal_seconds=count("signal_seconds", None),
-        )
-
-
-def _timeValue(value: Any) -> Any:
-    """A ``datetime.timedelta`` as minutes:seconds; anything else as it is."""
-    seconds = getattr(value, "total_seconds", None)
-    if callable(seconds):
-        return f"0:{math.ceil(float(seconds()))}" if float(seconds()) > 0 else 0
-    return value
-
-
-def limitsWithOverrides(limits: Limits, slurm: Mapping[str, Any], where: str = "config") -> Limits:
-    """``limits`` with the ``max_*`` keys of a slurm block put over what the cluster said."""
-    values: dict[str, Any] = {}
-    source = dict(limits.source)
-    for key in ("max_array_size", "max_job_count", "max_submit_jobs"):
-        if slurm.get(key) is not None:
-            v = slurm[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{where}: slurm.{key} must be a whole number >= 1, got {v!r}")
-            values[key] = v
-            source[key] = "config"
-    if slurm.get("max_time") is not None:
-        try:
-            values["max_time_minutes"] = parseMinutes(_timeValue(slurm["max_time"]))
-        except ValueError as e:
-            raise ConfigError(f"{where}: slurm.max_time: {e}") from None
-        source["max_time_minutes"] = "config"
-    if not values:
-        return limits
-    return Limits(
-        max_array_size=values.get("max_array_size", limits.max_array_size),
-        max_job_count=values.get("max_job_count", limits.max_job_count),
-        max_submit_jobs=values.get("max_submit_jobs", limits.max_submit_jobs),
-        max_time_minutes=values.get("max_time_minutes", limits.max_time_minutes),
-        cpus=limits.cpus,
-        source=source,
-    )
+    grace_s: float | None = None  # seconds between the runner's SIGTERM to a run and its SIGKILL
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Sequence
 
-from pyexputils.errors import PyExpUtilsError
-from pyexputils.runner.causes import Verdict
-from pyexputils.runner.resources import formatMinutes, parseMemMB, parseMinutes
+from pyexputils.runner.causes import Cause, Verdict
+from pyexputils.runner.resources import formatMinutes
 
-RETRY_SAME = frozenset({"PREEMPTED", "NODE_FAIL", "VANISHED"})
+RETRY_SAME = frozenset({Cause.PREEMPTED, Cause.NODE_FAIL, Cause.VANISHED})
+NOT_STARTED_FREE = frozenset({Cause.TIMEOUT, Cause.CANCELLED, Cause.PREEMPTED})
 
 
 @dataclass(frozen=True)
@@ -36,33 +36,6 @@ class Policy:
     max_time_minutes: int | None = None  # partition MaxTime, or slurm.max_time
     max_mem_mb: int | None = None  # slurm.max_mem, or the node's memory
     resubmit_cancelled: bool = False
-
-    @classmethod
-    def fromOptions(cls, slurm: dict[str, Any], where: str = "config") -> "Policy":
-        """Read the policy keys of a ``slurm`` block; errors name the file and the key."""
-        values: dict[str, Any] = {}
-        try:
-            for key in ("max_attempts", "max_failed_retries"):
-                if key in slurm:
-                    v = slurm[key]
-                    if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "max_attempts" else 0):
-                        raise PyExpUtilsError(f"{where}: slurm.{key} must be a whole number, got {v!r}")
-                    values[key] = v
-            for key in ("time_factor", "mem_factor"):
-                if key in slurm:
-                    v = slurm[key]
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 1:
-                        raise PyExpUtilsError(f"{where}: slurm.{key} must be a number > 1, got {v!r}")
-                    values[key] = float(v)
-            if "max_time" in slurm:
-                values["max_time_minutes"] = parseMinutes(slurm["max_time"])
-            if "max_mem" in slurm:
-                values["max_mem_mb"] = parseMemMB(slurm["max_mem"])
-        except PyExpUtilsError as e:
-            raise PyExpUtilsError(str(e) if str(e).startswith(where) else f"{where}: slurm: {e}") from None
-        if "resubmit_cancelled" in slurm:
-            values["resubmit_cancelled"] = bool(slurm["resubmit_cancelled"])
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -86,56 +59,55 @@ class Decision:
     """Resubmit with ``resources``, or stop: ``final`` is the final cause and ``reason`` says why."""
 
     resources: Resources | None
-    final: str | None = None
+    final: Cause | None = None
     reason: str = ""
 
 
 def attemptsUsed(history: Sequence[Verdict]) -> int:
     """Attempts that count against ``max_attempts`` (not those cut off before the index started)."""
-    return sum(1 for v in history if v.started or v.cause not in ("TIMEOUT", "CANCELLED", "PREEMPTED"))
+    return sum(1 for v in history if v.started or v.cause not in NOT_STARTED_FREE)
 
 
 def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> Decision:
-    """What to do after the last attempt in ``history`` (oldest first) ended, asking ``current``."""
+    """What to do after the last attempt in ``history`` (oldest first, since the index last completed or was
+    retried) ended, asking ``current``."""
     last = history[-1]
     cause = last.cause
-    if cause in ("ACTIVE", "COMPLETED"):
-        raise ValueError(f"decide() needs an ended, unfinished attempt, got {cause}")
+    if cause is Cause.COMPLETED:
+        raise ValueError("decide() needs an attempt that ended without its results, got COMPLETED")
     used = attemptsUsed(history)
     if len(history) >= 3 * policy.max_attempts:  # a hard bound, whatever the causes
         return Decision(None, cause, f"{len(history)} attempts in all")
-    if cause == "CANCELLED" and not policy.resubmit_cancelled:
-        return Decision(None, "CANCELLED", "cancelled by the user")
+    if cause is Cause.CANCELLED and not policy.resubmit_cancelled:
+        return Decision(None, Cause.CANCELLED, "cancelled (scancel or pyexputils cancel); pyexputils retry resubmits it")
     if used >= policy.max_attempts:
         return Decision(None, cause, f"{used} attempts used (max_attempts = {policy.max_attempts})")
-    if cause == "FAILED":
+    if cause is Cause.FAILED:
         if not last.started:  # the job failed before the index ran: not the program's failure
             return Decision(current)
-        failures = sum(1 for v in history if v.cause == "FAILED" and v.started)
+        failures = sum(1 for v in history if v.cause is Cause.FAILED and v.started)
         if failures > policy.max_failed_retries:
             return Decision(
-                None, "FAILED", f"failed {failures} times (max_failed_retries = {policy.max_failed_retries})"
+                None, Cause.FAILED, f"failed {failures} times (max_failed_retries = {policy.max_failed_retries})"
             )
         return Decision(current)
-    if cause == "TIMEOUT":
+    if cause is Cause.TIMEOUT:
         if not last.started:  # its bundle ran out of time before it began: same resources
             return Decision(current)
         if current.minutes is None:
-            return Decision(None, "TIMEOUT", "timed out, and no slurm.time to raise (the partition's default applied)")
+            return Decision(None, Cause.TIMEOUT, "timed out, and no slurm.time to raise (the partition's default applied)")
         minutes = _escalate(current.minutes, policy.time_factor, policy.max_time_minutes)
         if minutes is None:
-            return Decision(None, "TIMEOUT", f"timed out at the time cap of {formatMinutes(current.minutes)}")
+            return Decision(None, Cause.TIMEOUT, f"timed out at the time cap of {formatMinutes(current.minutes)}")
         return Decision(replace(current, minutes=minutes))
-    if cause == "OUT_OF_MEMORY":
+    if cause is Cause.OUT_OF_MEMORY:
         if current.mem_mb is None:
-            return Decision(None, "OUT_OF_MEMORY", "out of memory and no mem/mem_per_cpu option to raise")
+            return Decision(None, Cause.OUT_OF_MEMORY, "out of memory and no mem/mem_per_cpu option to raise")
         mem = _escalate(current.mem_mb, policy.mem_factor, policy.max_mem_mb)
         if mem is None:
-            return Decision(None, "OUT_OF_MEMORY", f"out of memory at the memory cap of {current.mem_mb}M")
+            return Decision(None, Cause.OUT_OF_MEMORY, f"out of memory at the memory cap of {current.mem_mb}M")
         return Decision(replace(current, mem_mb=mem))
-    if cause in RETRY_SAME or cause == "CANCELLED":
-        return Decision(current)
-    return Decision(None, cause, f"unknown cause {cause}")
+    return Decision(current)  # RETRY_SAME, or CANCELLED with resubmit_cancelled
 
 
 def _escalate(value: int, factor: float, cap: int | None) -> int | None:

@@ -68,37 +68,21 @@ def signalSeconds(taskMinutes: int | None, override: int | None = None) -> int:
     return int(min(limit // 2, max(30, min(300, limit // 10))))
 
 
-def _checkValue(key: str, value: Any, where: str) -> None:
-    if isinstance(value, str) and (_UNSAFE.search(value) or not value):
-        raise ConfigError(f"{where}: slurm.{key} = {value!r}: #SBATCH values cannot hold blanks, quotes or backslashes")
-
-
 def arraySpec(size: int, throttle: int | None) -> str:
     spec = f"0-{size - 1}" if size > 1 else "0"
     return f"{spec}%{throttle}" if throttle is not None else spec
 
 
-def checkOptions(sbatch: Mapping[str, Any], output: str, where: str = "config") -> dict[str, Any]:
-    """The user's sbatch options, checked (known to sbatch, values fit an ``#SBATCH`` line), False ones dropped."""
-    keys = sbatchKeys()
-    opts: dict[str, Any] = {}
-    for key, value in sbatch.items():
-        if key not in keys:
-            raise ConfigError(f"{where}: slurm.{key} is neither an sbatch option nor a pyexputils key")
-        if value is False:
-            continue
-        _checkValue(key, value, where)
-        opts[key] = value
+def checkLogPath(output: str, where: str = "config") -> None:
+    """An ``#SBATCH --output`` path must be non-empty and hold no blanks or quotes."""
     if not output or _UNSAFE.search(output):
         raise ConfigError(f"{where}: log_path {output!r}: #SBATCH --output cannot hold blanks or quotes; move the logs")
-    return opts
 
 
-def sbatchOptions(
-    a: ArrayPlan, tag: str, output: str, where: str = "config", signal_seconds: int | None = None
-) -> dict[str, Any]:
-    """The full option dict of one array (long names with underscores), checked."""
-    opts = checkOptions(a.sbatch, output, where)
+def sbatchOptions(a: ArrayPlan, tag: str, output: str, signal_seconds: int | None = None) -> dict[str, Any]:
+    """The full option dict of one array (long names with underscores); the user's were checked by
+    :mod:`pyexputils.runner.options`."""
+    opts = {k: v for k, v in a.sbatch.items() if v is not False}
     opts.update(
         array=arraySpec(a.size, a.throttle),
         job_name=JOB_PREFIX + tag,

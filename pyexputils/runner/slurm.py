@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import time
 from typing import Sequence
 
-from pyexputils.runner.backend import JOB_PREFIX, Backend, BackendError, JobSpec, Limits, LiveTask, SubmitRejected
+from pyexputils.runner.backend import JOB_PREFIX, Backend, BackendError, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
 from pyexputils.runner.causes import LIVE_STATES
 from pyexputils.runner.resources import parseMinutes
 
@@ -30,6 +31,13 @@ TRANSIENT = re.compile(
     r"socket timed out|resource temporarily unavailable|unable to contact slurm controller|"
     r"connection refused|try again|slurm_receive_msg|communications? (connection )?failure|"
     r"slurmctld.*(busy|not responding)",
+    re.IGNORECASE,
+)
+# refusals for lack of room: nothing wrong with the job, it may go through later
+CAPACITY = re.compile(
+    r"MaxSubmitJob|MaxJobCount|submit limit|job count limit|QOSMax\w*SubmitJob|AssocMax\w*SubmitJob|"
+    r"AssocGrpSubmitJobsLimit|QOSGrpSubmitJobsLimit|temporarily unable to accept job|"
+    r"job violates accounting/QOS policy \(job submit limit",
     re.IGNORECASE,
 )
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -138,13 +146,23 @@ class SlurmBackend(Backend):
         self._queued: int | None = None
         self._ended: dict[tuple[str, int | None], str] = {}
         self._sacct: bool | None = None  # accounting works (probed on first use)
+        self._config: dict[str, str] | None = None
+
+    def _showConfig(self) -> dict[str, str]:
+        """``scontrol show config``, asked once."""
+        if self._config is None:
+            cfg = run(["scontrol", "show", "config"])
+            if cfg.returncode != 0:
+                raise BackendError(f"scontrol show config: {cfg.stderr.strip() or 'failed'}")
+            self._config = parseKeyValues(cfg.stdout)
+        return self._config
+
+    def preemptible(self) -> bool:
+        return self._showConfig().get("PreemptType", "preempt/none").lower() not in ("preempt/none", "")
 
     def limits(self, partition: str | None = None) -> Limits:
         source: dict[str, str] = {}
-        cfg = run(["scontrol", "show", "config"])
-        if cfg.returncode != 0:
-            raise BackendError(f"scontrol show config: {cfg.stderr.strip() or 'failed'}")
-        conf = parseKeyValues(cfg.stdout)
+        conf = self._showConfig()
         maxArray = _int(conf.get("MaxArraySize"))
         maxJobs = _int(conf.get("MaxJobCount"))
         for key, value in (("max_array_size", maxArray), ("max_job_count", maxJobs)):
@@ -173,7 +191,7 @@ class SlurmBackend(Backend):
         """The user's association MaxSubmitJobs (the smallest non-empty), None without accounting."""
         if shutil.which("sacctmgr") is None:
             return None
-        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+        user = pwd.getpwuid(os.getuid()).pw_name  # the real user, whatever $USER says
         try:
             out = run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=MaxSubmit"], timeout=10)
         except BackendError:
@@ -207,6 +225,8 @@ class SlurmBackend(Backend):
                 if not jobId.isdigit():
                     raise BackendError(f"sbatch for {job.tag}: unexpected reply {out.stdout.strip()!r} {err}")
                 return jobId
+            if CAPACITY.search(err):
+                raise QueueFull(f"sbatch for {job.tag}: the cluster takes no more jobs now: {err}")
             if TRANSIENT.search(err):
                 if attempt < len(BACKOFF_S):
                     continue

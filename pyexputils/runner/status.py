@@ -16,17 +16,20 @@ array task id) and ``attempt``:
   its results were already on disk (``cause``: ``COMPLETED``).
 - ``stop``: the runner got a stop signal (``signal``, ``name``, ``cause``, ``running``: the indices cut
   off, ``skipped``: the indices it will not start). Written before the cut-off runs end.
+- ``scheduler``: after a SIGTERM under Slurm, the state the scheduler gave the runner's own job at that
+  moment (``state``: ``CANCELLED`` for a ``scancel``, ``PREEMPTED``, ...; None when it could not be asked):
+  it tells a cancellation from a preemption where ``sacct`` is off and squeue has forgotten the job.
 
 It works where sacct does not, and outlives squeue's memory (MinJobAge).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from typing import IO, Any, Iterator
 
-CAUSES = ("COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "CANCELLED", "VANISHED")
 
 
 class StatusWriter:
@@ -66,6 +69,7 @@ class IndexOutcome:
     attempt: int | None
     time: float | None
     started: bool = True  # False for a ``skip``: the index never ran in this attempt
+    schedulerState: str | None = None  # the state the runner saw its job in when it was stopped
 
 
 def readEvents(path: str) -> Iterator[dict[str, Any]]:
@@ -87,8 +91,18 @@ def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
     """Fold the events of several status files into the latest outcome per index."""
     out: dict[int, IndexOutcome] = {}
     for path in paths:
+        seen: str | None = None
+        stopped: list[int] = []
         for ev in readEvents(path):
             kind = ev.get("event")
+            if kind == "scheduler":
+                seen = None if ev.get("state") is None else str(ev["state"])
+                for i in stopped:  # the stop's ends may come before the scheduler's answer
+                    if i in out and out[i].state == "CANCELLED":
+                        out[i] = dataclasses.replace(out[i], schedulerState=seen)
+                continue
+            if kind == "stop":
+                stopped = [int(i) for i in ev.get("running", []) + ev.get("skipped", [])]
             if kind not in ("start", "end", "skip") or "index" not in ev:
                 continue
             state = "RUNNING" if kind == "start" else str(ev.get("cause", "FAILED"))
@@ -102,5 +116,6 @@ def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
                 attempt=ev.get("attempt"),
                 time=ev.get("time"),
                 started=kind != "skip",
+                schedulerState=seen,
             )
     return out

@@ -123,6 +123,7 @@ class TaskRunner:
         self.interrupts = 0
         self._signals: list[int] = []
         self.exp: ExperimentDescription | None = None
+        self._probe: "subprocess.Popen[str] | None" = None  # squeue, asking how our job was stopped
 
     # --- paths --------------------------------------------------------------------------------------
     def _abs(self, path: str) -> str:
@@ -172,12 +173,14 @@ class TaskRunner:
             self.pending.clear()
         while self.pending or self.running:
             self._handleSignals()
+            self._probed()
             now = time.time()
             self._reap(now)
             self._enforce(now)
             self._startMore()
             if self.pending or self.running:
                 wake.wait(self._timeout(time.time()))
+        self._probed(wait=PROBE_TIMEOUT_S)
         code = 0 if all(self.causes.get(i) == "COMPLETED" for i in self.indices) else 1
         self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
         return code
@@ -229,6 +232,8 @@ class TaskRunner:
         first = self.stopCause is None
         if first:
             self.stopCause = cause
+            if cause == "CANCELLED" and sig == signal.SIGTERM:
+                self._probe = probeScheduler(self.environ)
         now = time.time()
         live = [r for r in self.running if r.exitedAt is None]
         self._event("stop", signal=sig, name=signal.Signals(sig).name, cause=self.stopCause, running=[r.index for r in live],
@@ -243,6 +248,20 @@ class TaskRunner:
                 self._terminate(r, now)
             if self.interrupts > 1:
                 self._kill(r)
+
+    def _probed(self, wait: float = 0.0) -> None:
+        """Record the scheduler's answer to the probe started at a SIGTERM, once it is there."""
+        p = self._probe
+        if p is None or (p.poll() is None and not wait):
+            return
+        try:
+            p.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        self._probe = None
+        words = (p.stdout.read() if p.stdout else "").split()
+        self._event("scheduler", state=words[0] if p.returncode == 0 and words else None)
 
     def _terminate(self, r: Run, now: float) -> None:
         _killGroup(r.proc.pid, signal.SIGTERM)
@@ -364,6 +383,23 @@ class TaskRunner:
     def _end(self, index: int, cause: str, **fields: Any) -> None:
         self.causes[index] = cause
         self._event("end", index=index, cause=cause, **fields)
+
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def probeScheduler(environ: Mapping[str, str]) -> "subprocess.Popen[str] | None":
+    """Ask Slurm (without waiting) which state it gives this array task: ``CANCELLED`` after a ``scancel``,
+    ``PREEMPTED`` after a preemption. None outside Slurm or without squeue."""
+    job, task = environ.get("SLURM_ARRAY_JOB_ID"), environ.get("SLURM_ARRAY_TASK_ID")
+    ident = f"{job}_{task}" if job and task else environ.get("SLURM_JOB_ID")
+    if not ident or environ.get("PYX_LOCAL"):
+        return None
+    try:
+        return subprocess.Popen(["squeue", "-h", "-j", ident, "-t", "all", "-o", "%T"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    except OSError:
+        return None
 
 
 def _killGroup(pgid: int, sig: int) -> None:

@@ -1,0 +1,221 @@
+"""The ``slurm`` block, parsed and checked once: typed options for planning, rendering and the policy.
+
+An experiment's options are the config's ``slurm`` block with the experiment file's own ``slurm`` block over
+it, key by key, and the command line's ``--runs-per-task``/``--parallel``/``--throttle`` over both. Every
+key is checked here, the same way for ``submit``, ``submit --dry-run`` and ``watch``; an error names the
+file the key came from and the key. Keys:
+
+- pyexputils' own (never passed to sbatch): ``runs_per_task`` (``auto`` or >= 1), ``parallel``,
+  ``throttle``, ``max_tasks``, ``signal_seconds`` (whole numbers >= 1), ``grace_s`` (seconds > 0); the
+  policy's ``max_attempts`` (>= 1), ``max_failed_retries`` (>= 0), ``time_factor``, ``mem_factor`` (> 1),
+  ``max_time`` (a time), ``max_mem`` (a memory), ``resubmit_cancelled`` (true/false); the cluster limits
+  ``max_array_size``, ``max_job_count``, ``max_submit_jobs`` (>= 1); ``template`` (a file).
+- sbatch's long options with underscores (``time``, ``mem_per_cpu``, ``partition``, ``account``, ...):
+  known to sbatch; times (``time``, ``time_min``) and memories (``mem``, ``mem_per_cpu``, ``mem_per_gpu``)
+  must parse; counts (``cpus_per_task``, ``ntasks``) are whole numbers >= 1; every value fits an
+  ``#SBATCH`` line (no blanks, quotes or backslashes); ``true`` is a flag, ``false`` leaves it out.
+- set by pyexputils and refused: ``array``, ``job_name``, ``output``, ``error``, ``comment``, ``signal``, ...
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+from pyexputils.errors import ConfigError, PyExpUtilsError
+from pyexputils.runner.backend import Limits
+from pyexputils.runner.plan import DEFAULT_MAX_TASKS, PlanOptions
+from pyexputils.runner.policy import Policy, Resources
+from pyexputils.runner.resources import parseMemMB, parseMinutes
+
+# sbatch options pyexputils sets itself
+RESERVED = frozenset({"array", "job_name", "output", "error", "comment", "parsable", "requeue", "no_requeue", "wrap", "signal"})
+TIME_KEYS = frozenset({"time", "time_min"})
+MEM_KEYS = frozenset({"mem", "mem_per_cpu", "mem_per_gpu"})
+COUNT_KEYS = frozenset({"cpus_per_task", "ntasks"})
+_UNSAFE = re.compile(r"[\s'\"\\]")  # #SBATCH values are parsed by sbatch, not a shell
+
+
+def _whole(minimum: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"must be a whole number >= {minimum}")
+        return v
+
+    return check
+
+
+def _factor(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 1 or math.isinf(v):
+        raise ValueError("must be a number > 1")
+    return float(v)
+
+
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or math.isinf(v):
+        raise ValueError("must be a number of seconds > 0")
+    return float(v)
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
+
+
+def _time(v: Any) -> int | None:
+    seconds = getattr(v, "total_seconds", None)  # a datetime.timedelta
+    if callable(seconds):
+        v = f"0:{math.ceil(float(seconds()))}"
+    try:
+        return parseMinutes(v)
+    except PyExpUtilsError as e:
+        raise ValueError(str(e)) from None
+
+
+def _mem(v: Any) -> int:
+    try:
+        return parseMemMB(v)
+    except PyExpUtilsError as e:
+        raise ValueError(str(e)) from None
+
+
+def _runsPerTask(v: Any) -> int | None:
+    return None if v in ("auto", None) else _whole(1)(v)
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("must be a non-empty string")
+    return v
+
+
+OWN: dict[str, Callable[[Any], Any]] = {
+    "runs_per_task": _runsPerTask, "parallel": _whole(1), "throttle": _whole(1), "max_tasks": _whole(1),
+    "signal_seconds": _whole(1), "grace_s": _seconds, "max_attempts": _whole(1), "max_failed_retries": _whole(0),
+    "time_factor": _factor, "mem_factor": _factor, "max_time": _time, "max_mem": _mem,
+    "resubmit_cancelled": _flag, "max_array_size": _whole(1), "max_job_count": _whole(1),
+    "max_submit_jobs": _whole(1), "template": _text, "test_only": _flag,
+}  # fmt: skip
+OWN_KEYS = frozenset(OWN)
+
+
+def sbatchKeys() -> frozenset[str]:
+    from pyexputils.runner.render import sbatchKeys as keys
+
+    return keys()
+
+
+def _sbatchValue(key: str, v: Any) -> Any:
+    """Check one sbatch option's value; returns it as it goes on the ``#SBATCH`` line (False: left out)."""
+    if isinstance(v, bool):
+        return v
+    if not isinstance(v, (str, int, float)):
+        raise ValueError(f"must be a single value, got {type(v).__name__}")
+    if key in TIME_KEYS:
+        _time(v)
+    elif key in MEM_KEYS:
+        _mem(v)
+    elif key in COUNT_KEYS:
+        _whole(1)(v)
+    if isinstance(v, str) and (not v or _UNSAFE.search(v)):
+        raise ValueError("#SBATCH values cannot be empty or hold blanks, quotes or backslashes")
+    return v
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """Everything the ``slurm`` block says for one experiment, checked."""
+
+    plan: PlanOptions
+    policy: Policy
+    base: Resources  # the per-run resources of a first attempt
+    partition: str | None = None
+    limits: Mapping[str, Any] = field(default_factory=dict)  # max_array_size, ... given in the block
+    template: str | None = None  # slurm.template, as given (relative to the project)
+    where: Mapping[str, str] = field(default_factory=dict)  # key -> the file it came from
+
+    def withLimits(self, limits: Limits) -> Limits:
+        """``limits`` (the cluster's) with the block's ``max_*`` keys put over them."""
+        if not self.limits:
+            return limits
+        source = dict(limits.source)
+        values = {k: limits.__dict__[k] for k in ("max_array_size", "max_job_count", "max_submit_jobs", "max_time_minutes", "cpus")}
+        for key, value in self.limits.items():
+            values[key] = value
+            source[key] = "config"
+        return Limits(**values, source=source)
+
+    def withResources(self, res: Resources) -> PlanOptions:
+        """The plan options asking ``res`` per run (an escalation after TIMEOUT / OUT_OF_MEMORY)."""
+        o = self.plan
+        sbatch = dict(o.sbatch)
+        mem = o.mem_mb
+        if res.mem_key == "mem_per_cpu" and res.mem_mb is not None:
+            sbatch["mem_per_cpu"] = f"{res.mem_mb}M"
+        elif res.mem_mb is not None:
+            mem = res.mem_mb
+        return replace(o, time_minutes=res.minutes, mem_mb=mem, sbatch=sbatch)
+
+
+def parseSlurm(layers: list[tuple[Mapping[str, Any], str]], cli: Mapping[str, Any] | None = None) -> ExperimentOptions:
+    """Merge ``layers`` ((block, file it came from), later over earlier) and the command line's overrides,
+    and check every key; ConfigError names the file and the key."""
+    merged: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for block, source in layers:
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"{source}: slurm must be a mapping of options, got {block!r}")
+        for k, v in block.items():
+            merged[str(k)] = v
+            where[str(k)] = source
+    for k, v in (cli or {}).items():
+        if v is not None:
+            merged[k], where[k] = v, f"--{k.replace('_', '-')}"
+    own: dict[str, Any] = {}
+    sbatch: dict[str, Any] = {}
+    known = sbatchKeys()
+    for key, value in merged.items():
+        src = where[key]
+        try:
+            if key in RESERVED:
+                raise ValueError("is set by pyexputils; remove it")
+            if key in OWN:
+                own[key] = None if value is None and key == "runs_per_task" else OWN[key](value)
+            elif key not in known:
+                raise ValueError("is neither an sbatch option nor a pyexputils key")
+            elif value is not None:
+                checked = _sbatchValue(key, value)
+                if checked is not False:
+                    sbatch[key] = checked
+        except ValueError as e:
+            text = str(e)
+            shown = "" if text.startswith("is ") else f" = {value!r}"
+            raise ConfigError(f"{src}: slurm.{key}{shown}: {text}" if shown else f"{src}: slurm.{key} {text}") from None
+    plan = PlanOptions(
+        runs_per_task=own.get("runs_per_task"),
+        parallel=own.get("parallel", 1),
+        time_minutes=_time(sbatch["time"]) if "time" in sbatch else None,
+        cpus_per_task=int(sbatch.get("cpus_per_task", 1)),
+        mem_mb=_mem(sbatch["mem"]) if "mem" in sbatch else None,
+        throttle=own.get("throttle"),
+        max_tasks=own.get("max_tasks", DEFAULT_MAX_TASKS),
+        sbatch={k: v for k, v in sbatch.items() if k not in ("time", "cpus_per_task", "mem")},
+        signal_seconds=own.get("signal_seconds"),
+        grace_s=own.get("grace_s"),
+    )
+    policyKeys = ("max_attempts", "max_failed_retries", "time_factor", "mem_factor", "resubmit_cancelled")
+    policy = Policy(**{k: own[k] for k in policyKeys if k in own},
+                    max_time_minutes=own.get("max_time"), max_mem_mb=own.get("max_mem"))  # fmt: skip
+    if "mem" in sbatch:
+        base = Resources(plan.time_minutes, plan.mem_mb, "mem")
+    else:
+        mpc = sbatch.get("mem_per_cpu")
+        base = Resources(plan.time_minutes, _mem(mpc) if mpc is not None else None, "mem_per_cpu")
+    limits: dict[str, Any] = {k: own[k] for k in ("max_array_size", "max_job_count", "max_submit_jobs") if k in own}
+    if own.get("max_time") is not None:
+        limits["max_time_minutes"] = own["max_time"]
+    partition = sbatch.get("partition")
+    return ExperimentOptions(plan, policy, base, None if partition is None else str(partition), limits,
+                             own.get("template"), where)  # fmt: skip

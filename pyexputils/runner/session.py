@@ -1,0 +1,573 @@
+"""The session: one per command. It owns what a sweep's state is made of and answers for it.
+
+A :class:`Session` is made from the project (the nearest ``config.json``/``config.yaml`` in the current
+folder or above) and a backend name. It owns
+
+- the project root, the results root and the state folder (:class:`pyexputils.runner.statedir.StateDir`);
+- the experiments of the command (:class:`Sweep`): loaded, checked, with typed options
+  (:mod:`pyexputils.runner.options`) and their runs (``--runs``, else those remembered from the last
+  submit, else 1);
+- the backend (asked for its limits once per partition);
+- :meth:`Session.snapshot`: one look at the scheduler (live tasks, how unresolved jobs ended), with the
+  live tasks resolved to indices through the ledger (or a manifest), jobs the ledger lacks adopted;
+- :meth:`Session.standing`: one verdict per index, joining the disk, the ledger, the snapshot and the
+  runner's status files through :func:`pyexputils.runner.judge.judgeIndex`;
+- :meth:`Session.plan` and :meth:`Session.send`: plan, render, write manifests and scripts, submit, record.
+
+``submit``, ``watch``, ``status``, ``show``, ``missing``, ``cancel`` and ``retry`` are loops over these.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from importlib import resources as pkgfiles
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from pyexputils.errors import ConfigError, PyExpUtilsError
+from pyexputils.models import Config, ExperimentDescription, getConfig, loadExperiment
+from pyexputils.results import doneMask
+from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
+from pyexputils.runner.causes import Cause, Evidence, Verdict
+from pyexputils.runner.command import checkCommand
+from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex
+from pyexputils.runner.ledger import Attempt, Ledger, Submission
+from pyexputils.runner.manifest import Manifest, writeAtomic
+from pyexputils.runner.options import ExperimentOptions, parseSlurm
+from pyexputils.runner.plan import ArrayPlan, Plan, Request, plan
+from pyexputils.runner.policy import Resources
+from pyexputils.runner.render import checkLogPath, checkTemplate, makeTag, newSubmissionId, outputPath, renderScript, sbatchOptions, slug  # fmt: skip
+from pyexputils.runner.statedir import StateDir
+from pyexputils.runner.status import IndexOutcome, outcomes
+
+_TAG = re.compile(r"^(?P<slug>.+)-\d{14}[0-9a-f]{4}-\d+$")
+
+
+def tagSlug(tag: str) -> str | None:
+    """The experiment part of a tag (``sarsa`` of ``sarsa-20240101120000ab12-0``)."""
+    m = _TAG.match(tag)
+    return m.group("slug") if m else None
+
+
+@dataclass
+class Sweep:
+    """One experiment of the command."""
+
+    path: str  # absolute, symlinks resolved: its key in the ledger
+    shown: str  # as the user gave it
+    exp: ExperimentDescription
+    options: ExperimentOptions
+    runs: int
+    runsNote: str = ""  # how the runs were chosen, when it is worth saying
+
+    @property
+    def total(self) -> int:
+        return self.exp.numPermutations() * self.runs
+
+    @property
+    def slug(self) -> str:
+        name, file = self.exp.getExperimentName(), self.exp.getFileName()
+        return slug(file if name == file else f"{name}-{file}")
+
+
+@dataclass
+class Snapshot:
+    """One look at the scheduler, resolved to indices."""
+
+    live: dict[str, dict[int, str]]  # experiment -> index -> the state of a live task that holds it
+    ended: dict[tuple[str, int | None], str]  # (job id, task) -> how it ended, where the scheduler still knows
+    unresolved: list[LiveTask]  # live tasks of ours whose indices nothing here knows
+    preemptible: bool
+    jobs: dict[str, set[str]] = field(default_factory=dict)  # experiment -> job ids of its live tasks
+    adopted: list[str] = field(default_factory=list)  # tags adopted into the ledger in this look
+
+
+@dataclass
+class Standing:
+    """Where every index of one sweep stands (see :func:`pyexputils.runner.judge.judgeIndex`)."""
+
+    sweep: Sweep
+    onDisk: npt.NDArray[np.bool_]  # the seed's rule, per index
+    statuses: dict[int, IndexStatus]  # indices with an attempt or in a live task
+    verdicts: list[tuple[int, int, Verdict]]  # newly known verdicts (index, attempt, verdict): to record
+    unknown: str | None = None  # why its indices cannot be submitted now
+
+    def status(self, index: int) -> IndexStatus:
+        got = self.statuses.get(index)
+        if got is None:
+            got = IndexStatus(index, State.DONE) if self.onDisk[index] else IndexStatus(index, State.MISSING, resources=self.sweep.options.base)  # fmt: skip
+        if self.unknown and got.state in PENDING_STATES:
+            got = replace(got, state=State.UNKNOWN, reason=self.unknown)
+        return got
+
+    def _fresh(self) -> npt.NDArray[np.intp]:
+        """Indices with no attempt, not live and not on disk."""
+        idx = np.flatnonzero(~self.onDisk)
+        if self.statuses:
+            idx = idx[~np.isin(idx, np.fromiter(self.statuses, dtype=np.intp, count=len(self.statuses)))]
+        return idx
+
+    def counts(self) -> Counter[State]:
+        c: Counter[State] = Counter(s.state for s in self.statuses.values())
+        c[State.DONE] += int(self.onDisk.sum()) - sum(1 for i in self.statuses if self.onDisk[i])
+        c[State.MISSING] += int(self._fresh().size)
+        if self.unknown:
+            c[State.UNKNOWN] += c.pop(State.MISSING, 0) + c.pop(State.RETRY, 0)
+        return +c
+
+    def causes(self, state: State) -> Counter[Cause]:
+        return Counter(s.cause for s in self.statuses.values() if s.state is state and s.cause is not None)
+
+    def partial(self) -> int:
+        return sum(1 for s in self.statuses.values() if s.partial)
+
+    def indices(self, states: Iterable[State]) -> list[int]:
+        wanted = set(states)
+        out = [i for i, s in self.statuses.items() if self.status(i).state in wanted]
+        if (State.MISSING in wanted and not self.unknown) or (State.UNKNOWN in wanted and self.unknown):
+            out += self._fresh().tolist()
+        if State.DONE in wanted:
+            out += [i for i in np.flatnonzero(self.onDisk).tolist() if i not in self.statuses]
+        return sorted(out)
+
+    def pending(self) -> dict[Resources, list[int]]:
+        """What ``submit``/``watch`` send: MISSING and RETRY indices, by the resources each asks."""
+        if self.unknown:
+            return {}
+        out: dict[Resources, list[int]] = {}
+        base = self.sweep.options.base
+        fresh = self._fresh().tolist()
+        if fresh:
+            out[base] = fresh
+        for i, s in self.statuses.items():
+            if s.state in PENDING_STATES:
+                out.setdefault(s.resources or base, []).append(i)
+        return {r: sorted(v) for r, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Indices of one sweep to submit asking ``resources`` per run."""
+
+    sweep: Sweep
+    indices: Sequence[int]
+    resources: Resources
+
+
+@dataclass
+class Planned:
+    """What a submit would send: the plan, its jobs (rendered), and the limits that shaped it."""
+
+    plan: Plan
+    jobs: list[tuple[JobSpec, Resources, Sweep]]
+    limits: Limits
+    deferred: int = 0
+
+
+@dataclass
+class Sent:
+    submitted: list[tuple[JobSpec, str]] = field(default_factory=list)
+    rejected: str | None = None  # the scheduler's refusal (the rest was not sent)
+    full: str | None = None  # the queue took no more (the rest was not sent, it may go later)
+    unsent: int = 0  # indices not sent because of either
+
+
+@dataclass
+class Round:
+    """One look at a sweep: the scheduler, every index's standing, and what was planned and sent."""
+
+    snapshot: Snapshot
+    standings: list[Standing]
+    planned: Planned | None = None
+    sent: Sent | None = None
+
+
+class Session:
+    """See the module docstring."""
+
+    def __init__(self, config: Config | None = None, backend: str | Backend | None = None, python: str = sys.executable) -> None:  # fmt: skip
+        self.config = config if config is not None else getConfig()
+        self.where = self.config.path or "config"
+        self.root = self.config.root
+        self.state = StateDir(self.config.underRoot(self.config.results_root))
+        self.logDir = self.config.underRoot(self.config.log_path)
+        self.python = python
+        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._backendName = backend if isinstance(backend, str) else None
+        self._limits: dict[str | None, Limits] = {}
+        self._templates: dict[str | None, str] = {}
+        self._provenance: dict[str, object] | None = None
+
+    # --- the project ------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = makeBackend(self.config, self._backendName)
+        return self._backend
+
+    def relPath(self, path: str) -> str:
+        """``path`` relative to the current folder when that is shorter."""
+        rel = os.path.relpath(path)
+        return path if rel.startswith("../..") else rel
+
+    def readLedger(self) -> Ledger | None:
+        return Ledger.read(self.state)
+
+    def openLedger(self, wait: float = 30.0) -> Ledger:
+        return Ledger.open(self.state, wait=wait)
+
+    def load(self, paths: Sequence[str], runs: int | None = None, cli: Mapping[str, object] | None = None,
+             ledger: Ledger | None = None, command: bool = False) -> list[Sweep]:  # fmt: skip
+        """The experiments, checked (save paths, path components, options, the command when asked); their
+        runs: ``runs``, else those remembered in the ledger, else 1."""
+        if not paths:
+            raise PyExpUtilsError("no experiment files given")
+        if command and not self.config.command:
+            raise ConfigError(f"{self.where}: no command: say what one index runs, e.g. \"python main.py --exp {{experiment}} --idx {{index}}\"")  # fmt: skip
+        checkLogPath(outputPath(self.logDir, "x", self.root), self.where)
+        reader = ledger if ledger is not None else self.readLedger()
+        out: list[Sweep] = []
+        seen: set[str] = set()
+        try:
+            for shown in paths:
+                if not os.path.isfile(shown):
+                    raise PyExpUtilsError(f"{shown}: no such experiment file")
+                full = os.path.realpath(shown)
+                if full in seen:
+                    continue
+                seen.add(full)
+                exp: ExperimentDescription = loadExperiment(shown)
+                remembered = reader.runs(full) if reader is not None else None
+                n = runs if runs is not None else (remembered or 1)
+                note = ""
+                if runs is not None and remembered is not None and runs != remembered:
+                    note = f"--runs {runs} (submitted with {remembered} runs before)"
+                elif runs is None and remembered is not None:
+                    note = f"{remembered} runs (remembered from its last submit)"
+                exp.validateSavePath(n)
+                exp.checkPathComponents(n)
+                if command and self.config.command:
+                    checkCommand(self.config.command, exp, self.where)
+                own = exp.description.get("slurm", {})
+                layers = [(self.config.slurm, self.where)] + ([(own, exp.path or full)] if "slurm" in exp.description else [])
+                options = parseSlurm(layers, cli)
+                out.append(Sweep(full, shown, exp, options, n, note))
+        finally:
+            if ledger is None and reader is not None:
+                reader.close()
+        return out
+
+    # --- the scheduler ----------------------------------------------------------------------------
+    def snapshot(self, ledger: Ledger | None, sweeps: Sequence[Sweep] = (), adopt: bool = False) -> Snapshot:
+        """One ``query`` (and, with a ledger, one ``ended`` for its unresolved jobs), resolved to indices.
+        ``adopt`` (a writable ledger): record live jobs and orphan manifests the ledger lacks."""
+        b = self.backend
+        liveTasks = b.query()
+        adopted: list[str] = []
+        if adopt and ledger is not None:
+            adopted = self._adopt(ledger, liveTasks)
+        ended = b.ended(ledger.unresolvedJobs()) if ledger is not None else {}
+        live: dict[str, dict[int, str]] = {}
+        jobs: dict[str, set[str]] = {}
+        unresolved: list[LiveTask] = []
+        cache: dict[str, tuple[str, dict[int, list[int]]] | None] = {}
+        for t in liveTasks:
+            if t.tag is None:
+                continue
+            if t.tag not in cache:
+                cache[t.tag] = self._resolve(ledger, t.tag)
+            found = cache[t.tag]
+            if found is None:
+                unresolved.append(t)
+                continue
+            experiment, tasks = found
+            bucket = live.setdefault(experiment, {})
+            jobs.setdefault(experiment, set()).add(t.job_id)
+            for k in (tasks if t.task is None else [t.task]):
+                for i in tasks.get(k, ()):
+                    # a running task wins over a pending one holding the same index
+                    if bucket.get(i) != "RUNNING":
+                        bucket[i] = t.state
+        ours = {s.slug for s in sweeps}
+        unresolved = [t for t in unresolved if tagSlug(t.tag or "") in ours or not sweeps]
+        return Snapshot(live, ended, unresolved, b.preemptible(), jobs, adopted)
+
+    def _resolve(self, ledger: Ledger | None, tag: str) -> tuple[str, dict[int, list[int]]] | None:
+        """(experiment, {task: indices}) of a live tag: from the ledger, else from its manifest."""
+        if ledger is not None:
+            found = ledger.tasksOf(tag)
+            if found is not None and found[1]:
+                return found
+        try:
+            m = Manifest.read(self.state.manifest(tag))
+        except PyExpUtilsError:
+            return None
+        return m.experiment, dict(enumerate(m.tasks))
+
+    def _adopt(self, ledger: Ledger, live: Sequence[LiveTask]) -> list[str]:
+        """Record what the ledger lacks: live jobs with a manifest (their submitter died between sbatch and
+        the ledger), and manifests of jobs no longer live whose runner left status files (the job ran).
+        A manifest with neither, older than a minute, is removed (sbatch was never reached)."""
+        known = ledger.tags()
+        adopted: list[str] = []
+        for t in live:
+            if t.tag is None or t.tag in known or t.tag in adopted or not os.path.isfile(self.state.manifest(t.tag)):
+                continue
+            try:
+                m = Manifest.read(self.state.manifest(t.tag))
+            except PyExpUtilsError:
+                continue
+            ledger.adopt(m, self.state.manifest(t.tag), t.job_id, self.backend.name)
+            adopted.append(t.tag)
+        liveTags = {t.tag for t in live if t.tag}
+        if os.path.isdir(self.state.manifests):
+            for entry in os.scandir(self.state.manifests):
+                tag = entry.name[: -len(".json")]
+                if not entry.name.endswith(".json") or entry.name.startswith(".") or tag in known or tag in liveTags:
+                    continue
+                try:
+                    m = Manifest.read(entry.path)
+                except PyExpUtilsError:
+                    continue
+                if os.path.isdir(self.state.statusOf(tag)):
+                    ledger.adopt(m, entry.path, "unknown", self.backend.name)
+                    adopted.append(tag)
+                elif time.time() - entry.stat().st_mtime > 60:
+                    os.unlink(entry.path)
+        return adopted
+
+    def limits(self, options: ExperimentOptions) -> Limits:
+        """The cluster's limits for the sweep's partition, with its block's overrides (asked once per partition)."""
+        if options.partition not in self._limits:
+            self._limits[options.partition] = self.backend.limits(options.partition)
+        return options.withLimits(self._limits[options.partition])
+
+    # --- the one verdict per index -----------------------------------------------------------------
+    def standing(self, sweep: Sweep, snap: Snapshot, ledger: Ledger | None) -> Standing:
+        """Every index of ``sweep``: the disk, the ledger, the snapshot and the status files, judged."""
+        onDisk = doneMask(sweep.exp, sweep.runs)
+        live = snap.live.get(sweep.path, {})
+        latest: dict[int, Attempt] = ledger.latest(sweep.path) if ledger is not None else {}
+        statuses: dict[int, IndexStatus] = {}
+        new: list[tuple[int, int, Verdict]] = []
+        if latest or live:
+            history = ledger.verdicts(sweep.path) if ledger is not None else {}
+            resets = ledger.resets(sweep.path) if ledger is not None else {}
+            resources = ledger.runResources() if ledger is not None else {}
+            cancelled = ledger.cancelledTags() if ledger is not None else set()
+            files: dict[tuple[str, int], dict[int, IndexOutcome]] = {}
+            o = sweep.options
+            for idx in sorted(set(latest) | set(live)):
+                if idx >= onDisk.size:
+                    continue
+                a = latest.get(idx)
+                disk = bool(onDisk[idx])
+                at: Latest | None = None
+                if a is not None and resets.get(idx, 0) >= a.attempt:
+                    disk = False  # `retry`: run it again, whatever its folder holds
+                elif a is not None:
+                    key = (a.tag, a.task)
+                    if key not in files:
+                        files[key] = outcomes([os.path.join(self.state.statusOf(a.tag), f"{a.task}.jsonl")])
+                    seen = history.get(idx, {})
+                    floor = max([resets.get(idx, 0)] + [n for n, v in seen.items() if v.cause is Cause.COMPLETED and n < a.attempt])
+                    ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)), files[key].get(idx),
+                                  a.tag in cancelled, disk, snap.preemptible)  # fmt: skip
+                    at = Latest(a.attempt, a.tag, a.task, seen.get(a.attempt), ev,
+                                [seen[n] for n in sorted(seen) if floor < n < a.attempt], resources.get(a.tag, o.base))  # fmt: skip
+                status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
+                statuses[idx] = status
+                if verdict is not None and a is not None:
+                    new.append((idx, a.attempt, verdict))
+        unknown = None
+        mine = [t for t in snap.unresolved if tagSlug(t.tag or "") == sweep.slug]
+        if mine:
+            jobs = sorted({t.job_id for t in mine})
+            unknown = (f"job {', '.join(jobs)} ({JOB_PREFIX}{mine[0].tag}) is live and neither the ledger nor a manifest says "
+                       f"which indices it runs: wait until it ends, or cancel it (scancel {' '.join(jobs)})")  # fmt: skip
+        return Standing(sweep, onDisk, statuses, new, unknown)
+
+    def logPaths(self, tag: str, index: int) -> tuple[str, str]:
+        """stdout and stderr of one index in one submission."""
+        base = os.path.join(self.logDir, tag, str(index))
+        return base + ".out", base + ".err"
+
+    def round(self, ledger: Ledger | None, sweeps: Sequence[Sweep], send: bool = True, testOnly: bool = False,
+              onSubmit: Callable[[JobSpec, str], None] | None = None) -> Round:  # fmt: skip
+        """What ``submit`` does once and ``watch`` every round: look, judge every index, record the newly
+        known verdicts, plan what is to be sent (MISSING and RETRY indices) and, with ``send`` and a
+        writable ledger, send it. ``testOnly``: every script goes through ``sbatch --test-only`` first."""
+        writable = ledger is not None and ledger.writable
+        snap = self.snapshot(ledger, sweeps, adopt=writable)
+        standings = [self.standing(s, snap, ledger) for s in sweeps]
+        if writable:
+            assert ledger is not None
+            for st in standings:
+                if st.verdicts:
+                    ledger.addVerdicts(st.sweep.path, st.verdicts)
+        batches = [Batch(st.sweep, idx, res) for st in standings for res, idx in st.pending().items()]
+        planned = self.plan(batches) if batches else None
+        if testOnly and planned is not None:
+            for job, _, _ in planned.jobs:
+                self.backend.submit(job, test_only=True)
+        sent = None
+        if send and writable and planned is not None and planned.jobs:
+            assert ledger is not None
+            sent = self.send(ledger, planned, onSubmit)
+        return Round(snap, standings, planned, sent)
+
+    # --- submitting ---------------------------------------------------------------------------------
+    def plan(self, batches: Sequence[Batch]) -> Planned:
+        """Plan and render ``batches`` (writes nothing): per partition, within the cluster's limits."""
+        groups: dict[str | None, list[tuple[str, Batch]]] = {}
+        for k, b in enumerate(batches):
+            if len(b.indices):
+                groups.setdefault(b.sweep.options.partition, []).append((f"{b.sweep.path}#{k}", b))
+        queued = self.backend.queued() if groups else 0
+        arrays: list[ArrayPlan] = []
+        deferred: dict[str, list[int]] = {}
+        notes: list[str] = []
+        jobs: list[tuple[JobSpec, Resources, Sweep]] = []
+        submission = newSubmissionId()
+        counter = 0
+        limits = Limits()
+        for partition, items in groups.items():
+            limits = self.limits(items[0][1].sweep.options)
+            p = plan([Request(key, b.indices, b.sweep.options.withResources(b.resources)) for key, b in items], limits, queued)
+            queued += p.tasks
+            arrays += p.arrays
+            notes += p.notes
+            for key, idx in p.deferred.items():
+                deferred.setdefault(key.split("#")[0], []).extend(idx)
+            byKey = dict(items)
+            for a in p.arrays:
+                b = byKey[a.key]
+                tag = makeTag(b.sweep.slug, submission, counter)
+                counter += 1
+                jobs.append((self._job(a, tag, b.sweep), b.resources, b.sweep))
+        whole = Plan(arrays, deferred, notes)
+        return Planned(whole, jobs, limits, sum(len(v) for v in deferred.values()))
+
+    def _job(self, a: ArrayPlan, tag: str, sweep: Sweep) -> JobSpec:
+        o = sweep.options
+        opts = sbatchOptions(a, tag, outputPath(self.logDir, tag, self.root), o.plan.signal_seconds)
+        manifest = Manifest(
+            tag=tag, experiment=sweep.path, project=self.root, command=self.config.command or "", tasks=a.tasks,
+            parallel=a.parallel, require=list(self.config.require), log_dir=self.logDir, status_dir=self.state.status,
+            time_limit_s=None if o.plan.time_minutes is None else o.plan.time_minutes * 60,
+            job_time_limit_s=None if a.time_minutes is None else a.time_minutes * 60,
+        )  # fmt: skip
+        if o.plan.grace_s is not None:
+            manifest.grace_s = o.plan.grace_s
+        script = renderScript(self.template(o), a, opts, tag, self.state.manifest(tag), self.root, self.python, sweep.path)
+        return JobSpec(
+            tag=tag, manifest_path=self.state.manifest(tag), manifest=manifest, array_size=a.size, script=script,
+            options=opts, time_limit_minutes=a.time_minutes, cpus_per_task=a.cpus_per_task, throttle=a.throttle,
+            workdir=self.root,
+        )  # fmt: skip
+
+    def template(self, o: ExperimentOptions) -> str:
+        """The sbatch template: ``slurm.template``, else ``<project>/templates/sbatch.sh``, else the package's."""
+        if o.template not in self._templates:
+            self._templates[o.template] = self._loadTemplate(o)
+        return self._templates[o.template]
+
+    def _loadTemplate(self, o: ExperimentOptions) -> str:
+        candidates = []
+        if o.template:
+            path = self.config.underRoot(o.template)
+            if not os.path.isfile(path):
+                raise ConfigError(f"{o.where.get('template', self.where)}: slurm.template {o.template!r}: no such file")
+            candidates.append(path)
+        candidates.append(os.path.join(self.root, "templates", "sbatch.sh"))
+        for path in candidates:
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+                checkTemplate(text, path)
+                return text
+        return pkgfiles.files("pyexputils").joinpath("templates/sbatch.sh").read_text(encoding="utf-8")
+
+    def send(self, ledger: Ledger, planned: Planned, onSubmit: Callable[[JobSpec, str], None] | None = None) -> Sent:
+        """For each job: attempt numbers, manifest and script written, log folder made, per-run resources
+        recorded (before sbatch: a job whose submitter dies right after is adopted with them), submitted,
+        recorded. Stops at a refusal (``rejected``) or a full queue (``full``)."""
+        sent = Sent()
+        runs = {sweep.path: sweep.runs for _, _, sweep in planned.jobs}
+        for experiment, n in runs.items():
+            ledger.setRuns(experiment, n)
+        for k, (job, res, sweep) in enumerate(planned.jobs):
+            m = job.manifest
+            attempts = ledger.nextAttempts(m.experiment, (i for t in m.tasks for i in t))
+            m.attempt = max(attempts.values())
+            m.skip_done = m.attempt == 1  # an index run again is not skipped for what its folder holds
+            try:
+                m.write(job.manifest_path)
+                writeAtomic(self.state.script(job.tag), job.script)
+                os.makedirs(os.path.join(m.log_dir, job.tag), exist_ok=True)
+            except OSError as e:
+                raise PyExpUtilsError(f"{e.filename or self.state.path}: cannot write ({e.strerror}); nothing more was submitted") from None  # fmt: skip
+            ledger.setResources(job.tag, res)
+            try:
+                jobId = self.backend.submit(job)
+            except (SubmitRejected, QueueFull) as e:
+                os.unlink(job.manifest_path)
+                if isinstance(e, QueueFull):
+                    sent.full = str(e)
+                else:
+                    sent.rejected = str(e)
+                sent.unsent = sum(len(t) for j, _, _ in planned.jobs[k:] for t in j.manifest.tasks)
+                return sent
+            ledger.record(Submission(job.tag, jobId, self.backend.name, m.experiment, job.array_size, dict(job.options),
+                                     m.attempt, time.time(), job.manifest_path, provenance=self.provenance()),
+                          m.tasks, attempts)  # fmt: skip
+            sent.submitted.append((job, jobId))
+            if onSubmit is not None:
+                onSubmit(job, jobId)
+        return sent
+
+    def provenance(self) -> dict[str, object]:
+        """The project's git commit (and whether its tree was dirty), the command line, pyexputils' version."""
+        if self._provenance is None:
+            from pyexputils import __version__
+
+            info: dict[str, object] = {"argv": sys.argv, "version": __version__}
+            try:
+                head = subprocess.run(["git", "-C", self.root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+                if head.returncode == 0:
+                    info["git_commit"] = head.stdout.strip()
+                    dirty = subprocess.run(["git", "-C", self.root, "status", "--porcelain", "--untracked-files=no"],
+                                           capture_output=True, text=True, timeout=30)  # fmt: skip
+                    info["git_dirty"] = bool(dirty.stdout.strip())
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self._provenance = info
+        return self._provenance
+
+
+def makeBackend(config: Config, name: str | None = None) -> Backend:
+    """``name`` (``--backend``), else the config's ``backend``; ``auto``: Slurm when it answers, else local."""
+    from pyexputils.runner import slurm
+
+    choice = name or config.backend
+    if choice in BACKENDS:
+        return BACKENDS[choice](config)
+    if choice == "auto":
+        choice = "slurm" if slurm.available() else "local"
+    if choice == "slurm":
+        return slurm.SlurmBackend()
+    if choice == "local":
+        from pyexputils.runner.local import LocalBackend
+
+        return LocalBackend.fromConfig(config)
+    raise ConfigError(f"backend {choice!r}: expected slurm, local or auto")
+
+
+BACKENDS: dict[str, Callable[[Config], Backend]] = {}  # more backends by name (tests register a fake one)

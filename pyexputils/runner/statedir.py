@@ -1,0 +1,78 @@
+"""The state folder ``<results root>/.pyexputils``: the one place that names every file pyexputils keeps.
+
+```
+.pyexputils/
+  ledger.sqlite           submissions, attempts, verdicts, remembered runs (pyexputils.runner.ledger)
+  ledger.lock             flock of the one writer (submit / watch / retry)
+  cancelled.txt           job ids cancelled by `pyexputils cancel` while a watch held the lock
+  manifests/<tag>.json    what each array task of a submission runs (written before sbatch)
+  scripts/<tag>.sh        the sbatch script as submitted
+  status/<tag>/<task>.jsonl   the in-job runner's events, one file per array task
+  local/<tag>.json        the local backend's record of a running pool
+```
+"""
+from __future__ import annotations
+
+import os
+
+STATE_DIR = ".pyexputils"
+
+
+class StateDir:
+    """Paths under one results root's state folder (nothing is created until asked)."""
+
+    def __init__(self, resultsRoot: str) -> None:
+        self.resultsRoot = os.path.abspath(resultsRoot)
+        self.path = os.path.join(self.resultsRoot, STATE_DIR)
+
+    @classmethod
+    def at(cls, path: str) -> "StateDir":
+        """The StateDir whose folder is ``path`` (``<results root>/.pyexputils``)."""
+        return cls(os.path.dirname(os.path.abspath(path)))
+
+    def __repr__(self) -> str:
+        return f"StateDir({self.path!r})"
+
+    @property
+    def ledger(self) -> str:
+        return os.path.join(self.path, "ledger.sqlite")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.path, "ledger.lock")
+
+    @property
+    def cancelled(self) -> str:
+        return os.path.join(self.path, "cancelled.txt")
+
+    @property
+    def manifests(self) -> str:
+        return os.path.join(self.path, "manifests")
+
+    def manifest(self, tag: str) -> str:
+        return os.path.join(self.manifests, f"{tag}.json")
+
+    def script(self, tag: str) -> str:
+        return os.path.join(self.path, "scripts", f"{tag}.sh")
+
+    @property
+    def status(self) -> str:
+        """The runner's status folder (``Manifest.status_dir``); files are ``<tag>/<task>.jsonl``."""
+        return os.path.join(self.path, "status")
+
+    def statusOf(self, tag: str) -> str:
+        return os.path.join(self.status, tag)
+
+    @property
+    def local(self) -> str:
+        """The local backend's registry of running pools."""
+        return os.path.join(self.path, "local")
+
+    def make(self) -> None:
+        """Create the state folder."""
+        os.makedirs(self.path, exist_ok=True)
+
+
+def stateDir(resultsRoot: str) -> str:
+    """The state folder of ``resultsRoot`` (a path)."""
+    return StateDir(resultsRoot).path
