@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from pyexputils.models import ExperimentDescription
 from pyexputils.results.npy import readNpy
-from pyexputils.results.paths import PARAMS, RUN, fillSavePath
+from pyexputils.results.paths import PARAMS, RUN, fillSavePath, projectBase
 
 Array = npt.NDArray[Any]
 _UNSET: Any = object()
@@ -35,7 +35,7 @@ class _Layout:
         self.grouped = RUN in self.parts
         self.filename = filename
         self.runs = runs
-        self.base = base
+        self.base = projectBase(exp, base)
         self._listings: dict[str, list[str]] = {}
 
     def file(self, params: str, run: int | str) -> str:
