@@ -32,13 +32,9 @@ def _fraction(text: str) -> float:
 
 
 def _runs(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return n
+    from pyexputils.cli import _positive  # here: pyexputils.cli imports this module
+
+    return _positive(text)
 
 
 def register(sub: Any) -> dict[str, Handler]:
@@ -130,6 +126,9 @@ def cmdTable(a: argparse.Namespace) -> int:
     from pyexputils.results.analysis import summaries
     from pyexputils.results.table import formatSummary, summaryColumns, writeSummaryCsv
 
+    folder = os.path.dirname(a.out or "")
+    if a.out and a.out != "-" and folder and not os.path.isdir(folder):
+        raise PyExpUtilsError(f"{a.out}: cannot write the table: no folder {folder}")
     groups = loadGroups(a.experiments, a.file, a.runs)
     rows = summaries(groups if len(groups) > 1 else {"": next(iter(groups.values()))}, a.last)
     if a.json:
