@@ -49,7 +49,7 @@ def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_plotCurves_one_line_per_curve_and_a_band_where_there_is_a_stderr() -> None:
-    fig = plotCurves([curve("a", 3), curve("b", 1), curve("c", 2)], title="t", ylabel="RMSE")
+    fig = plotCurves([curve("a", 3), curve("b", 1), None, curve("c", 2)], title="t", ylabel="RMSE")  # None: no runs
     (ax,) = fig.axes
     assert len(ax.lines) == 3
     assert len(ax.collections) == 2  # no band for the single run

@@ -43,9 +43,11 @@ def newFigure(panels: int = 1, width: float = 6.0, height: float = 4.0) -> tuple
     return fig, axes[:panels]
 
 
-def drawCurves(ax: Any, curves: Iterable[Curve], ylabel: str = "", band: bool = True) -> None:
-    """One line per curve (mean over runs) with a shaded ±1 stderr band, and a legend."""
+def drawCurves(ax: Any, curves: Iterable[Curve | None], ylabel: str = "", band: bool = True) -> None:
+    """One line per curve (mean over runs) with a shaded ±1 stderr band, and a legend; None (no runs) is skipped."""
     for c in curves:
+        if c is None:
+            continue
         x = np.arange(len(c.mean))
         (line,) = ax.plot(x, c.mean, label=f"{c.label} ({c.runs} run{'s' if c.runs != 1 else ''})")
         if band and np.any(np.isfinite(c.stderr)):
@@ -76,7 +78,7 @@ def drawSensitivity(ax: Any, param: str, byExperiment: Mapping[str, Sensitivity]
         ax.legend(fontsize="small")
 
 
-def plotCurves(curves: Iterable[Curve], title: str = "", ylabel: str = "") -> Any:
+def plotCurves(curves: Iterable[Curve | None], title: str = "", ylabel: str = "") -> Any:
     """A figure of learning curves (one axes, one line and band per curve)."""
     fig, (ax,) = newFigure()
     drawCurves(ax, curves, ylabel)
