@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pyexputils.runner.backend import Limits  # noqa: E402
+from pyexputils.runner.options import parseSlurm  # noqa: E402
 from pyexputils.runner.plan import PlanOptions, Request, plan  # noqa: E402
 from pyexputils.runner.render import outputPath, renderScript, sbatchOptions  # noqa: E402
 
@@ -33,7 +34,7 @@ TEMPLATE = (REPO / "pyexputils" / "templates" / "sbatch.sh").read_text()
 
 def benchPlan(n: int, slurm: dict[str, object], limits: Limits) -> tuple[float, int, int]:
     t0 = time.perf_counter()
-    p = plan([Request("/p/exp.json", range(n), PlanOptions.fromSlurm(slurm))], limits)
+    p = plan([Request("/p/exp.json", range(n), parseSlurm([(slurm, 'config.json')]).plan)], limits)
     scripts = []
     for k, a in enumerate(p.arrays):
         tag = f"exp-bench-{k}"

@@ -154,8 +154,8 @@ def cmdSubmit(a: argparse.Namespace) -> int:
             if ledger is not None:
                 ledger.close()
     else:
+        sweeps = s.load(a.experiments, a.runs, _overrides(a), command=True)  # checked before anything is written
         with s.openLedger() as ledger:
-            sweeps = s.load(a.experiments, a.runs, _overrides(a), ledger=ledger, command=True)
             r = s.round(ledger, sweeps, testOnly=a.test_only)
             s.backend.finish()
     sys.stdout.write(submitSummary(s, r, a.dry_run))
@@ -200,7 +200,7 @@ def submitSummary(s: Session, r: Round, dry: bool) -> str:
     head = "dry run: nothing submitted" if dry else "submitted"
     planned = sum(arr.runs for arr in arrays)
     lines = [f"pyexputils submit ({head}; backend {s.backend.name})", table(rows),
-             f"total: {planned} runs planned in {len(arrays)} arrays of {sum(arr.size for arr in arrays)} tasks; "
+             f"total: {planned} planned in {len(arrays)} arrays of {sum(arr.size for arr in arrays)} tasks; "
              f"{coreHours:.1f} core-hours requested"
              + ("" if all(arr.time_minutes for arr in arrays) else " (some without a time limit: not counted)")]  # fmt: skip
     if r.planned is not None:
@@ -357,8 +357,8 @@ def cmdCancel(a: argparse.Namespace) -> int:
 def cmdRetry(a: argparse.Namespace) -> int:
     s = _session(a)
     causes = set(a.cause or Cause)
+    sweeps = s.load(a.experiments, a.runs, _overrides(a), command=True)
     with s.openLedger() as ledger:
-        sweeps = s.load(a.experiments, a.runs, _overrides(a), ledger=ledger, command=True)
         first = s.round(ledger, sweeps, send=False)
         total = 0
         for st in first.standings:

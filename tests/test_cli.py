@@ -122,6 +122,8 @@ def test_status_counts_failures_by_cause(tmp_path: Path) -> None:
     out = cli(tmp_path, "submit", "experiments/a.json", "--backend", "local")
     assert out.returncode == 0, out.stderr
     st = json.loads(cli(tmp_path, "status", "experiments/a.json", "--backend", "local", "--json").stdout)[0]
-    assert (st["done"], st["missing"], st["failed"]) == (2, 2, {"FAILED": 2})
+    # failed once: the policy retries it (max_failed_retries 1); status says so without writing anything
+    assert (st["done"], st["retry"], st["retry_causes"], st["final"]) == (2, 2, {"FAILED": 2}, 0)
     table = cli(tmp_path, "status", "experiments/a.json", "--backend", "local").stdout
-    assert "FAILED" in table.splitlines()[0] and table.splitlines()[1].split()[-1] == "2"
+    assert table.splitlines()[0].split()[:5] == ["experiment", "runs", "total", "done", "queued"]
+    assert "experiments/a.json: to retry by cause: FAILED 2" in table

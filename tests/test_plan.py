@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pyexputils.errors import ConfigError
 from pyexputils.runner.backend import Limits
-from pyexputils.runner.plan import PlanOptions, Request, freeSlots, indexRanges, limitsWithOverrides, plan
+from pyexputils.runner.plan import PlanOptions, Request, freeSlots, indexRanges, plan
 
 indexSets = st.lists(st.integers(0, 5000), max_size=400, unique=True).map(sorted)
 options = st.builds(
@@ -82,23 +82,6 @@ def test_queue_slots_bundle_then_defer() -> None:
     assert p.tasks <= 10 and p.runs == 100 and not p.deferred
     p = plan([Request("e", range(100), PlanOptions(runs_per_task=2))], Limits(max_submit_jobs=20), queued=10)
     assert p.tasks == 10 and p.runs == 20 and p.deferred["e"] == list(range(20, 100))
-
-
-def test_options_from_slurm_block() -> None:
-    o = PlanOptions.fromSlurm({"time": "2:59:59", "runs_per_task": 4, "parallel": 2, "mem": "2G", "partition": "x"})
-    assert (o.time_minutes, o.runs_per_task, o.parallel, o.mem_mb) == (180, 4, 2, 2048)
-    assert dict(o.sbatch) == {"time": "2:59:59", "mem": "2G", "partition": "x"}
-    with pytest.raises(ConfigError, match="slurm.array"):
-        PlanOptions.fromSlurm({"array": "0-3"}, "config.json")
-    with pytest.raises(ConfigError, match="config.json: slurm.parallel"):
-        PlanOptions.fromSlurm({"parallel": 0}, "config.json")
-    with pytest.raises(ConfigError, match="slurm.time"):
-        PlanOptions.fromSlurm({"time": "soon"})
-
-
-def test_limit_overrides() -> None:
-    lim = limitsWithOverrides(Limits(max_array_size=1001, source={"max_array_size": "scontrol"}), {"max_array_size": 11})
-    assert lim.max_array_size == 11 and lim.source["max_array_size"] == "config"
 
 
 @given(st.lists(st.integers(0, 300), unique=True))

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from pyexputils.errors import ConfigError
 from pyexputils.runner.backend import Limits
+from pyexputils.runner.options import parseSlurm
 from pyexputils.runner.plan import PlanOptions, Request, plan
 from pyexputils.runner.render import (
+    checkLogPath,
     arraySpec,
     checkTemplate,
     makeTag,
@@ -35,7 +37,7 @@ def golden(name: str, text: str) -> None:
 
 
 def render(slurm: dict, n: int = 100, limits: Limits = Limits(), tag: str = "sarsa-20240101120000ab12-0") -> str:
-    a = plan([Request("/p/experiments/sarsa.json", range(n), PlanOptions.fromSlurm(slurm))], limits).arrays[0]
+    a = plan([Request("/p/experiments/sarsa.json", range(n), parseSlurm([(slurm, 'config.json')]).plan)], limits).arrays[0]
     opts = sbatchOptions(a, tag, outputPath("/p/.logs", tag, "/p"))
     return renderScript(TEMPLATE, a, opts, tag, f"/p/results/.pyexputils/manifests/{tag}.json", "/p", "/venv/bin/python", "/p/experiments/sarsa.json")
 
@@ -53,7 +55,7 @@ def test_golden_bundled_parallel_throttled() -> None:
 
 
 def test_golden_split_and_hours_in_project_with_blank() -> None:
-    a = plan([Request("e", range(30), PlanOptions.fromSlurm({"time": "0:30"}))], Limits(max_array_size=11)).arrays
+    a = plan([Request("e", range(30), parseSlurm([({"time": "0:30"}, "config.json")]).plan)], Limits(max_array_size=11)).arrays
     assert [x.size for x in a] == [10, 10, 10]
     out = outputPath("/my project/.logs", "t-1", "/my project")
     assert out == ".logs/t-1/%A_%a.out"
@@ -75,9 +77,9 @@ def test_bad_options() -> None:
         render({"foo_bar": 1})
     with pytest.raises(ConfigError, match="slurm.account"):
         render({"account": "my account"})
-    with pytest.raises(ConfigError, match="log_path"):
-        a = plan([Request("e", range(3), PlanOptions())], Limits()).arrays[0]
-        sbatchOptions(a, "t", outputPath("/a b/.logs", "t", "/c d"))
+    with pytest.raises(ConfigError, match="config.json: log_path '/a b/.logs/t/%A_%a.out'"):
+        checkLogPath(outputPath("/a b/.logs", "t", "/c d"), "config.json")
+    checkLogPath(outputPath("/a b/.logs", "t", "/a b"), "config.json")  # relative to the project: clean
 
 
 def test_template_checks() -> None:

@@ -13,12 +13,14 @@ from typing import Any, Sequence
 
 import pytest
 
+from pyexputils.display import WatchDisplay
+from pyexputils.models import loadConfig
 from pyexputils.runner.backend import Backend, BackendError, JobSpec, Limits, LiveTask
 from pyexputils.runner.ledger import Ledger
 from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.policy import Resources
-from pyexputils.runner.submit import sendJobs
-from pyexputils.runner.watch import Display, Tally, WatchOptions
+from pyexputils.runner.session import Planned, Session
+from pyexputils.runner.watch import Tally
 
 REPO = Path(__file__).resolve().parent.parent
 PROG = r'''
@@ -59,9 +61,11 @@ def events(out: str) -> list[dict[str, Any]]:
 
 
 def verdicts(root: Path) -> dict[int, list[str]]:
-    with Ledger.open(str(root / "results"), lock=False) as led:
+    led = Ledger.read(str(root / "results"))
+    assert led is not None
+    with led:
         exp = str((root / "experiments" / "a.json").resolve())
-        return {i: [v.cause for v in vs] for i, vs in led.verdicts(exp).items()}
+        return {i: [vs[a].cause.value for a in sorted(vs)] for i, vs in led.verdicts(exp).items()}
 
 
 def test_fail_once_retried_fail_always_final_with_its_log(tmp_path: Path) -> None:
@@ -134,12 +138,13 @@ def test_each_attempt_is_classified_once(tmp_path: Path) -> None:
     one `ended` event, whatever attempt number the latest has."""
     exp = project(tmp_path, ["fail_always"], slurm={"max_failed_retries": 2})
     assert cli(tmp_path, "submit", exp).returncode == 0
-    assert cli(tmp_path, "submit", exp).returncode == 0  # attempt 2, nobody recorded how attempt 1 ended
+    assert cli(tmp_path, "submit", exp).returncode == 0  # records how attempt 1 ended (FAILED), sends attempt 2
     out = cli(tmp_path, "watch", exp, "--poll", "0.2", "--json")
     assert out.returncode == 1
     ended = Counter((e["index"], e["attempt"]) for e in events(out.stdout) if e["event"] == "ended")
     assert ended and max(ended.values()) == 1, ended
-    assert sorted(a for _, a in ended) == [2, 3, 4]  # 3 failures seen: final (max_failed_retries = 2)
+    assert sorted(a for _, a in ended) == [2, 3]  # 3 failures in all: final (max_failed_retries = 2)
+    assert verdicts(tmp_path) == {0: ["FAILED", "FAILED", "FAILED"]}
 
 
 # --- pieces -------------------------------------------------------------------------------------------------
@@ -162,14 +167,16 @@ class FlakyBackend(Backend):
 def test_resources_recorded_before_sbatch(tmp_path: Path) -> None:
     """A watch killed between sbatch and the ledger leaves a job that is adopted later: the escalated
     resources it asked for must already be in the ledger (by tag), or the escalation would start over."""
-    root = str(tmp_path / "results")
-    m = Manifest(tag="t-1", experiment=str(tmp_path / "a.json"), project=str(tmp_path), command="true", tasks=[[0]],
+    exp = project(tmp_path, ["ok"])
+    session = Session(loadConfig(str(tmp_path)), FlakyBackend())
+    m = Manifest(tag="t-1", experiment=str(tmp_path / exp), project=str(tmp_path), command="true", tasks=[[0]],
                  log_dir=str(tmp_path / "logs"), status_dir=str(tmp_path / "status"))  # fmt: skip
     job = JobSpec(tag="t-1", manifest_path=str(tmp_path / "m.json"), manifest=m, array_size=1, script="#!/bin/bash\n",
                   options={"time": "0:02:00"}, time_limit_minutes=2)  # fmt: skip
-    with Ledger.open(root) as led:
+    sweep = session.load([str(tmp_path / exp)])[0]
+    with session.openLedger() as led:
         with pytest.raises(BackendError):
-            sendJobs(led, FlakyBackend(), [(job, Resources(2, 400, "mem"))], root)
+            session.send(led, Planned(None, [(job, Resources(2, 400, "mem"), sweep)], Limits()))  # type: ignore[arg-type]
         assert led.runResources()["t-1"] == Resources(2, 400, "mem")
         assert led.tags() == set()  # not submitted: not recorded
 
@@ -182,16 +189,16 @@ class Tty(io.StringIO):
 def test_display_progress_bar_on_a_terminal_plain_lines_otherwise() -> None:
     t = Tally(total=10, done=4, active=3, resubmitted=2)
     tty, plain, out = Tty(), io.StringIO(), io.StringIO()
-    Display(WatchOptions(), out=out, err=tty).progress(t)
+    WatchDisplay(out=out, err=tty).progress(t)
     assert tty.getvalue().startswith("\r\033[K[############") and "4/10 done, 5 queued/running" in tty.getvalue()
-    d = Display(WatchOptions(), out=out, err=plain)
+    d = WatchDisplay(out=out, err=plain)
     d.progress(t)
     d.progress(t)  # unchanged: not repeated
     assert plain.getvalue() == "watch: [############------------------] 4/10 done, 5 queued/running, 0 final\n"
-    q = Display(WatchOptions(quiet=True), out=out, err=Tty())
+    q = WatchDisplay(quiet=True, out=out, err=Tty())
     q.progress(t)
     assert q.err.getvalue() == ""
-    d = Display(WatchOptions(), out=out, err=tty)
+    d = WatchDisplay(out=out, err=tty)
     d.progress(t)
     d.log("submitted 2 runs")  # a log line clears the bar, prints, redraws the bar
     assert tty.getvalue().endswith("\r\033[Kwatch: submitted 2 runs\n" + d._last)

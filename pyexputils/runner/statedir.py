@@ -27,8 +27,10 @@ class StateDir:
 
     @classmethod
     def at(cls, path: str) -> "StateDir":
-        """The StateDir whose folder is ``path`` (``<results root>/.pyexputils``)."""
-        return cls(os.path.dirname(os.path.abspath(path)))
+        """The StateDir whose folder is ``path`` (normally ``<results root>/.pyexputils``)."""
+        state = cls(os.path.dirname(os.path.abspath(path)))
+        state.path = os.path.abspath(path)
+        return state
 
     def __repr__(self) -> str:
         return f"StateDir({self.path!r})"

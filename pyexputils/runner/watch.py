@@ -91,6 +91,7 @@ class Watcher:
         self._said: set[str] = set()
 
     def run(self) -> int:
+        sweeps = self.s.load(self.paths, self.o.runs, self.o.cli, command=True)  # checked before anything is written
         try:
             ledger = self.s.openLedger(wait=0)
         except LedgerBusy as e:
@@ -98,7 +99,6 @@ class Watcher:
         start = time.monotonic()
         failures = 0
         try:
-            sweeps = self.s.load(self.paths, self.o.runs, self.o.cli, ledger=ledger, command=True)
             for sw in sweeps:
                 if sw.runsNote:
                     self.d.log(f"{sw.shown}: {sw.runsNote}")
