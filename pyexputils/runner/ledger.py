@@ -381,12 +381,18 @@ class Ledger:
             rows = self._rows(f"SELECT cause, COUNT(*) AS n FROM verdicts WHERE experiment IN ({marks}) GROUP BY cause", experiments)
         return {r["cause"]: r["n"] for r in rows}
 
-    def unresolvedJobs(self) -> list[str]:
-        """Job ids with an attempt that has no verdict yet (the jobs worth asking sacct about)."""
+    def lastBackend(self) -> str | None:
+        """The backend of the latest submission."""
+        rows = self._rows("SELECT backend FROM submissions ORDER BY time DESC LIMIT 1")
+        return str(rows[0]["backend"]) if rows else None
+
+    def unresolvedJobs(self, backend: str | None = None) -> list[str]:
+        """Job ids (of ``backend``'s submissions) with an attempt that has no verdict yet (the jobs worth
+        asking sacct about)."""
         rows = self._rows(
             "SELECT DISTINCT s.job_id FROM attempts a JOIN submissions s ON a.tag = s.tag "
             "LEFT JOIN verdicts v ON v.experiment = a.experiment AND v.idx = a.idx AND v.attempt = a.attempt "
-            "WHERE v.cause IS NULL"
+            "WHERE v.cause IS NULL" + (" AND s.backend = ?" if backend else ""), (backend,) if backend else ()
         )
         return sorted({r["job_id"] for r in rows if r["job_id"] and r["job_id"] != "unknown"})
 

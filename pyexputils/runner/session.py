@@ -208,9 +208,22 @@ class Session:
     # --- the project ------------------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
+        """``--backend``, else the config's; with ``auto``, the one the last submission here used (so
+        that a sweep run locally on a machine with Slurm is still looked at locally), else Slurm when it
+        answers, else local."""
         if self._backend is None:
-            self._backend = makeBackend(self.config, self._backendName)
+            name = self._backendName
+            if name in (None, "auto") and self.config.backend == "auto":
+                name = self._lastBackend() or name
+            self._backend = makeBackend(self.config, name)
         return self._backend
+
+    def _lastBackend(self) -> str | None:
+        ledger = self.readLedger()
+        if ledger is None:
+            return None
+        with ledger:
+            return ledger.lastBackend()
 
     def relPath(self, path: str) -> str:
         """``path`` relative to the current folder when that is shorter."""
@@ -273,7 +286,7 @@ class Session:
         adopted: list[str] = []
         if adopt and ledger is not None:
             adopted = self._adopt(ledger, liveTasks)
-        ended = b.ended(ledger.unresolvedJobs()) if ledger is not None else {}
+        ended = b.ended(ledger.unresolvedJobs(b.name)) if ledger is not None else {}
         live: dict[str, dict[int, str]] = {}
         jobs: dict[str, set[str]] = {}
         unresolved: list[LiveTask] = []
