@@ -23,7 +23,7 @@ from pyexputils.runner.command import buildCommand
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import LedgerBusy, noteCancelled
 from pyexputils.runner.plan import indexRanges
-from pyexputils.runner.session import Round, Session, Standing
+from pyexputils.runner.session import BACKENDS, Round, Session, Standing
 from pyexputils.runner.watch import Watcher, WatchOptions
 
 Handler = Callable[[argparse.Namespace], int]
@@ -49,12 +49,13 @@ def _cause(text: str) -> Cause:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyexputils", description="Experiment sweeps on Slurm (or locally).")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    backends = ("slurm", "local", "auto") + tuple(b for b in BACKENDS if b not in ("slurm", "local", "auto"))
 
     def exps(q: argparse.ArgumentParser, backend: bool = True) -> None:
         q.add_argument("experiments", nargs="+", metavar="EXP", help="experiment files (JSON/YAML)")
         q.add_argument("--runs", type=_positive, help="runs per setting (default: as at the last submit, else 1)")
         if backend:
-            q.add_argument("--backend", choices=("slurm", "local", "auto"), help="default: config backend (auto)")
+            q.add_argument("--backend", choices=backends, help="default: config backend (auto)")
 
     def sending(q: argparse.ArgumentParser) -> None:
         q.add_argument("--throttle", type=_positive, help="at most N tasks of each array at once (%%N)")
@@ -92,11 +93,11 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("experiment", metavar="EXP")
     sh.add_argument("index", type=int, metavar="INDEX")
     sh.add_argument("--runs", type=_positive, help="runs per setting: an index past runs x settings is an error")
-    sh.add_argument("--backend", choices=("slurm", "local", "auto"))
+    sh.add_argument("--backend", choices=backends)
 
     c = sub.add_parser("cancel", help="cancel the live jobs of these experiments (their indices end CANCELLED: final)")
     c.add_argument("experiments", nargs="+", metavar="EXP")
-    c.add_argument("--backend", choices=("slurm", "local", "auto"))
+    c.add_argument("--backend", choices=backends)
 
     r = sub.add_parser("retry", help="give indices that ended with a final cause a fresh budget and submit them")
     exps(r)
