@@ -22,7 +22,9 @@ that checkpoints ``returns.npy`` has the file long before it finished. The order
    folder, a broken environment);
 7. the scheduler says COMPLETED and the runner's file is gone: COMPLETED when the results are on disk,
    else VANISHED;
-8. nothing anywhere: VANISHED (a pending array task cancelled, status files lost).
+8. nothing anywhere: CANCELLED when another task of the same array job was seen cancelled (``scancel``
+   of a whole array leaves no record of its pending tasks), else VANISHED (a pending task cancelled on
+   its own, status files lost).
 """
 from __future__ import annotations
 
@@ -99,6 +101,7 @@ class Evidence:
     userCancelled: bool = False  # the ledger records a `pyexputils cancel` of this attempt
     onDisk: bool = False  # the seed's rule holds for its save folder
     preemptible: bool = True  # the cluster can preempt jobs (a bare SIGTERM is more likely a preemption)
+    jobCancelled: bool = False  # another task of its array job was seen cancelled (scancel of the array)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def classify(ev: Evidence) -> Verdict:
         return Verdict(Cause.FAILED, started=False)
     if state == "COMPLETED" and ev.onDisk:  # the runner's file is gone, the scheduler and the disk agree
         return Verdict(Cause.COMPLETED, started=True)
+    if ev.jobCancelled:  # a pending task of an array somebody cancelled leaves no record of its own
+        return Verdict(Cause.CANCELLED, started=False)
     return Verdict(Cause.VANISHED, started=False)
 
 

@@ -35,7 +35,7 @@ from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription, getConfig, loadExperiment
 from pyexputils.results import doneMask
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
-from pyexputils.runner.causes import Cause, Evidence, Verdict
+from pyexputils.runner.causes import Cause, Evidence, Verdict, normaliseState
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex
 from pyexputils.runner.ledger import Attempt, Ledger, Submission
@@ -238,8 +238,8 @@ class Session:
 
     def load(self, paths: Sequence[str], runs: int | None = None, cli: Mapping[str, object] | None = None,
              ledger: Ledger | None = None, command: bool = False) -> list[Sweep]:  # fmt: skip
-        """The experiments, checked (save paths, path components, options, the command when asked); their
-        runs: ``runs``, else those remembered in the ledger, else 1."""
+        """The experiments, checked (save paths, path components, options; with ``command``, for sending: the
+        command and the partition); their runs: ``runs``, else those remembered in the ledger, else 1."""
         if not paths:
             raise PyExpUtilsError("no experiment files given")
         if command and not self.config.command:
@@ -271,6 +271,8 @@ class Session:
                 own = exp.description.get("slurm", {})
                 layers = [(self.config.slurm, self.where)] + ([(own, exp.path or full)] if "slurm" in exp.description else [])
                 options = parseSlurm(layers, cli)
+                if command:
+                    self.limits(options)  # an unknown partition is bad input, found before anything is written
                 out.append(Sweep(full, shown, exp, options, n, note))
         finally:
             if ledger is None and reader is not None:
@@ -376,6 +378,10 @@ class Session:
             resources = ledger.runResources() if ledger is not None else {}
             cancelled = ledger.cancelledTags() if ledger is not None else set()
             files: dict[tuple[str, int], dict[int, IndexOutcome]] = {}
+            for att in latest.values():  # the runner's records of the attempts not resolved yet
+                if (att.tag, att.task) not in files and att.attempt not in history.get(att.idx, {}):
+                    files[(att.tag, att.task)] = outcomes([os.path.join(self.state.statusOf(att.tag), f"{att.task}.jsonl")])
+            cancelledJobs = cancelledArrays(snap.ended, latest, files)
             o = sweep.options
             for idx in sorted(set(latest) | set(live)):
                 if idx >= onDisk.size:
@@ -386,13 +392,11 @@ class Session:
                 if a is not None and resets.get(idx, 0) >= a.attempt:
                     disk = False  # `retry`: run it again, whatever its folder holds
                 elif a is not None:
-                    key = (a.tag, a.task)
-                    if key not in files:
-                        files[key] = outcomes([os.path.join(self.state.statusOf(a.tag), f"{a.task}.jsonl")])
                     seen = history.get(idx, {})
                     floor = max([resets.get(idx, 0)] + [n for n, v in seen.items() if v.cause is Cause.COMPLETED and n < a.attempt])
-                    ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)), files[key].get(idx),
-                                  a.tag in cancelled, disk, snap.preemptible)  # fmt: skip
+                    outcome = files.get((a.tag, a.task), {}).get(idx)
+                    ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)), outcome,
+                                  a.tag in cancelled, disk, snap.preemptible, a.job_id in cancelledJobs)  # fmt: skip
                     at = Latest(a.attempt, a.tag, a.task, seen.get(a.attempt), ev,
                                 [seen[n] for n in sorted(seen) if floor < n < a.attempt], resources.get(a.tag, o.base))  # fmt: skip
                 status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
@@ -563,6 +567,17 @@ class Session:
                 pass
             self._provenance = info
         return self._provenance
+
+
+def cancelledArrays(ended: Mapping[tuple[str, int | None], str], latest: Mapping[int, Attempt],
+                    files: Mapping[tuple[str, int], Mapping[int, IndexOutcome]]) -> set[str]:  # fmt: skip
+    """Job ids of arrays with a task seen cancelled: by the scheduler, or by its own runner."""
+    out = {job for (job, _), state in ended.items() if normaliseState(state) == "CANCELLED"}
+    byTag = {a.tag: a.job_id for a in latest.values()}
+    for (tag, _), outs in files.items():
+        if tag in byTag and any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
+            out.add(byTag[tag])
+    return out
 
 
 def makeBackend(config: Config, name: str | None = None) -> Backend:

@@ -42,15 +42,28 @@ if mode == "oom":
     if have < 300:
         print(f"needs 300 MB, the job has {have} MB: killed (like the OOM killer)", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
-time.sleep(secs)
+save = os.environ["PYX_SAVE_PATH"]
+
+def saveResult(**extra):
+    os.makedirs(save, exist_ok=True)
+    with open(os.path.join(save, ".tmp"), "w") as f:
+        json.dump({"idx": idx, "attempt": attempt, "job": os.environ.get("SLURM_JOB_ID"), **extra}, f)
+    os.replace(os.path.join(save, ".tmp"), os.path.join(save, "r.json"))
+
+if mode == "ckpt":  # RL-style checkpointing: the curve so far, saved under the final name every 2 s
+    t0 = time.time()
+    while time.time() - t0 < secs:
+        saveResult(partial=True, seconds=round(time.time() - t0, 1))
+        time.sleep(2)
+elif mode == "crash" and attempt == 1:  # writes its results, then crashes
+    saveResult(partial=True)
+    sys.exit(1)
+else:
+    time.sleep(secs)
 if mode == "fail_always" or (mode == "fail_once" and attempt == 1):
     print(f"failing on purpose (attempt {attempt})", file=sys.stderr)
     sys.exit(3)
-save = os.environ["PYX_SAVE_PATH"]
-os.makedirs(save, exist_ok=True)
-with open(os.path.join(save, ".tmp"), "w") as f:
-    json.dump({"idx": idx, "attempt": attempt, "job": os.environ.get("SLURM_JOB_ID")}, f)
-os.replace(os.path.join(save, ".tmp"), os.path.join(save, "r.json"))
+saveResult(partial=False)
 '''
 
 # sbatch wrapper (PATH): injects faults real Slurm cannot produce on demand, and wraps the real sbatch.
@@ -115,6 +128,20 @@ def env(wrapper: Path | None = None, **extra: str) -> dict[str, str]:
         e["FAULT_REAL_SBATCH"] = (wrapper / "real").read_text()
         e["PATH"] = f"{wrapper}{os.pathsep}{e['PATH']}"
     return e
+
+
+def cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``pyexputils ARGS`` in ``root`` (or ``cwd``), output captured."""
+    return subprocess.run([sys.executable, "-m", "pyexputils", *args], cwd=cwd or root, env=env(), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def statusJson(root: Path, exp: str, cwd: Path | None = None) -> dict[str, Any]:
+    """``pyexputils status EXP --json`` of the one experiment (from ``cwd``: a sub-folder works as well)."""
+    out = cli(root, "status", os.path.relpath(root / exp, cwd or root), "--json", cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows[0]
 
 
 def startWatch(root: Path, exp: str, environ: dict[str, str], tag: str = "", timeout: float = 600) -> subprocess.Popen[bytes]:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pyexputils.runner.ledger import Ledger, manifestPath
+from pyexputils.runner.ledger import Ledger
+from pyexputils.runner.statedir import StateDir
 from pyexputils.runner.manifest import Manifest
 
 pytestmark = pytest.mark.slurm
@@ -49,7 +50,7 @@ def cli(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPro
 
 
 def jobIds(root: Path) -> list[str]:
-    with Ledger.open(str(root / "results"), lock=False) as led:
+    with Ledger.read(str(root / "results")) as led:  # type: ignore[union-attr]
         return [s.job_id for s in led.submissions()]
 
 
@@ -100,9 +101,9 @@ def test_sweep_of_600_runs_then_nothing_then_exactly_the_deleted(tmp_path: Path)
     third = cli(tmp_path, "submit", *exps, "--runs", "9", "--backend", "slurm")
     assert third.returncode == 0, third.stderr
     assert f"{len(gone)} planned" in third.stdout
-    with Ledger.open(str(tmp_path / "results"), lock=False) as led:
+    with Ledger.read(str(tmp_path / "results")) as led:  # type: ignore[union-attr]
         new = [s for s in led.submissions()][6:]
-        sent = {(s.experiment, i) for s in new for i in led.indicesOf(s.tag)}
+        sent = {(s.experiment, i) for s in new for t in led.tasksOf(s.tag)[1].values() for i in t}  # type: ignore[index]
         assert all(s.attempt == 2 for s in new)
     assert len(sent) == len(gone)
     waitDone([s.job_id for s in new])
@@ -128,19 +129,19 @@ def test_adopts_a_job_the_ledger_lost(tmp_path: Path) -> None:
     m = Manifest(tag=tag, experiment=str(tmp_path / "experiments" / "a.json"), project=str(tmp_path),
                  command=f"{sys.executable} prog.py {{index}} {{v}}", tasks=[[1], [2]], require=["r.json"],
                  log_dir=str(tmp_path / ".logs"), status_dir=os.path.join(root, ".pyexputils", "status"))  # fmt: skip
-    m.write(manifestPath(root, tag))
+    m.write(StateDir(root).manifest(tag))
     held = subprocess.run(["sbatch", "--parsable", "--hold", "--array=0-1", f"--job-name=pyx-{tag}", "--output=/dev/null",
-                           "--wrap", f"{sys.executable} -m pyexputils.runner.task {manifestPath(root, tag)}"],
+                           "--wrap", f"{sys.executable} -m pyexputils.runner.task {StateDir(root).manifest(tag)}"],
                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()  # fmt: skip
     try:
         out = cli(tmp_path, "submit", "experiments/a.json", "--backend", "slurm", "--runs-per-task", "1")
         assert out.returncode == 0, out.stderr
         assert f"adopted from the queue (missing in the ledger): {tag}" in out.stdout
         assert "2 planned" in out.stdout  # indices 0 and 3 only
-        with Ledger.open(root, lock=False) as led:
+        with Ledger.read(root) as led:  # type: ignore[union-attr]
             s = led.byTag(tag)
             assert s is not None and s.adopted and s.job_id == held
-            planned = {i for sub in led.submissions() if sub.tag != tag for i in led.indicesOf(sub.tag)}
+            planned = {i for sub in led.submissions() if sub.tag != tag for t in led.tasksOf(sub.tag)[1].values() for i in t}  # type: ignore[index]
         assert planned == {0, 3}
         st = json.loads(cli(tmp_path, "status", "experiments/a.json", "--backend", "slurm", "--json").stdout)
         assert st[0]["queued"] >= 2  # the held tasks (and maybe the new ones)

@@ -125,6 +125,46 @@ def scKilled(base: Path) -> fl.Outcome:
     return o
 
 
+def scCheckpoint(base: Path) -> fl.Outcome:
+    """A run that saves its curve so far under the required name every 2 s and hits its time limit: not done
+    while it runs (status asked meanwhile), TIMEOUT, resubmitted with more time, completed by attempt 2."""
+    o = fl.Outcome("checkpoint", "checkpoints r.json, then TIMEOUT", base / "checkpoint")
+    exp = fl.makeProject(o.root, "checkpoint", ["ckpt:70"], {"time": "0:01:00"})
+
+    def askWhileRunning() -> None:
+        fl.waitFor(lambda: bool(list(o.root.glob("results/*/*/*/r.json"))), 90, "the first checkpoint")
+        time.sleep(3)
+        o.notes["status_while_running"] = fl.statusJson(o.root, exp)
+
+    return runToEnd(o, exp, fl.env(), askWhileRunning)
+
+
+def scCrash(base: Path) -> fl.Outcome:
+    """A run that writes its results and then exits 1 is not done: FAILED, resubmitted, completed."""
+    o = fl.Outcome("crash", "writes r.json, then exits 1", base / "crash")
+    exp = fl.makeProject(o.root, "crash", ["crash:1", "ok:1"], {})
+    runToEnd(o, exp, fl.env())
+    o.notes["status_root"] = fl.statusJson(o.root, exp)
+    o.notes["status_sub"] = fl.statusJson(o.root, exp, cwd=o.root / "experiments")  # from a sub-folder
+    o.notes["show_sub"] = fl.cli(o.root, "show", "crash.json", "0", cwd=o.root / "experiments").stdout
+    return o
+
+
+def scScancel(base: Path) -> fl.Outcome:
+    """The user runs a plain `scancel` of the whole array (2 tasks running, 2 pending): final, not resubmitted."""
+    o = fl.Outcome("scancel", "plain scancel of the whole array", base / "scancel")
+    exp = fl.makeProject(o.root, "scancel", ["ok:60", "ok:61", "ok:62", "ok:63"], {"throttle": 2})
+
+    def cancel() -> None:
+        fl.waitFor(lambda: fl.firstJob(o.results) is not None, 60, "the first submission")
+        fl.waitFor(_bothStarted(o, 2), 60, "two runs started")
+        job = str(fl.firstJob(o.results))
+        out = subprocess.run(["scancel", job], capture_output=True, text=True)
+        o.notes["scancel"] = f"{job} rc={out.returncode} {out.stderr.strip()}"
+
+    return runToEnd(o, exp, fl.env(), cancel)
+
+
 def _bothStarted(o: fl.Outcome, n: int) -> Callable[[], bool]:
     return lambda: len(fl.startedIndices(o.results)) >= n
 
@@ -182,12 +222,12 @@ def scCtldStopped(base: Path) -> fl.Outcome:
     return runToEnd(o, exp, fl.env(), stop)
 
 
-PHASE_A = [scTimeout, scFailed, scOom, scVanished, scSbatchFails, scKilled]
+PHASE_A = [scTimeout, scFailed, scOom, scVanished, scSbatchFails, scKilled, scCheckpoint, scCrash, scScancel]
 PHASES_BCD = [scPreempted, scNodeFail, scCtldStopped]
 
 
 NAMES = {scTimeout: "timeout", scFailed: "failed", scOom: "oom", scVanished: "vanished", scSbatchFails: "sbatch_fails",
-         scKilled: "killed", scPreempted: "preempted", scNodeFail: "node_fail", scCtldStopped: "ctld_stopped"}  # fmt: skip
+         scKilled: "killed", scCheckpoint: "checkpoint", scCrash: "crash", scScancel: "scancel", scPreempted: "preempted", scNodeFail: "node_fail", scCtldStopped: "ctld_stopped"}  # fmt: skip
 
 
 def guarded(fn: Callable[[Path], fl.Outcome], base: Path) -> fl.Outcome:
@@ -361,3 +401,37 @@ def test_slurmctld_stopped_is_not_job_gone(matrix: dict[str, fl.Outcome]) -> Non
     assert h.verdicts == {0: ["COMPLETED"], 1: ["COMPLETED"], 2: ["COMPLETED"]}, h.verdicts  # nothing resubmitted
     assert o.notes.get("stopped_s", 0) >= 20
     assert any(e["event"] == "unreachable" for e in o.events())
+
+
+def test_checkpointed_run_cut_off_is_not_done(matrix: dict[str, fl.Outcome]) -> None:
+    o = matrix["checkpoint"]
+    assert o.error is None, o.error
+    seen = o.notes["status_while_running"]
+    assert seen["done"] == 0 and seen["running"] + seen["queued"] == 1, seen  # its r.json was on disk already
+    h = common(o, {0})
+    assert h.verdicts[0] == ["TIMEOUT", "COMPLETED"]
+    result = fl.resultsOf(o.root)[0]
+    assert result["attempt"] == 2 and result["partial"] is False  # the final result, not a checkpoint
+    assert o.exit == 0
+
+
+def test_crash_after_writing_results_is_resubmitted(matrix: dict[str, fl.Outcome]) -> None:
+    o = matrix["crash"]
+    assert o.error is None, o.error
+    h = common(o, {0, 1})
+    assert h.verdicts == {0: ["FAILED", "COMPLETED"], 1: ["COMPLETED"]}
+    assert fl.resultsOf(o.root)[0]["attempt"] == 2 and o.exit == 0
+    # status from the project root and from a sub-folder agree
+    assert o.notes["status_root"]["done"] == 2 and {**o.notes["status_sub"], "experiment": ""} == {**o.notes["status_root"], "experiment": ""}
+    assert "state: DONE" in o.notes["show_sub"] and "attempts: 2" in o.notes["show_sub"], o.notes["show_sub"]
+
+
+def test_plain_scancel_of_the_array_is_final(matrix: dict[str, fl.Outcome]) -> None:
+    o = matrix["scancel"]
+    assert o.error is None, o.error
+    assert o.exit == 1, (o.stderr, o.notes)
+    h = o.history()
+    assert all(len(a) == 1 for a in h.attempts.values()), (h.attempts, o.notes)  # nothing resubmitted
+    assert h.verdicts == {i: ["CANCELLED"] for i in range(4)}, (h.verdicts, o.notes)
+    ended = [e for e in o.events() if e.get("event") == "end"]
+    assert ended and {f["cause"] for f in ended[-1]["final"]} == {"CANCELLED"}
