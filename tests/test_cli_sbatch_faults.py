@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pyexputils.runner import slurm
-from pyexputils.runner.backend import BackendError, JobSpec, SubmitRejected
+from pyexputils.runner.backend import BackendError, JobSpec, QueueFull, SubmitRejected
+from pyexputils.runner.task import slurmEndLine
 from pyexputils.runner.manifest import Manifest
 
 
@@ -65,3 +66,30 @@ def test_squeue_parsing() -> None:
     assert count == 3 and [(t.job_id, t.task, t.state, t.tag) for t in tasks] == [("5", 0, "RUNNING", "a-1"), ("5", 1, "PENDING", "a-1")]
     parts = slurm.parsePartitions("PartitionName=a\n   Default=NO MaxTime=1-00:00:00\n\nPartitionName=b\n   Default=YES MaxTime=UNLIMITED\n")
     assert [p["MaxTime"] for p in parts] == ["1-00:00:00", "UNLIMITED"]
+
+
+def test_sacct_parsing_expands_never_started_tasks() -> None:
+    got = slurm.parseSacct("7_0|CANCELLED by 0\n7_[2-4%2]|CANCELLED by 0\n7_[6,8-9]|CANCELLED\n8|TIMEOUT\nbad|x\n")
+    assert got == {("7", 0): "CANCELLED", ("7", 2): "CANCELLED", ("7", 3): "CANCELLED", ("7", 4): "CANCELLED",
+                   ("7", 6): "CANCELLED", ("7", 8): "CANCELLED", ("7", 9): "CANCELLED", ("8", None): "TIMEOUT"}  # fmt: skip
+
+
+@pytest.mark.parametrize("message", [
+    "sbatch: error: AssocMaxSubmitJobLimit",
+    "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)",
+    "sbatch: error: QOSMaxSubmitJobPerUserLimit",
+])
+def test_capacity_refusals_are_queue_full_not_rejections(bin: Path, tmp_path: Path, message: str) -> None:
+    fake(bin, "sbatch", f'echo "{message}" >&2; exit 1\n')
+    with pytest.raises(QueueFull, match="the cluster takes no more jobs now"):
+        slurm.SlurmBackend().submit(job(tmp_path))
+
+
+def test_slurms_own_line_tells_a_cancel_from_a_preemption() -> None:
+    """The lines measured in docs/slurm-evidence.md (the task's stderr file, at SIGTERM)."""
+    assert slurmEndLine("slurmstepd-vm: error: *** JOB 11 ON vm CANCELLED AT 2026-11-28T19:52:44 ***\n", "11") == "CANCELLED"
+    assert slurmEndLine("*** JOB 19 ON vm CANCELLED AT 2026-11-28T19:38:34 DUE TO PREEMPTION ***", "19") == "PREEMPTED"
+    assert slurmEndLine("*** JOB 29 ON vm CANCELLED AT 2026-11-28T19:40:49 DUE TO TIME LIMIT ***", "29") == "TIMEOUT"
+    assert slurmEndLine("*** JOB 31 ON vm CANCELLED AT 2026-11-28T19:41:18 DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***", "31") == "NODE_FAIL"
+    assert slurmEndLine("*** JOB 12 ON vm CANCELLED AT 2026-11-28T19:52:44 ***", "11") is None  # another job's line
+    assert slurmEndLine("index 3 printed: CANCELLED AT noon", "11") is None

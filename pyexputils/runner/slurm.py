@@ -126,14 +126,30 @@ def parseSqueue(text: str, ended: dict[tuple[str, int | None], str] | None = Non
 
 
 def parseSacct(text: str) -> dict[tuple[str, int | None], str]:
-    """``sacct -X -P -n -o JobID,State`` lines (``123_4|TIMEOUT``; pending ranges ``123_[5-9]`` skipped)."""
+    """``sacct -X -P -n -o JobID,State`` lines: ``123_4|TIMEOUT``, and folded records of tasks that never
+    started (``123_[5-9%2]|CANCELLED by 0`` after a ``scancel`` of the whole array) expanded per task."""
     out: dict[tuple[str, int | None], str] = {}
     for line in text.splitlines():
         jobid, _, state = line.partition("|")
         job, _, task = jobid.strip().partition("_")
-        if not job.isdigit() or (task and not task.isdigit()):
+        value = state.strip().split()[0] if state.strip() else ""
+        if not job.isdigit():
             continue
-        out[(job, int(task) if task else None)] = state.strip().split()[0] if state.strip() else ""
+        if task.startswith("[") and task.endswith("]"):
+            for t in expandTaskRange(task[1:-1]):
+                out[(job, t)] = value
+        elif not task or task.isdigit():
+            out[(job, int(task) if task else None)] = value
+    return out
+
+
+def expandTaskRange(spec: str) -> list[int]:
+    """``2-9%2`` / ``1,3,5-7`` -> task ids (a malformed part is skipped)."""
+    out: list[int] = []
+    for part in spec.split("%")[0].split(","):
+        a, _, b = part.partition("-")
+        if a.isdigit() and (not b or b.isdigit()):
+            out.extend(range(int(a), int(b or a) + 1))
     return out
 
 

@@ -16,9 +16,10 @@ array task id) and ``attempt``:
   its results were already on disk (``cause``: ``COMPLETED``).
 - ``stop``: the runner got a stop signal (``signal``, ``name``, ``cause``, ``running``: the indices cut
   off, ``skipped``: the indices it will not start). Written before the cut-off runs end.
-- ``scheduler``: after a SIGTERM under Slurm, the state the scheduler gave the runner's own job at that
-  moment (``state``: ``CANCELLED`` for a ``scancel``, ``PREEMPTED``, ...; None when it could not be asked):
-  it tells a cancellation from a preemption where ``sacct`` is off and squeue has forgotten the job.
+- ``scheduler``: after a bare SIGTERM under Slurm, the state Slurm's own ``*** JOB ... CANCELLED AT ...
+  [DUE TO ...] ***`` line in the task's stderr file gives (``state``: ``CANCELLED`` for a ``scancel``,
+  ``PREEMPTED``, ``TIMEOUT``, ``NODE_FAIL``; None when there was none within 2 s): it tells a cancellation
+  from a preemption where ``sacct`` is off and squeue has forgotten the job.
 
 It works where sacct does not, and outlives squeue's memory (MinJobAge).
 """

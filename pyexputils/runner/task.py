@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import signal
 import socket
@@ -123,7 +124,7 @@ class TaskRunner:
         self.interrupts = 0
         self._signals: list[int] = []
         self.exp: ExperimentDescription | None = None
-        self._probe: "subprocess.Popen[str] | None" = None  # squeue, asking how our job was stopped
+        self._probeUntil: float | None = None  # after a bare SIGTERM: look for Slurm's line until then
 
     # --- paths --------------------------------------------------------------------------------------
     def _abs(self, path: str) -> str:
@@ -180,7 +181,7 @@ class TaskRunner:
             self._startMore()
             if self.pending or self.running:
                 wake.wait(self._timeout(time.time()))
-        self._probed(wait=PROBE_TIMEOUT_S)
+        self._probed(final=True)
         code = 0 if all(self.causes.get(i) == "COMPLETED" for i in self.indices) else 1
         self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
         return code
@@ -196,6 +197,8 @@ class TaskRunner:
         if self.stopAt is not None and self.stopCause is None:
             due.append(self.stopAt)
         due += [r.exitedAt + SETTLE_S for r in self.running if r.exitedAt is not None]
+        if self._probeUntil is not None:
+            due.append(now + 0.2)
         return max(0.0, min([now + 5.0] + due) - now)
 
     # --- signals ------------------------------------------------------------------------------------
@@ -232,8 +235,8 @@ class TaskRunner:
         first = self.stopCause is None
         if first:
             self.stopCause = cause
-            if cause == "CANCELLED" and sig == signal.SIGTERM:
-                self._probe = probeScheduler(self.environ)
+            if cause == "CANCELLED" and sig == signal.SIGTERM and self.environ.get("SLURM_JOB_ID") and not self.environ.get("PYX_LOCAL"):
+                self._probeUntil = time.time() + PROBE_S
         now = time.time()
         live = [r for r in self.running if r.exitedAt is None]
         self._event("stop", signal=sig, name=signal.Signals(sig).name, cause=self.stopCause, running=[r.index for r in live],
@@ -249,19 +252,19 @@ class TaskRunner:
             if self.interrupts > 1:
                 self._kill(r)
 
-    def _probed(self, wait: float = 0.0) -> None:
-        """Record the scheduler's answer to the probe started at a SIGTERM, once it is there."""
-        p = self._probe
-        if p is None or (p.poll() is None and not wait):
-            return
-        try:
-            p.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        self._probe = None
-        words = (p.stdout.read() if p.stdout else "").split()
-        self._event("scheduler", state=words[0] if p.returncode == 0 and words else None)
+    def _probed(self, final: bool = False) -> None:
+        """After a bare SIGTERM under Slurm: record the state Slurm's own line in our stderr file gives
+        (event ``scheduler``), once it is there or the time to look for it is up (``final``: wait for it)."""
+        while self._probeUntil is not None:
+            path = stderrFile()
+            state = slurmEndLine(readTail(path), self.environ.get("SLURM_JOB_ID")) if path else None
+            if state is not None or time.time() >= self._probeUntil:
+                self._probeUntil = None
+                self._event("scheduler", state=state, source="stderr")
+                return
+            if not final:
+                return
+            time.sleep(0.1)
 
     def _terminate(self, r: Run, now: float) -> None:
         _killGroup(r.proc.pid, signal.SIGTERM)
@@ -385,21 +388,39 @@ class TaskRunner:
         self._event("end", index=index, cause=cause, **fields)
 
 
-PROBE_TIMEOUT_S = 3.0
+PROBE_S = 2.0  # how long after a SIGTERM the runner looks for Slurm's own line in its job's stderr file
+_SLURM_LINE = re.compile(r"\*\*\* JOB (\d+) ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))?(?:,[^*]*)? \*\*\*")
+_DUE_TO = {None: "CANCELLED", "PREEMPTION": "PREEMPTED", "TIME LIMIT": "TIMEOUT", "NODE FAILURE": "NODE_FAIL"}
 
 
-def probeScheduler(environ: Mapping[str, str]) -> "subprocess.Popen[str] | None":
-    """Ask Slurm (without waiting) which state it gives this array task: ``CANCELLED`` after a ``scancel``,
-    ``PREEMPTED`` after a preemption. None outside Slurm or without squeue."""
-    job, task = environ.get("SLURM_ARRAY_JOB_ID"), environ.get("SLURM_ARRAY_TASK_ID")
-    ident = f"{job}_{task}" if job and task else environ.get("SLURM_JOB_ID")
-    if not ident or environ.get("PYX_LOCAL"):
-        return None
+def slurmEndLine(text: str, job: str | None) -> str | None:
+    """The state Slurm's ``*** JOB n ON node CANCELLED AT t [DUE TO ...] ***`` line in a job's stderr gives
+    (CANCELLED for a plain ``scancel``, PREEMPTED, TIMEOUT, NODE_FAIL); None when there is no such line for
+    raw job id ``job``. Measured in docs/slurm-evidence.md: at SIGTERM, squeue says COMPLETING for both a
+    cancellation and a preemption; this line, written by slurmstepd before the signal, tells them apart."""
+    found = None
+    for m in _SLURM_LINE.finditer(text):
+        if job is None or m.group(1) == job:
+            found = _DUE_TO.get(m.group(2), m.group(2))
+    return found
+
+
+def stderrFile() -> str | None:
+    """The file this process's stderr goes to (Slurm's ``--output``/``--error`` of the task), if a file."""
     try:
-        return subprocess.Popen(["squeue", "-h", "-j", ident, "-t", "all", "-o", "%T"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        path = os.readlink("/proc/self/fd/2")
     except OSError:
         return None
+    return path if os.path.isfile(path) else None
+
+
+def readTail(path: str, size: int = 65536) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _killGroup(pgid: int, sig: int) -> None:
