@@ -29,7 +29,7 @@ from pyexputils.runner.backend import Backend, BackendError, JobSpec, Limits, Li
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.status import StatusWriter
 
-LIVE = ("PENDING", "RUNNING")
+LIVE = ("PENDING", "RUNNING", "COMPLETING")
 # how Slurm names a task that ended with each cause
 SCHEDULER_STATE = {
     Cause.COMPLETED: "COMPLETED",
@@ -52,6 +52,9 @@ class FakeTask:
     task: int
     state: str = "PENDING"
     recorded: bool = True
+    forgotten: bool = False  # squeue no longer lists it (MinJobAge passed since it ended)
+    started: list[int] = field(default_factory=list)  # its indices the runner started
+    stopped: Cause | None = None  # the runner got a stop signal (see FakeBackend.stop)
 
 
 @dataclass
@@ -62,7 +65,6 @@ class FakeJob:
     tag: str
     spec: JobSpec | None
     tasks: list[FakeTask] = field(default_factory=list)
-    forgotten: bool = False  # squeue no longer lists its ended tasks (MinJobAge passed)
 
     def indices(self, task: int) -> list[int]:
         return [] if self.spec is None else list(self.spec.manifest.tasks[task])
@@ -84,6 +86,7 @@ class FakeBackend(Backend):
         self.autopilot: Callable[["FakeBackend"], None] | None = None
         self.jobs: dict[str, FakeJob] = {}
         self.cancelled: list[str] = []  # job ids passed to cancel(), in order
+        self.lingering = False  # cancel() leaves running tasks COMPLETING
         self.queries = 0
 
     # --- the Backend interface ------------------------------------------------------------------------
@@ -111,31 +114,28 @@ class FakeBackend(Backend):
         return [LiveTask(j.id, t.task, t.state, j.tag) for j in self.jobs.values() for t in j.tasks if t.state in LIVE]
 
     def ended(self, job_ids: Sequence[str]) -> dict[tuple[str, int | None], str]:
-        """Ended tasks of these jobs the scheduler still remembers: all with ``sacct``, else those of jobs not
+        """Ended tasks of these jobs the scheduler still remembers: all with ``sacct``, else those not
         forgotten; never a pending task that was cancelled."""
         out: dict[tuple[str, int | None], str] = {}
         for jid in job_ids:
-            j = self.jobs.get(jid)
-            if j is None or (j.forgotten and not self.sacct):
-                continue
-            for t in j.tasks:
-                if t.state not in LIVE and t.recorded:
-                    out[(j.id, t.task)] = t.state
+            for t in self.jobs[jid].tasks if jid in self.jobs else []:
+                if t.state not in LIVE and t.recorded and (self.sacct or not t.forgotten):
+                    out[(jid, t.task)] = t.state
         return out
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         """``scancel``: running tasks get SIGTERM (the runner records CANCELLED, and its probe sees
-        ``CANCELLED``); pending ones vanish without a record."""
+        ``CANCELLED``); pending ones vanish without a record. With ``lingering`` set, running tasks stay
+        COMPLETING (their runs are being stopped: Slurm's KillWait) until the test ends them."""
         for jid in job_ids:
             self.cancelled.append(jid)
-            j = self.jobs.get(jid)
-            if j is None:
-                continue
-            for t in j.tasks:
-                if t.state == "RUNNING":
-                    self.end(j.id, t.task, Cause.CANCELLED, seen="CANCELLED")
+            for t in self.jobs[jid].tasks if jid in self.jobs else []:
+                if t.state == "RUNNING" and self.lingering:
+                    self.stop(jid, t.task, Cause.CANCELLED, seen="CANCELLED")
+                elif t.state in ("RUNNING", "COMPLETING"):
+                    self.end(jid, t.task, Cause.CANCELLED, seen="CANCELLED")
                 elif t.state == "PENDING":
-                    self.vanish(j.id, t.task)
+                    self.vanish(jid, t.task)
 
     # --- driving it -------------------------------------------------------------------------------------
     def add(self, tag: str, size: int, spec: JobSpec | None = None, state: str = "PENDING") -> FakeJob:
@@ -160,6 +160,16 @@ class FakeBackend(Backend):
     def taskOf(self, job: str | int, task: int) -> FakeTask:
         return self.job(job).tasks[task]
 
+    def holding(self, index: int, experiment: str | None = None) -> FakeTask:
+        """The task of the latest job (of ``experiment``, an absolute path, when given) that runs ``index``."""
+        for j in reversed(list(self.jobs.values())):
+            if j.spec is None or (experiment is not None and j.spec.manifest.experiment != experiment):
+                continue
+            for t, bundle in enumerate(j.spec.manifest.tasks):
+                if index in bundle:
+                    return j.tasks[t]
+        raise KeyError(f"no job runs index {index}")
+
     def start(self, job: str | int, task: int) -> None:
         """PENDING -> RUNNING; the runner writes ``task_start`` and starts the task's first index."""
         t = self.taskOf(job, task)
@@ -167,9 +177,9 @@ class FakeBackend(Backend):
         t.state = "RUNNING"
         with self._writer(t) as w:
             w.write("task_start", time=time.time(), indices=t.job.indices(task), pid=os.getpid(), parallel=1, tag=t.job.tag)
-            first = t.job.indices(task)[:1]
-            for i in first:
+            for i in t.job.indices(task)[:1]:
                 w.write("start", time=time.time(), index=i, pid=os.getpid(), command="fake")
+                t.started.append(i)
 
     def end(self, job: str | int, task: int, cause: Cause | str = Cause.COMPLETED, *, exit: int | None = None,
             seen: str | None = None, results: bool | None = None, ran: int | None = None,
@@ -180,9 +190,10 @@ class FakeBackend(Backend):
         - FAILED: every index runs and ends FAILED with ``exit`` (default 1).
         - OUT_OF_MEMORY: every index runs and is killed (SIGKILL the runner did not send).
         - TIMEOUT, CANCELLED, PREEMPTED: the runner is stopped (USR1 / SIGTERM) while its first ``ran``
-          (default 1, at least 1) indices have started: a ``stop`` event, those end TIMEOUT / CANCELLED (a preemption is a
-          bare SIGTERM to the runner: CANCELLED), the rest are skipped; ``seen``: a ``scheduler`` event with
-          the state the runner's probe saw (``CANCELLED``, ``PREEMPTED``; no event when None).
+          (default 1, at least 1) indices have started (:meth:`stop`, unless it was called already): those
+          end TIMEOUT / CANCELLED (a preemption is a bare SIGTERM to the runner: CANCELLED), the rest were
+          skipped; ``seen``: the ``scheduler`` event of the runner's probe (``CANCELLED``, ``PREEMPTED``;
+          no event when None).
         - NODE_FAIL: the runner started the first index and wrote nothing more.
 
         ``results`` (default: COMPLETED only): create the save folders (with every ``require`` file) of the
@@ -190,36 +201,61 @@ class FakeBackend(Backend):
         says of the task (default: Slurm's name for ``cause``)."""
         c = Cause.parse(cause) if isinstance(cause, str) else cause
         t = self.taskOf(job, task)
+        if c in STOPPED and t.stopped is None:
+            self.stop(job, task, c, seen=seen, ran=ran)
+            seen = None
         if t.state == "PENDING":
             self.start(job, task)
-        assert t.state == "RUNNING", f"task {job}_{task} is {t.state}, not RUNNING"
+        assert t.state in ("RUNNING", "COMPLETING"), f"task {job}_{task} is {t.state}, not running"
         indices = t.job.indices(task)
-        stopped = c in STOPPED
-        n = max(1, min(len(indices), ran or 1)) if stopped or c is Cause.NODE_FAIL else len(indices)
-        started, skipped = indices[:n], indices[n:]
+        if c is not Cause.NODE_FAIL and t.stopped is None:
+            self._startMore(t, indices[len(t.started):])
         if results if results is not None else c is Cause.COMPLETED:
-            for i in started:
+            for i in t.started:
                 self.writeResult(t.job, i)
-        with self._writer(t) as w:
-            now = time.time()
-            for i in started[1:]:  # the first was started by start()
-                w.write("start", time=now, index=i, pid=os.getpid(), command="fake")
-            if c is Cause.NODE_FAIL:
-                pass  # killed without warning: nothing more
-            else:
-                if stopped:
-                    w.write("stop", time=now, signal=10 if c is Cause.TIMEOUT else 15,
-                            name="SIGUSR1" if c is Cause.TIMEOUT else "SIGTERM", cause=self._runnerCause(c),
-                            running=started, skipped=skipped)  # fmt: skip
-                    for i in skipped:
-                        w.write("skip", time=now, index=i, cause=self._runnerCause(c))
-                for i in started:
-                    w.write("end", time=now, index=i, seconds=1.0, **self._endFields(c, exit))
+        if c is not Cause.NODE_FAIL:  # killed without warning: nothing more
+            with self._writer(t) as w:
+                now = time.time()
+                for i in t.started:
+                    w.write("end", time=now, index=i, seconds=1.0, **self._endFields(t.stopped or c, exit))
                 if seen is not None:
                     w.write("scheduler", time=now, state=seen)
-                w.write("task_end", time=now, cut_off=stopped, cause=self._runnerCause(c) if stopped else None,
+                w.write("task_end", time=now, cut_off=t.stopped is not None,
+                        cause=None if t.stopped is None else self._runnerCause(t.stopped),
                         exit=0 if c is Cause.COMPLETED else 1)  # fmt: skip
         t.state = state if state is not None else SCHEDULER_STATE[c]
+
+    def stop(self, job: str | int, task: int, cause: Cause | str = Cause.CANCELLED, *, seen: str | None = None,
+             ran: int | None = None) -> None:  # fmt: skip
+        """The runner of one task gets its stop signal (TIMEOUT: USR1; CANCELLED, PREEMPTED: SIGTERM) while
+        its first ``ran`` indices (default 1, at least 1) have started: it writes ``stop``, skips the rest
+        and, with ``seen``, the ``scheduler`` event of its probe. The task is COMPLETING (its runs being
+        stopped) until :meth:`end`."""
+        c = Cause.parse(cause) if isinstance(cause, str) else cause
+        assert c in STOPPED, f"{c} is not a stop signal"
+        t = self.taskOf(job, task)
+        if t.state == "PENDING":
+            self.start(job, task)
+        assert t.state == "RUNNING" and t.stopped is None, f"task {job}_{task} is {t.state}, not RUNNING"
+        indices = t.job.indices(task)
+        self._startMore(t, indices[len(t.started): max(1, min(len(indices), ran or 1))])
+        skipped = indices[len(t.started):]
+        with self._writer(t) as w:
+            now = time.time()
+            w.write("stop", time=now, signal=10 if c is Cause.TIMEOUT else 15, name="SIGUSR1" if c is Cause.TIMEOUT else "SIGTERM",
+                    cause=self._runnerCause(c), running=list(t.started), skipped=skipped)  # fmt: skip
+            for i in skipped:
+                w.write("skip", time=now, index=i, cause=self._runnerCause(c))
+            if seen is not None:
+                w.write("scheduler", time=now, state=seen)
+        t.stopped = c
+        t.state = "COMPLETING"
+
+    def _startMore(self, t: FakeTask, indices: Sequence[int]) -> None:
+        with self._writer(t) as w:
+            for i in indices:
+                w.write("start", time=time.time(), index=i, pid=os.getpid(), command="fake")
+                t.started.append(i)
 
     def vanish(self, job: str | int, task: int) -> None:
         """A pending task gone without a record anywhere (``scancel`` of a pending array task)."""
@@ -228,9 +264,11 @@ class FakeBackend(Backend):
         t.state = "CANCELLED"
         t.recorded = False
 
-    def forget(self, job: str | int) -> None:
-        """MinJobAge passed: squeue no longer lists the job's ended tasks (sacct, when on, still does)."""
-        self.job(job).forgotten = True
+    def forget(self, job: str | int, task: int | None = None) -> None:
+        """MinJobAge passed: squeue no longer lists the job's ended tasks, or that one (sacct, when on, still does)."""
+        for t in self.job(job).tasks:
+            if task is None or t.task == task:
+                t.forgotten = True
 
     def complete(self, job: str | int) -> None:
         """Run every pending or running task of ``job`` to COMPLETED."""
