@@ -485,28 +485,24 @@ def seenCancelled(fs: list[Fate], sacct: bool) -> bool:
     return any((f.cause is Cause.CANCELLED and (sacct or not f.forget)) or (f.cause in SIGTERM and f.seen == "CANCELLED") for f in fs)
 
 
-def apply(fake: FakeBackend, job: str, fs: list[Fate]) -> None:
-    for task, f in enumerate(fs):
-        if f.cause is Cause.VANISHED:
-            fake.vanish(job, task)
-        else:
-            fake.end(job, task, f.cause, seen=f.seen if f.cause in SIGTERM else None)
-    for task, f in enumerate(fs):
+def act(fake: FakeBackend, t: FakeTask, f: Fate) -> None:
+    """One task meets its fate."""
+    if f.cause is Cause.VANISHED:
+        fake.vanish(t.job.id, t.task)
+    else:
+        fake.end(t.job.id, t.task, f.cause, seen=f.seen if f.cause in SIGTERM else None)
+
+
+def forget(fake: FakeBackend, ended: list[tuple[FakeTask, Fate]]) -> None:
+    for t, f in ended:
         if f.forget:
-            fake.forget(job)  # squeue forgets a whole array at once
-
-
-def _forgetAll(fs: list[Fate]) -> list[Fate]:
-    """One array is forgotten as a whole: any forget forgets every task."""
-    gone = any(f.forget for f in fs)
-    return [Fate(f.cause, gone, f.seen) for f in fs]
+            fake.forget(t.job.id, t.task)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(fates, min_size=2, max_size=2), st.booleans(), st.booleans())
 def test_property_session_status_watch_and_ledger_agree(fs: list[Fate], sacct: bool, preemptible: bool) -> None:
     """Session API, bundles of two indices: the standing's cause = the verdict recorded = the fault matrix."""
-    fs = _forgetAll(fs)
     with fastDir() as tmp:
         root = Path(tmp)
         makeProject(root, {"runs_per_task": 2}, a=[0.1, 0.2, 0.3, 0.4])
@@ -516,7 +512,10 @@ def test_property_session_status_watch_and_ledger_agree(fs: list[Fate], sacct: b
         with s.openLedger() as ledger:
             r = s.round(ledger, [sweep])
             assert r.sent is not None and len(r.sent.submitted) == 1
-        apply(fake, "1", fs)
+        ended = list(zip(fake.job(1).tasks, fs))
+        for t, f in ended:
+            act(fake, t, f)
+        forget(fake, ended)
         whole = (Cause.COMPLETED, Cause.FAILED, Cause.OUT_OF_MEMORY)  # every index of the task ran
         want = {i: expected(fs[i // 2], i % 2 == 0 or fs[i // 2].cause in whole, sacct, preemptible, seenCancelled(fs, sacct))
                 for i in range(4)}  # fmt: skip
@@ -533,24 +532,41 @@ def test_property_session_status_watch_and_ledger_agree(fs: list[Fate], sacct: b
         assert recorded == want and newly == want
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(fates, min_size=3, max_size=3), st.booleans(), st.booleans())
-def test_property_cli_status_show_watch_and_ledger_agree(capsys: pytest.CaptureFixture[str], fs: list[Fate], sacct: bool, preemptible: bool) -> None:  # fmt: skip
-    """The command line: ``show`` of every index, ``status --json`` by cause, the ``ended`` events of a
-    following ``watch`` round and the ledger's verdicts say the same cause (the fault matrix's)."""
-    fs = _forgetAll(fs)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data(), st.booleans(), st.booleans())
+def test_property_cli_status_show_watch_and_ledger_agree(capsys: pytest.CaptureFixture[str], data: st.DataObject, sacct: bool, preemptible: bool) -> None:  # fmt: skip
+    """The command line, over up to three rounds of fates (every live task meets one; ``watch`` resubmits
+    by policy in between): ``show`` of every index, ``status --json`` by cause, the ``ended`` events of the
+    following ``watch`` round and the ledger's verdicts all say the fault matrix's cause."""
     with fastDir() as tmp, pytest.MonkeyPatch.context() as mp:
         root = Path(tmp)
         makeProject(root)
         p = Project(root, FakeBackend(sacct=sacct, preemptible=preemptible), capsys, mp)
         p.ok("submit", A)
-        apply(p.fake, "1", fs)
-        want = {i: expected(fs[i], True, sacct, preemptible, seenCancelled(fs, sacct)) for i in range(3)}
-        shown = {i: p.shown(i) for i in range(3)}
-        assert {i: Cause(c) if c else Cause.COMPLETED for i, (_, c) in shown.items()} == want, fs
-        row = p.status()
-        byCause: Counter[str] = Counter(row["retry_causes"]) + Counter(row["final_causes"]) + Counter({"COMPLETED": row["done"]})
-        assert +byCause == Counter(str(c) for c in want.values())
-        w = p.watchOnce()
-        assert {e["index"]: e["cause"] for e in w.events("ended")} == {i: str(c) for i, c in want.items() if c is not Cause.COMPLETED}
-        assert p.verdicts() == {i: [str(c)] for i, c in want.items()}
+        latest: dict[int, Cause] = {}
+        history: dict[int, list[str]] = {}
+        for _ in range(3):
+            live = sorted(p.fake.live(), key=lambda t: (int(t.job.id), t.task))
+            if not live:
+                break
+            fs = data.draw(st.lists(fates, min_size=len(live), max_size=len(live)))
+            ended = list(zip(live, fs))
+            for t, f in ended:
+                act(p.fake, t, f)
+            forget(p.fake, ended)
+            want: dict[int, Cause] = {}
+            for t, f in ended:
+                sameJob = [g for u, g in ended if u.job is t.job]
+                for i in t.job.indices(t.task):
+                    want[i] = expected(f, True, sacct, preemptible, seenCancelled(sameJob, sacct))
+            latest.update(want)
+            shown = {i: p.shown(i)[1] for i in want}
+            assert {i: Cause(c) if c else Cause.COMPLETED for i, c in shown.items()} == want
+            row = p.status()
+            byCause = Counter(row["retry_causes"]) + Counter(row["final_causes"]) + Counter({"COMPLETED": row["done"]})
+            assert +byCause == Counter(str(c) for c in latest.values())
+            w = p.watchOnce()
+            assert {e["index"]: e["cause"] for e in w.events("ended")} == {i: str(c) for i, c in want.items() if c is not Cause.COMPLETED}
+            for i, c in want.items():
+                history.setdefault(i, []).append(str(c))
+            assert p.verdicts() == history

@@ -219,7 +219,7 @@ class FakeBackend(Backend):
                 for i in t.started:
                     w.write("end", time=now, index=i, seconds=1.0, **self._endFields(t.stopped or c, exit))
                 if seen is not None:
-                    w.write("scheduler", time=now, state=seen)
+                    w.write("scheduler", time=now, state=seen, source="stderr")
                 w.write("task_end", time=now, cut_off=t.stopped is not None,
                         cause=None if t.stopped is None else self._runnerCause(t.stopped),
                         exit=0 if c is Cause.COMPLETED else 1)  # fmt: skip
@@ -247,7 +247,7 @@ class FakeBackend(Backend):
             for i in skipped:
                 w.write("skip", time=now, index=i, cause=self._runnerCause(c))
             if seen is not None:
-                w.write("scheduler", time=now, state=seen)
+                w.write("scheduler", time=now, state=seen, source="stderr")
         t.stopped = c
         t.state = "COMPLETING"
 
