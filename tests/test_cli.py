@@ -127,3 +127,50 @@ def test_status_counts_failures_by_cause(tmp_path: Path) -> None:
     table = cli(tmp_path, "status", "experiments/a.json", "--backend", "local").stdout
     assert table.splitlines()[0].split()[:5] == ["experiment", "runs", "total", "done", "queued"]
     assert "experiments/a.json: to retry by cause: FAILED 2" in table
+
+
+def test_an_unreadable_results_folder_is_one_line_not_all_missing(tmp_path: Path) -> None:
+    """Permissions do not stop root (the tests' user), so the folder is made unreadable by a stand-in listdir."""
+    project(tmp_path)
+    assert cli(tmp_path, "submit", "experiments/a.json", "--backend", "local").returncode == 0
+    code = ("import os, sys\nfrom pyexputils import cli\nreal = os.listdir\n"
+            "def listdir(p='.'):\n    if str(p).rstrip('/').endswith('results/a'):\n        raise PermissionError(13, 'Permission denied', p)\n    return real(p)\n"
+            "os.listdir = listdir\nsys.exit(cli.main(sys.argv[1:]))\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    for args in (["status", "experiments/a.json"], ["missing", "experiments/a.json"], ["submit", "experiments/a.json", "--backend", "local"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert out.stderr.count("\n") == 1 and "results/a: cannot read this results folder (Permission denied)" in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_commands_work_from_a_sub_folder_and_remember_runs(tmp_path: Path) -> None:
+    project(tmp_path)
+    assert cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local").returncode == 0
+    sub = tmp_path / "analysis" / "notebooks"
+    sub.mkdir(parents=True)
+    here = json.loads(cli(tmp_path, "status", "experiments/a.json", "--json").stdout)[0]
+    there = json.loads(cli(sub, "status", "../../experiments/a.json", "--json").stdout)[0]
+    assert here["runs"] == there["runs"] == 2  # remembered from the submit
+    assert (here["total"], here["done"]) == (there["total"], there["done"]) == (12, 12)
+    out = cli(sub, "status", "../../experiments/a.json", "--runs", "3")
+    assert "--runs 3 (submitted with 2 runs before)" in out.stdout and "18" in out.stdout
+    assert "2 runs (remembered from its last submit)" in cli(tmp_path, "status", "experiments/a.json").stdout
+    code = "from pyexputils.models import getConfig, loadExperiment\nfrom pyexputils.results import listMissingResults\n" \
+           "print(getConfig().path, len(listMissingResults(loadExperiment('../../experiments/a.json'), 2)))"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    got = subprocess.run([sys.executable, "-c", code], cwd=sub, capture_output=True, text=True, env=env).stdout.split()
+    assert got == [str(tmp_path / "config.json"), "0"]  # the analysis API finds the project and its results too
+
+
+def test_too_long_params_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    project(tmp_path)
+    (tmp_path / "experiments" / "long.json").write_text(json.dumps({"metaParameters": {
+        f"a_rather_long_reinforcement_learning_parameter_name_{k}": [0.001, 0.0001] for k in range(6)}}))
+    for args in (["submit", "experiments/long.json", "--backend", "local"], ["submit", "experiments/long.json", "--backend", "local", "--dry-run"]):
+        out = cli(tmp_path, *args)
+        assert out.returncode == 2 and "over the file system's limit of 255" in out.stderr and "{params}" in out.stderr, out.stderr
+    assert not (tmp_path / "results").exists()
+    (tmp_path / "experiments" / "slash.json").write_text(json.dumps({"metaParameters": {"env": ["a/b", "c"]}}))
+    out = cli(tmp_path, "submit", "experiments/slash.json", "--backend", "local")
+    assert out.returncode == 2 and "env = 'a/b': a '/' in a swept value would split" in out.stderr

@@ -115,7 +115,7 @@ class ExperimentDescription:
         if self.path is None:
             return "unnamed"
         parent = os.path.dirname(os.path.abspath(self.path))
-        root = os.path.abspath(self.config.experiment_directory)
+        root = self.config.underRoot(self.config.experiment_directory)  # from the project root, wherever we are
         if parent == root:
             return self.getFileName()
         if parent.startswith(root + os.sep):

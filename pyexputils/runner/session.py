@@ -31,8 +31,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pyexputils.errors import ConfigError, PyExpUtilsError
-from pyexputils.models import Config, ExperimentDescription, getConfig, loadExperiment
+from pyexputils.errors import ConfigError, ExperimentError, PyExpUtilsError
+from pyexputils.models import Config, ExperimentDescription, getConfig
+from pyexputils.models.loader import loadMapping
 from pyexputils.results import doneMask
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
 from pyexputils.runner.causes import Cause, Evidence, Verdict, normaliseState
@@ -256,7 +257,7 @@ class Session:
                 if full in seen:
                     continue
                 seen.add(full)
-                exp: ExperimentDescription = loadExperiment(shown)
+                exp = ExperimentDescription(loadMapping(shown, ExperimentError), path=shown, config=self.config)
                 remembered = reader.runs(full) if reader is not None else None
                 n = runs if runs is not None else (remembered or 1)
                 note = ""
@@ -468,17 +469,17 @@ class Session:
                 b = byKey[a.key]
                 tag = makeTag(b.sweep.slug, submission, counter)
                 counter += 1
-                jobs.append((self._job(a, tag, b.sweep), b.resources, b.sweep))
+                jobs.append((self._job(a, tag, b.sweep, b.resources), b.resources, b.sweep))
         whole = Plan(arrays, deferred, notes)
         return Planned(whole, jobs, limits, sum(len(v) for v in deferred.values()))
 
-    def _job(self, a: ArrayPlan, tag: str, sweep: Sweep) -> JobSpec:
+    def _job(self, a: ArrayPlan, tag: str, sweep: Sweep, res: Resources) -> JobSpec:
         o = sweep.options
         opts = sbatchOptions(a, tag, outputPath(self.logDir, tag, self.root), o.plan.signal_seconds)
         manifest = Manifest(
             tag=tag, experiment=sweep.path, project=self.root, command=self.config.command or "", tasks=a.tasks,
             parallel=a.parallel, require=list(self.config.require), log_dir=self.logDir, status_dir=self.state.status,
-            time_limit_s=None if o.plan.time_minutes is None else o.plan.time_minutes * 60,
+            time_limit_s=None if res.minutes is None else res.minutes * 60,  # per run, as escalated
             job_time_limit_s=None if a.time_minutes is None else a.time_minutes * 60,
         )  # fmt: skip
         if o.plan.grace_s is not None:
