@@ -196,6 +196,13 @@ def _pyxCancel(p: Project) -> None:
     assert "cancelled 1 jobs (3 indices queued or running)" in got.out
 
 
+def _pyxCancelPending(p: Project) -> None:
+    """``pyexputils cancel`` of an array nothing of which started: only the ledger knows (no record anywhere else)."""
+    p.fake.canPreempt = True
+    got = p.ok("cancel", A)
+    assert "cancelled 1 jobs (3 indices queued or running)" in got.out
+
+
 # name: (what happens, cause of index 0, its state, resubmitted)
 SCENARIOS: dict[str, tuple[Callable[[Project], None], Cause, State, bool]] = {
     "timeout": (_end("TIMEOUT"), Cause.TIMEOUT, State.RETRY, True),
@@ -209,6 +216,7 @@ SCENARIOS: dict[str, tuple[Callable[[Project], None], Cause, State, bool]] = {
     "scancel-array": (_scancelArray, Cause.CANCELLED, State.FINAL, False),
     "scancel-array-partly-pending": (_scancelPartlyPending, Cause.CANCELLED, State.FINAL, False),
     "pyexputils-cancel": (_pyxCancel, Cause.CANCELLED, State.FINAL, False),
+    "pyexputils-cancel-pending": (_pyxCancelPending, Cause.CANCELLED, State.FINAL, False),
     "sigterm-preemptible": (_sigterm(True, None), Cause.PREEMPTED, State.RETRY, True),
     "sigterm-not-preemptible": (_sigterm(False, None), Cause.CANCELLED, State.FINAL, False),
     "sigterm-saw-cancelled": (_sigterm(True, "CANCELLED", "PREEMPTED"), Cause.CANCELLED, State.FINAL, False),
