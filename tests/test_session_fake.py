@@ -323,6 +323,20 @@ def test_a_deleted_result_is_resubmitted_by_watch(proj: Project) -> None:
     assert "Traceback" not in w.err
 
 
+def test_a_bundle_cut_off_by_its_time_limit_escalates_only_the_index_that_ran(proj: Project) -> None:
+    d = json.loads((proj.root / "config.json").read_text())
+    d["slurm"]["runs_per_task"] = 2
+    (proj.root / "config.json").write_text(json.dumps(d))
+    proj.ok("submit", A)
+    assert proj.fake.spec(1).manifest.tasks == [[0, 1], [2]]
+    proj.fake.end(1, 0, "TIMEOUT")  # index 0 ran out of time, index 1 never started
+    proj.fake.end(1, 1, "COMPLETED")
+    assert proj.shown(0) == proj.shown(1) == ("RETRY", "TIMEOUT")
+    w = proj.watchOnce()
+    asked = {tuple(e["indices"]): e.get("time_limit") for e in w.events("submitted")}
+    assert asked == {(0,): "0:20:00", (1,): "0:10:00"}
+
+
 # --- lost state, unknown jobs ------------------------------------------------------------------------------
 def test_lost_manifests_and_status_files_while_live(proj: Project) -> None:
     proj.ok("submit", A)
@@ -339,6 +353,22 @@ def test_lost_manifests_and_status_files_while_live(proj: Project) -> None:
     got = proj.ok("cancel", A)
     assert "cancelled 1 jobs (3 indices queued or running): 1" in got.out
     assert proj.fake.cancelled == ["1"]
+
+
+def test_a_submitter_killed_between_sbatch_and_the_ledger_is_adopted(proj: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(*args: Any, **kw: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Ledger, "record", killed)
+        assert proj.cli("submit", A).code == 130
+    assert len(proj.fake.jobs) == 1
+    assert proj.status()["queued"] == 3  # read from its manifest
+    got = proj.ok("submit", A)
+    assert "adopted from the queue (missing in the ledger): " + proj.fake.job(1).tag in got.out
+    assert "total: 0 planned" in got.out and len(proj.fake.jobs) == 1
+    proj.fake.complete(1)
+    assert proj.status()["done"] == 3
 
 
 def test_an_unknown_live_job_holds_its_experiment_back_only(proj: Project) -> None:
@@ -392,8 +422,7 @@ def test_retry_failed_gives_a_fresh_budget_and_resubmits(proj: Project) -> None:
     jobs = len(proj.fake.jobs)
     got = proj.ok("retry", A, "--cause", "FAILED")
     assert "experiments/a.json: retrying 1 indices: 0" in got.out
-    assert len(proj.fake.jobs) == jobs + 1 and proj.fake.last().spec is not None
-    assert proj.fake.last().spec.manifest.tasks == [[0]]
+    assert len(proj.fake.jobs) == jobs + 1 and proj.fake.spec(jobs + 1).manifest.tasks == [[0]]
     assert proj.shown(0)[0] == "QUEUED"
     proj.fake.end(proj.task(0).job.id, proj.task(0).task, "FAILED")
     assert proj.shown(0) == ("RETRY", "FAILED")  # the fresh budget: one more failure allowed
@@ -461,7 +490,6 @@ def test_config_backend_names_a_registered_backend(proj: Project) -> None:
 
 
 # --- properties: every index's cause is one answer -----------------------------------------------------------
-CAUSES = [c.value for c in Cause]
 SIGTERM = (Cause.CANCELLED, Cause.PREEMPTED)
 
 
