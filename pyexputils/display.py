@@ -27,12 +27,12 @@ def minutes(m: int | None) -> str:
 class WatchDisplay:
     """A live progress line on a terminal; plain log lines otherwise; JSON events with ``json``."""
 
-    def __init__(self, quiet: bool = False, json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    def __init__(self, quiet: bool = False, json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.quiet = quiet
         self.json = json
-        self.out = out
-        self.err = err
-        self.live = not quiet and not json and err.isatty()
+        self.out: TextIO = out if out is not None else sys.stdout  # the streams of now, not of import time
+        self.err: TextIO = err if err is not None else sys.stderr
+        self.live = not quiet and not json and self.err.isatty()
         self._last = ""
 
     def event(self, kind: str, **fields: Any) -> None:

@@ -61,6 +61,11 @@ def test_transient_forever_gives_up(bin: Path, tmp_path: Path) -> None:
         slurm.SlurmBackend().submit(job(tmp_path))
 
 
+def test_squeue_parsing_with_working_directories() -> None:
+    tasks, count = slurm.parseSqueue("5|0|RUNNING|pyx-a-1|None|/home/me/proj a|b\n5|1|PENDING|pyx-a-1|Priority|\n")
+    assert [(t.task, t.workdir) for t in tasks] == [(0, "/home/me/proj a|b"), (1, None)] and count == 2
+
+
 def test_squeue_parsing() -> None:
     tasks, count = slurm.parseSqueue("5|0|RUNNING|pyx-a-1|None\n5|1|PENDING|pyx-a-1|Priority\n9|N/A|RUNNING|other|None\n")
     assert count == 3 and [(t.job_id, t.task, t.state, t.tag) for t in tasks] == [("5", 0, "RUNNING", "a-1"), ("5", 1, "PENDING", "a-1")]

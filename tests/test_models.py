@@ -326,7 +326,7 @@ def test_config_yaml(tmp_path: Path) -> None:
         ({"require": [1]}, "require must be a list of file names"),
         ({"require": ["a/b"]}, "require must be a list of file names"),
         ({"slurm": "x"}, "slurm must be a mapping"),
-        ({"backend": "pbs"}, "backend must be auto, slurm or local"),
+        ({"backend": ""}, "backend must be auto, slurm or local"),
     ],
 )
 def test_config_errors_name_file_and_key(tmp_path: Path, d: dict[str, Any], match: str) -> None:

@@ -60,7 +60,7 @@ class Config:
         for key in ("slurm", "local"):
             if key in d and not isinstance(d[key], dict):
                 raise ConfigError(f"{where}: {key} must be a mapping of options, got {d[key]!r}")
-        if d.get("backend", "auto") not in ("auto", "slurm", "local"):
+        if not isinstance(d.get("backend", "auto"), str) or not d.get("backend", "auto"):
             raise ConfigError(f"{where}: backend must be auto, slurm or local, got {d['backend']!r}")
         values = {k: v for k, v in d.items() if k != "require"}
         return cls(require=list(require), path=path, **values)

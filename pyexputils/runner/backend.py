@@ -97,6 +97,7 @@ class LiveTask:
     state: str  # Slurm state name: PENDING, RUNNING, COMPLETING, ...
     tag: str | None  # from the job name pyx-<tag> (None if the name is not ours)
     reason: str = ""
+    workdir: str | None = None  # the job's working directory (pyexputils submits from the project root)
 
 
 class Backend(abc.ABC):

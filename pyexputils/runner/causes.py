@@ -102,6 +102,7 @@ class Evidence:
     onDisk: bool = False  # the seed's rule holds for its save folder
     preemptible: bool = True  # the cluster can preempt jobs (a bare SIGTERM is more likely a preemption)
     jobCancelled: bool = False  # another task of its array job was seen cancelled (scancel of the array)
+    jobEnding: bool = False  # another task of its array job is being stopped (COMPLETING): it may yet show why this one is gone
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class FakeJob:
     tag: str
     spec: JobSpec | None
     tasks: list[FakeTask] = field(default_factory=list)
+    workdir: str | None = None  # where it was submitted from (squeue's %Z)
 
     def indices(self, task: int) -> list[int]:
         return [] if self.spec is None else list(self.spec.manifest.tasks[task])
@@ -111,7 +112,7 @@ class FakeBackend(Backend):
         self.queries += 1
         if self.autopilot is not None:
             self.autopilot(self)
-        return [LiveTask(j.id, t.task, t.state, j.tag) for j in self.jobs.values() for t in j.tasks if t.state in LIVE]
+        return [LiveTask(j.id, t.task, t.state, j.tag, workdir=j.workdir) for j in self.jobs.values() for t in j.tasks if t.state in LIVE]
 
     def ended(self, job_ids: Sequence[str]) -> dict[tuple[str, int | None], str]:
         """Ended tasks of these jobs the scheduler still remembers: all with ``sacct``, else those not
@@ -138,9 +139,9 @@ class FakeBackend(Backend):
                     self.vanish(jid, t.task)
 
     # --- driving it -------------------------------------------------------------------------------------
-    def add(self, tag: str, size: int, spec: JobSpec | None = None, state: str = "PENDING") -> FakeJob:
+    def add(self, tag: str, size: int, spec: JobSpec | None = None, state: str = "PENDING", workdir: str | None = None) -> FakeJob:
         """A new job of ``size`` tasks in ``state`` (``spec`` None: a job nothing here submitted)."""
-        j = FakeJob(str(len(self.jobs) + 1), tag, spec)
+        j = FakeJob(str(len(self.jobs) + 1), tag, spec, workdir=workdir or (spec.workdir if spec is not None else None))
         j.tasks = [FakeTask(j, t, state) for t in range(size)]
         self.jobs[j.id] = j
         return j

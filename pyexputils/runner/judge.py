@@ -86,6 +86,11 @@ def judgeIndex(index: int, onDisk: bool, live: str | None, latest: Latest | None
     v = latest.recorded or classify(latest.evidence)
     new = v if latest.recorded is None else None
     at = latest
+    if new is not None and v.cause is Cause.VANISHED and latest.evidence.jobEnding:
+        # gone without a trace while another task of its array is being stopped: a scancel of the whole
+        # array shows on that task only once it has ended (KillWait); decided then, never resubmitted meanwhile
+        return IndexStatus(index, State.UNKNOWN, None, at.attempt, tag=at.tag, task=at.task, partial=onDisk,
+                           reason="it left the queue without a record while its array job is being stopped"), None  # fmt: skip
 
     def ended(state: State, cause: Cause, **kw: Any) -> IndexStatus:
         return IndexStatus(index, state, cause, at.attempt, v.exit, tag=at.tag, task=at.task, **kw)

@@ -87,6 +87,7 @@ class Snapshot:
     unresolved: list[LiveTask]  # live tasks of ours whose indices nothing here knows
     preemptible: bool
     jobs: dict[str, set[str]] = field(default_factory=dict)  # experiment -> job ids of its live tasks
+    ending: set[str] = field(default_factory=set)  # job ids with a task being stopped (COMPLETING)
     adopted: list[str] = field(default_factory=list)  # tags adopted into the ledger in this look
 
 
@@ -312,8 +313,11 @@ class Session:
                     if bucket.get(i) != "RUNNING":
                         bucket[i] = t.state
         ours = {s.slug for s in sweeps}
-        unresolved = [t for t in unresolved if tagSlug(t.tag or "") in ours or not sweeps]
-        return Snapshot(live, ended, unresolved, b.preemptible(), jobs, adopted)
+        here = os.path.realpath(self.root)
+        unresolved = [t for t in unresolved if (tagSlug(t.tag or "") in ours or not sweeps)
+                      and (t.workdir is None or os.path.realpath(t.workdir) == here)]  # not another project's  # fmt: skip
+        ending = {t.job_id for t in liveTasks if t.state in ("COMPLETING", "SIGNALING")}
+        return Snapshot(live, ended, unresolved, b.preemptible(), jobs=jobs, ending=ending, adopted=adopted)
 
     def _resolve(self, ledger: Ledger | None, tag: str) -> tuple[str, dict[int, list[int]]] | None:
         """(experiment, {task: indices}) of a live tag: from the ledger, else from its manifest."""
@@ -382,7 +386,7 @@ class Session:
             for att in latest.values():  # the runner's records of the attempts not resolved yet
                 if (att.tag, att.task) not in files and att.attempt not in history.get(att.idx, {}):
                     files[(att.tag, att.task)] = outcomes([os.path.join(self.state.statusOf(att.tag), f"{att.task}.jsonl")])
-            cancelledJobs = cancelledArrays(snap.ended, latest, files)
+            cancelledJobs = cancelledArrays(snap.ended, latest, files, history)
             o = sweep.options
             for idx in sorted(set(latest) | set(live)):
                 if idx >= onDisk.size:
@@ -397,7 +401,7 @@ class Session:
                     floor = max([resets.get(idx, 0)] + [n for n, v in seen.items() if v.cause is Cause.COMPLETED and n < a.attempt])
                     outcome = files.get((a.tag, a.task), {}).get(idx)
                     ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)), outcome,
-                                  a.tag in cancelled, disk, snap.preemptible, a.job_id in cancelledJobs)  # fmt: skip
+                                  a.tag in cancelled, disk, snap.preemptible, a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
                     at = Latest(a.attempt, a.tag, a.task, seen.get(a.attempt), ev,
                                 [seen[n] for n in sorted(seen) if floor < n < a.attempt], resources.get(a.tag, o.base))  # fmt: skip
                 status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
@@ -571,13 +575,19 @@ class Session:
 
 
 def cancelledArrays(ended: Mapping[tuple[str, int | None], str], latest: Mapping[int, Attempt],
-                    files: Mapping[tuple[str, int], Mapping[int, IndexOutcome]]) -> set[str]:  # fmt: skip
-    """Job ids of arrays with a task seen cancelled: by the scheduler, or by its own runner."""
+                    files: Mapping[tuple[str, int], Mapping[int, IndexOutcome]],
+                    verdicts: Mapping[int, Mapping[int, Verdict]]) -> set[str]:  # fmt: skip
+    """Job ids of arrays with a task seen cancelled: by the scheduler, by its own runner, or in an earlier
+    round (a recorded CANCELLED verdict)."""
     out = {job for (job, _), state in ended.items() if normaliseState(state) == "CANCELLED"}
     byTag = {a.tag: a.job_id for a in latest.values()}
     for (tag, _), outs in files.items():
         if tag in byTag and any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
             out.add(byTag[tag])
+    for a in latest.values():
+        v = verdicts.get(a.idx, {}).get(a.attempt)
+        if v is not None and v.cause is Cause.CANCELLED and v.started:
+            out.add(a.job_id)
     return out
 
 
@@ -596,7 +606,8 @@ def makeBackend(config: Config, name: str | None = None) -> Backend:
         from pyexputils.runner.local import LocalBackend
 
         return LocalBackend.fromConfig(config)
-    raise ConfigError(f"backend {choice!r}: expected slurm, local or auto")
+    where = f"{config.path}: backend" if name is None and config.path else "backend"
+    raise ConfigError(f"{where} {choice!r}: expected {', '.join(['slurm', 'local', 'auto', *BACKENDS])}")
 
 
 BACKENDS: dict[str, Callable[[Config], Backend]] = {}  # more backends by name (tests register a fake one)

@@ -42,7 +42,7 @@ CAPACITY = re.compile(
 )
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 TIMEOUT_S = 60.0
-SQUEUE_FORMAT = "%F|%K|%T|%j|%r"
+SQUEUE_FORMAT = "%F|%K|%T|%j|%r|%Z"  # ..., reason, the job's working directory (the project root)
 
 
 def available() -> bool:
@@ -96,15 +96,16 @@ def _int(value: str | None) -> int | None:
 
 
 def parseSqueue(text: str, ended: dict[tuple[str, int | None], str] | None = None) -> tuple[list[LiveTask], int]:
-    """``squeue -h -r -o %F|%K|%T|%j|%r`` lines: our (``pyx-``) live tasks, and the count of all live lines.
+    """``squeue -h -r -o %F|%K|%T|%j|%r|%Z`` lines: our (``pyx-``) live tasks, and the count of all live lines.
     Our tasks in an ended state (``-t all``) go to ``ended`` instead."""
     ours: list[LiveTask] = []
     count = 0
     for line in text.splitlines():
-        parts = line.split("|", 4)
+        parts = line.split("|", 5)
         if len(parts) < 5:
             continue
-        job, task, state, name, reason = parts
+        job, task, state, name, reason = parts[:5]
+        workdir = parts[5].strip() if len(parts) > 5 else None
         live = state.strip() in LIVE_STATES
         count += live
         if not name.startswith(JOB_PREFIX):
@@ -120,6 +121,7 @@ def parseSqueue(text: str, ended: dict[tuple[str, int | None], str] | None = Non
                 state=state.strip(),
                 tag=name[len(JOB_PREFIX) :],
                 reason=reason.strip(),
+                workdir=workdir or None,
             )
         )
     return ours, count
