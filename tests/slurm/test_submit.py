@@ -157,3 +157,48 @@ def test_unknown_partition_is_bad_input(tmp_path: Path) -> None:
     out = cli(tmp_path, "submit", "experiments/a.json", "--backend", "slurm")
     assert out.returncode == 2 and "slurm.partition 'no_such_partition'" in out.stderr
     assert not (tmp_path / "results").exists()
+
+
+def _started(root: Path, n: int) -> bool:
+    return sum(1 for p in root.glob("results/.pyexputils/status/*/*.jsonl") if '"event":"start"' in p.read_text()) >= n
+
+
+def test_the_runner_tells_a_scancel_from_a_preemption_after_squeue_forgot(tmp_path: Path) -> None:
+    """Two one-task sweeps running; one is scancel'ed by the user, the other preempted by an urgent job. Once
+    squeue has forgotten both (MinJobAge) and without sacct, only the runner's record (Slurm's own line in the
+    task's stderr) can tell them apart: status says CANCELLED (final) for one, PREEMPTED (retry) for the other."""
+    (tmp_path / "prog.py").write_text("import time\ntime.sleep(120)\n")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "save_path": "results/{file}/{params}/{run}", "require": ["r.json"], "backend": "slurm",
+        "command": f"{sys.executable} prog.py", "slurm": {"time": "0:05:00"},
+    }))  # fmt: skip
+    (tmp_path / "experiments").mkdir()
+    for name in ("cancelme", "preemptme"):
+        (tmp_path / "experiments" / f"{name}.json").write_text(json.dumps({"metaParameters": {"v": [1]}}))
+    assert cli(tmp_path, "submit", "experiments/cancelme.json", "experiments/preemptme.json").returncode == 0
+    deadline = time.time() + 60
+    while not _started(tmp_path, 2) and time.time() < deadline:
+        time.sleep(0.5)
+    assert _started(tmp_path, 2)
+    jobs = {s.experiment.rsplit("/", 1)[1]: s.job_id for s in Ledger.read(str(tmp_path / "results")).submissions()}  # type: ignore[union-attr]
+    subprocess.run(["scancel", jobs["cancelme.json"]], check=True)
+    time.sleep(1)
+    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "-c", "16", "-J", "evidence-urgent", "-o", "/dev/null",
+                             "--wrap", "sleep 2"], capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(jobs.values())],
+                                                        capture_output=True, text=True).stdout.strip():  # fmt: skip
+            time.sleep(1)  # until squeue has forgotten both (MinJobAge)
+        events = [json.loads(line) for p in sorted(tmp_path.glob("results/.pyexputils/status/*/*.jsonl"))
+                  for line in p.read_text().splitlines()]  # fmt: skip
+        seen = sorted(e["state"] for e in events if e["event"] == "scheduler")
+        assert seen == ["CANCELLED", "PREEMPTED"], events
+        # without sacct the runner's record is all there is; with it, sacct says the same
+        rows = {r["experiment"]: r for r in json.loads(cli(tmp_path, "status", "experiments/cancelme.json", "experiments/preemptme.json", "--json").stdout)}
+        assert rows["experiments/cancelme.json"]["final_causes"] == {"CANCELLED": 1}, rows
+        assert rows["experiments/preemptme.json"]["retry_causes"] == {"PREEMPTED": 1}, rows
+        show = cli(tmp_path, "show", "experiments/cancelme.json", "0").stdout
+        assert "state: FINAL (CANCELLED)" in show, show
+    finally:
+        subprocess.run(["scancel", urgent, *jobs.values()])
