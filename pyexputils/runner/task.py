@@ -49,6 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 from pyexputils.errors import ExperimentError, PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription, loadConfig
 from pyexputils.models.loader import loadMapping
+from pyexputils.runner.causes import Cause
 from pyexputils.runner.command import buildCommand, shellArgv
 from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.status import StatusWriter
@@ -85,7 +86,7 @@ class Run:
     started: float
     limitAt: float | None  # per-index time limit (Manifest.time_limit_s)
     folder: str
-    cause: str | None = None  # set when the runner stops it: TIMEOUT | CANCELLED
+    cause: Cause | None = None  # set when the runner stops it: TIMEOUT | CANCELLED
     killAt: float | None = None  # SIGKILL due
     killed: bool = False  # the runner sent SIGKILL
     exitedAt: float | None = None  # it has ended; classified at ``exitedAt + SETTLE_S`` when needed
@@ -117,8 +118,8 @@ class TaskRunner:
         )
         self.running: list[Run] = []
         self.pending: deque[int] = deque(self.indices)
-        self.causes: dict[int, str] = {}
-        self.stopCause: str | None = None
+        self.causes: dict[int, Cause] = {}
+        self.stopCause: Cause | None = None
         self.sawUsr1 = False
         self.stopAt: float | None = None  # a USR1 came early: stop (TIMEOUT) at this time
         self.interrupts = 0
@@ -170,7 +171,7 @@ class TaskRunner:
         except PyExpUtilsError as e:
             print(f"pyexputils.runner.task: {e}", file=sys.stderr)
             for index in self.indices:
-                self._end(index, "FAILED", exit=None, signal=None, error=str(e))
+                self._end(index, Cause.FAILED, exit=None, signal=None, error=str(e))
             self.pending.clear()
         while self.pending or self.running:
             self._handleSignals()
@@ -182,7 +183,7 @@ class TaskRunner:
             if self.pending or self.running:
                 wake.wait(self._timeout(time.time()))
         self._probed(final=True)
-        code = 0 if all(self.causes.get(i) == "COMPLETED" for i in self.indices) else 1
+        code = 0 if all(self.causes.get(i) == Cause.COMPLETED for i in self.indices) else 1
         self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
         return code
 
@@ -204,7 +205,7 @@ class TaskRunner:
     # --- signals ------------------------------------------------------------------------------------
     def _handleSignals(self) -> None:
         if self.stopAt is not None and self.stopCause is None and time.time() >= self.stopAt:
-            self._stop(signal.SIGUSR1, "TIMEOUT")
+            self._stop(signal.SIGUSR1, Cause.TIMEOUT)
         while self._signals:
             sig = self._signals.pop(0)
             if sig == signal.SIGUSR1:
@@ -217,25 +218,25 @@ class TaskRunner:
                         self._event("warning", signal=sig, name="SIGUSR1", deadline=round(self.deadline, 3),
                                     stop_at=round(self.stopAt, 3))  # fmt: skip
                     continue
-                cause = "TIMEOUT"
+                cause = Cause.TIMEOUT
             elif sig == signal.SIGTERM:
                 near = self.deadline is not None and time.time() >= self.deadline - deadlineMargin(self.deadline - self.t0)
-                cause = "TIMEOUT" if self.sawUsr1 or near else "CANCELLED"
+                cause = Cause.TIMEOUT if self.sawUsr1 or near else Cause.CANCELLED
             elif sig == signal.SIGINT:
                 self.interrupts += 1
-                cause = "CANCELLED"
+                cause = Cause.CANCELLED
             elif sig == signal.SIGHUP:
-                cause = "CANCELLED"
+                cause = Cause.CANCELLED
             else:
                 continue
             self._stop(sig, cause)
 
-    def _stop(self, sig: int, cause: str) -> None:
+    def _stop(self, sig: int, cause: Cause) -> None:
         """Stop the task: SIGTERM to every run, skip what has not started."""
         first = self.stopCause is None
         if first:
             self.stopCause = cause
-            if cause == "CANCELLED" and sig == signal.SIGTERM and self.environ.get("SLURM_JOB_ID") and not self.environ.get("PYX_LOCAL"):
+            if cause == Cause.CANCELLED and sig == signal.SIGTERM and self.environ.get("SLURM_JOB_ID") and not self.environ.get("PYX_LOCAL"):
                 self._probeUntil = time.time() + PROBE_S
         now = time.time()
         live = [r for r in self.running if r.exitedAt is None]
@@ -281,13 +282,13 @@ class TaskRunner:
             try:
                 self._start(index)
             except (PyExpUtilsError, OSError) as e:
-                self._end(index, "FAILED", exit=None, signal=None, error=str(e))
+                self._end(index, Cause.FAILED, exit=None, signal=None, error=str(e))
 
     def _start(self, index: int) -> None:
         assert self.exp is not None
         folder = self._abs(self.exp.interpolateSavePath(index))
         if self.m.skip_done and isDone(folder, self.m.require):
-            self._record(index, "skip", cause="COMPLETED")
+            self._record(index, "skip", cause=Cause.COMPLETED)
             return
         command = buildCommand(self.m.command, self.exp, index, self.exp.path, self.config.path)
         outPath, errPath = self.logPaths(index)
@@ -351,18 +352,18 @@ class TaskRunner:
         missing = missingFiles(r.folder, self.m.require) if rc == 0 else []
         extra: dict[str, Any] = {"seconds": round((r.exitedAt or time.time()) - r.started, 3)}
         if rc == 0 and not missing:
-            cause = "COMPLETED"
+            cause = Cause.COMPLETED
         elif r.cause is not None:
             cause = r.cause
         elif self.stopCause is not None and (sig is not None or rc > 128):
             cause = self.stopCause
         elif rc == 0:
-            cause = "FAILED"
+            cause = Cause.FAILED
             extra["missing"] = missing
         elif (sig == signal.SIGKILL or rc == SHELL_SIGKILL) and not r.killed:
-            cause = "OUT_OF_MEMORY"
+            cause = Cause.OUT_OF_MEMORY
         else:
-            cause = "FAILED"
+            cause = Cause.FAILED
         if r.killed:
             extra["killed"] = True
         self._end(r.index, cause, exit=exit, signal=sig, **extra)
@@ -372,7 +373,7 @@ class TaskRunner:
             if r.exitedAt is not None:
                 continue
             if r.limitAt is not None and now >= r.limitAt and r.cause is None:
-                r.cause = "TIMEOUT"
+                r.cause = Cause.TIMEOUT
                 self._terminate(r, now)
             if r.killAt is not None and now >= r.killAt and not r.killed:
                 self._kill(r)
@@ -380,17 +381,17 @@ class TaskRunner:
     # --- records ------------------------------------------------------------------------------------
     def _record(self, index: int, kind: str, **fields: Any) -> None:
         if kind == "skip":
-            self.causes[index] = str(fields["cause"])
+            self.causes[index] = Cause(fields["cause"])
         self._event(kind, index=index, **fields)
 
-    def _end(self, index: int, cause: str, **fields: Any) -> None:
+    def _end(self, index: int, cause: Cause, **fields: Any) -> None:
         self.causes[index] = cause
         self._event("end", index=index, cause=cause, **fields)
 
 
 PROBE_S = 2.0  # how long after a SIGTERM the runner looks for Slurm's own line in its job's stderr file
 _SLURM_LINE = re.compile(r"\*\*\* JOB (\d+) ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))?(?:,[^*]*)? \*\*\*")
-_DUE_TO = {None: "CANCELLED", "PREEMPTION": "PREEMPTED", "TIME LIMIT": "TIMEOUT", "NODE FAILURE": "NODE_FAIL"}
+_DUE_TO = {None: Cause.CANCELLED, "PREEMPTION": Cause.PREEMPTED, "TIME LIMIT": Cause.TIMEOUT, "NODE FAILURE": Cause.NODE_FAIL}
 
 
 def slurmEndLine(text: str, job: str | None) -> str | None:
