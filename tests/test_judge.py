@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyexputils.runner.causes import LIVE_STATES, Cause, Evidence, Verdict
-from pyexputils.runner.judge import PENDING_STATES, Latest, State, judgeIndex
+from pyexputils.runner.judge import PENDING_STATES, Latest, State, judgeIndex, sinceLast
 from pyexputils.runner.policy import Policy, Resources
 from pyexputils.runner.status import IndexOutcome
 
@@ -78,3 +78,12 @@ def test_results_removed_after_completing_are_missing_again_not_a_crash() -> Non
     latest = Latest(2, "t", 0, Verdict(Cause.COMPLETED, True), Evidence(None, None), [Verdict(Cause.FAILED, True)], BASE)
     status, verdict = judgeIndex(0, False, None, latest, BASE, POLICY)
     assert status.state is State.MISSING and status.resources == BASE and "removed" in status.reason and verdict is None
+
+
+def test_sinceLast_counts_from_the_last_completion_or_retry() -> None:
+    F, T, C = Verdict(Cause.FAILED, True), Verdict(Cause.TIMEOUT, True), Verdict(Cause.COMPLETED, True)
+    assert sinceLast({}, 1) == [] and sinceLast({1: F}, 1) == [] and sinceLast({1: F}, 2) == [F]
+    assert sinceLast({1: F, 2: T, 3: F}, 4) == [F, T, F]
+    assert sinceLast({1: F, 2: C, 3: T, 4: F}, 5) == [T, F]  # results removed after attempt 2 completed
+    assert sinceLast({1: F, 2: T, 3: F}, 4, reset=2) == [F]  # `retry` after attempt 2
+    assert sinceLast({1: F, 2: T, 5: F}, 3) == [F, T]  # later attempts do not count for an earlier one

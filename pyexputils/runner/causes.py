@@ -114,7 +114,8 @@ class Verdict:
     exit: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cause", Cause(self.cause))  # a cause read back as text is a Cause again
+        if type(self.cause) is not Cause:
+            object.__setattr__(self, "cause", Cause(self.cause))  # a cause read back as text is a Cause again
 
 
 def classify(ev: Evidence) -> Verdict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, classify, isLive, normaliseState
 from pyexputils.runner.policy import Policy, Resources, decide
@@ -103,3 +103,17 @@ def judgeIndex(index: int, onDisk: bool, live: str | None, latest: Latest | None
     if d.resources is None:
         return ended(State.FINAL, d.final or v.cause, partial=onDisk, reason=d.reason), new
     return ended(State.RETRY, v.cause, partial=onDisk, resources=d.resources), new
+
+
+def sinceLast(verdicts: Mapping[int, Verdict], attempt: int, reset: int = 0) -> list[Verdict]:
+    """The verdicts of the attempts before ``attempt`` since the index last completed, or was given a fresh
+    budget by ``retry`` (``reset``: the attempt up to which it was), oldest first: what the policy counts."""
+    if not verdicts or (len(verdicts) == 1 and attempt in verdicts):
+        return []
+    out: list[Verdict] = []
+    for n in sorted(verdicts):
+        if n >= attempt:
+            break
+        if n > reset:
+            out = [] if verdicts[n].cause is Cause.COMPLETED else [*out, verdicts[n]]
+    return out

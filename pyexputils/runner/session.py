@@ -38,7 +38,7 @@ from pyexputils.results import doneMask
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
 from pyexputils.runner.causes import Cause, Evidence, Verdict, normaliseState
 from pyexputils.runner.command import checkCommand
-from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex
+from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex, sinceLast
 from pyexputils.runner.ledger import Attempt, Ledger, Submission
 from pyexputils.runner.manifest import Manifest, writeAtomic
 from pyexputils.runner.options import ExperimentOptions, parseSlurm
@@ -388,22 +388,22 @@ class Session:
                     files[(att.tag, att.task)] = outcomes([os.path.join(self.state.statusOf(att.tag), f"{att.task}.jsonl")])
             cancelledJobs = cancelledArrays(snap.ended, latest, files, history)
             o = sweep.options
+            disks: list[bool] = onDisk.tolist()
             for idx in sorted(set(latest) | set(live)):
-                if idx >= onDisk.size:
+                if idx >= len(disks):
                     continue
                 a = latest.get(idx)
-                disk = bool(onDisk[idx])
+                disk = disks[idx]
                 at: Latest | None = None
                 if a is not None and resets.get(idx, 0) >= a.attempt:
                     disk = False  # `retry`: run it again, whatever its folder holds
                 elif a is not None:
                     seen = history.get(idx, {})
-                    floor = max([resets.get(idx, 0)] + [n for n, v in seen.items() if v.cause is Cause.COMPLETED and n < a.attempt])
-                    outcome = files.get((a.tag, a.task), {}).get(idx)
-                    ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)), outcome,
-                                  a.tag in cancelled, disk, snap.preemptible, a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
+                    ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)),
+                                  files.get((a.tag, a.task), {}).get(idx), a.tag in cancelled, disk, snap.preemptible,
+                                  a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
                     at = Latest(a.attempt, a.tag, a.task, seen.get(a.attempt), ev,
-                                [seen[n] for n in sorted(seen) if floor < n < a.attempt], resources.get(a.tag, o.base))  # fmt: skip
+                                sinceLast(seen, a.attempt, resets.get(idx, 0)), resources.get(a.tag, o.base))  # fmt: skip
                 status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
                 statuses[idx] = status
                 if verdict is not None and a is not None:
