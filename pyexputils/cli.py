@@ -369,7 +369,8 @@ def cmdRetry(a: argparse.Namespace) -> int:
                 print(f"{st.sweep.shown}: retrying {len(picked)} indices: {indexRanges(sorted(picked))}")
                 total += len(picked)
         if not total:
-            print(f"nothing to retry: no index ended with a final cause{'' if a.cause is None else ' of ' + ', '.join(map(str, causes))}")
+            which = "" if a.cause is None else " (" + ", ".join(sorted(map(str, causes))) + ")"
+            print(f"nothing to retry: no index ended with a final cause{which}")
             return 0
         r = s.round(ledger, sweeps)
         s.backend.finish()
