@@ -344,3 +344,12 @@ def test_shell_exit_137_counts_as_sigkill(tmp_path: Path) -> None:
     assert p.run() == 1
     end = p.ends()[0]
     assert end["exit"] == 137 and end["signal"] is None and end["cause"] == "OUT_OF_MEMORY"
+
+
+def test_readEvents_skips_a_damaged_line_and_a_torn_last_one(tmp_path: Path) -> None:
+    p = tmp_path / "0.jsonl"
+    assert list(readEvents(str(p))) == []  # no file yet
+    p.write_text('{"event":"start","index":1}\n{"event":"end","index":1,"cause":"COMPLETED"}\n')
+    assert [e["event"] for e in readEvents(str(p))] == ["start", "end"]
+    p.write_text('{"event":"start","index":1}\n{"event":"end",GARBAGE\n{"event":"start","index":2}\n{"event":"end","ind')
+    assert [(e["event"], e["index"]) for e in readEvents(str(p))] == [("start", 1), ("start", 2)]

@@ -76,16 +76,23 @@ class IndexOutcome:
 def readEvents(path: str) -> Iterator[dict[str, Any]]:
     """The events in ``path`` in order; a torn last line (writer killed mid-write) is ignored."""
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    break
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except (FileNotFoundError, NotADirectoryError):
         return
+    lines = text.split("\n")[:-1]  # the part after the last newline is torn or empty
+    if not lines:
+        return
+    try:  # one decode for the whole file (a status file is read once per look at every index it holds)
+        events: list[dict[str, Any]] = json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        for line in lines:  # a damaged line: skip it alone
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+        return
+    yield from events
 
 
 def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
