@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from pyexputils.runner.backend import Limits  # noqa: E402
 from pyexputils.runner.options import parseSlurm  # noqa: E402
-from pyexputils.runner.plan import PlanOptions, Request, plan  # noqa: E402
+from pyexputils.runner.plan import Request, plan  # noqa: E402
 from pyexputils.runner.render import outputPath, renderScript, sbatchOptions  # noqa: E402
 
 TEMPLATE = (REPO / "pyexputils" / "templates" / "sbatch.sh").read_text()

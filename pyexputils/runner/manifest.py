@@ -14,8 +14,6 @@ from typing import Any
 
 from pyexputils.errors import PyExpUtilsError
 
-from pyexputils.runner.statedir import STATE_DIR, stateDir  # noqa: F401  (the state folder's one owner)
-
 MANIFEST_VERSION = 1
 
 

@@ -73,8 +73,3 @@ class StateDir:
     def make(self) -> None:
         """Create the state folder."""
         os.makedirs(self.path, exist_ok=True)
-
-
-def stateDir(resultsRoot: str) -> str:
-    """The state folder of ``resultsRoot`` (a path)."""
-    return StateDir(resultsRoot).path
