@@ -156,11 +156,13 @@ def test_commands_work_from_a_sub_folder_and_remember_runs(tmp_path: Path) -> No
     out = cli(sub, "status", "../../experiments/a.json", "--runs", "3")
     assert "--runs 3 (submitted with 2 runs before)" in out.stdout and "18" in out.stdout
     assert "2 runs (remembered from its last submit)" in cli(tmp_path, "status", "experiments/a.json").stdout
+    assert "0 planned" in cli(tmp_path, "submit", "experiments/a.json", "--runs", "1", "--backend", "local").stdout
+    assert json.loads(cli(tmp_path, "status", "experiments/a.json", "--json").stdout)[0]["runs"] == 1  # remembered with nothing to send
     code = "from pyexputils.models import getConfig, loadExperiment\nfrom pyexputils.results import listMissingResults\n" \
            "print(getConfig().path, len(listMissingResults(loadExperiment('../../experiments/a.json'), 2)))"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     got = subprocess.run([sys.executable, "-c", code], cwd=sub, capture_output=True, text=True, env=env).stdout.split()
-    assert got == [str(tmp_path / "config.json"), "0"]  # the analysis API finds the project and its results too
+    assert got[0] == str(tmp_path / "config.json") and got[1] == "0"  # the analysis API finds the project and its results too
 
 
 def test_too_long_params_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ class Sweep:
     options: ExperimentOptions
     runs: int
     runsNote: str = ""  # how the runs were chosen, when it is worth saying
+    remembered: int | None = None  # the runs the ledger holds for it
 
     @property
     def total(self) -> int:
@@ -275,7 +276,7 @@ class Session:
                 options = parseSlurm(layers, cli)
                 if command:
                     self.limits(options)  # an unknown partition is bad input, found before anything is written
-                out.append(Sweep(full, shown, exp, options, n, note))
+                out.append(Sweep(full, shown, exp, options, n, note, remembered))
         finally:
             if ledger is None and reader is not None:
                 reader.close()
@@ -434,6 +435,9 @@ class Session:
             for st in standings:
                 if st.verdicts:
                     ledger.addVerdicts(st.sweep.path, st.verdicts)
+                if send and st.sweep.runs != st.sweep.remembered:  # a submit or watch remembers its runs
+                    ledger.setRuns(st.sweep.path, st.sweep.runs)
+                    st.sweep.remembered = st.sweep.runs
         batches = [Batch(st.sweep, idx, res) for st in standings for res, idx in st.pending().items()]
         planned = self.plan(batches) if batches else None
         if testOnly and planned is not None:
@@ -522,9 +526,6 @@ class Session:
         recorded (before sbatch: a job whose submitter dies right after is adopted with them), submitted,
         recorded. Stops at a refusal (``rejected``) or a full queue (``full``)."""
         sent = Sent()
-        runs = {sweep.path: sweep.runs for _, _, sweep in planned.jobs}
-        for experiment, n in runs.items():
-            ledger.setRuns(experiment, n)
         for k, (job, res, sweep) in enumerate(planned.jobs):
             m = job.manifest
             attempts = ledger.nextAttempts(m.experiment, (i for t in m.tasks for i in t))
