@@ -98,3 +98,13 @@ def test_slurms_own_line_tells_a_cancel_from_a_preemption() -> None:
     assert slurmEndLine("*** JOB 31 ON vm CANCELLED AT 2026-11-28T19:41:18 DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***", "31") == "NODE_FAIL"
     assert slurmEndLine("*** JOB 12 ON vm CANCELLED AT 2026-11-28T19:52:44 ***", "11") is None  # another job's line
     assert slurmEndLine("index 3 printed: CANCELLED AT noon", "11") is None
+
+
+def test_limits_are_read_for_the_real_user_whatever_USER_says(bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    fake(bin, "sacctmgr", f'echo "$@" > {tmp_path}/args\necho 7\n')
+    monkeypatch.setenv("USER", "somebody_else")
+    monkeypatch.setenv("LOGNAME", "somebody_else")
+    assert slurm.SlurmBackend()._maxSubmit() == 7
+    assert f"user={pwd.getpwuid(os.getuid()).pw_name} " in (tmp_path / "args").read_text()
