@@ -158,7 +158,7 @@ def cmdSubmit(a: argparse.Namespace) -> int:
         sweeps = s.load(a.experiments, a.runs, _overrides(a), command=True)  # checked before anything is written
         with s.openLedger() as ledger:
             r = s.round(ledger, sweeps, testOnly=a.test_only)
-            s.backend.finish()
+        s.backend.finish()  # the local backend runs the work here: the ledger's lock is not held meanwhile
     sys.stdout.write(submitSummary(s, r, a.dry_run))
     if a.dry_run and r.planned is not None:
         if a.out:
@@ -188,7 +188,7 @@ def submitSummary(s: Session, r: Round, dry: bool) -> str:
     notes: list[str] = []
     for st in r.standings:
         c = st.counts()
-        mine = [arr for arr in arrays if arr.key.split("#")[0] == st.sweep.path]
+        mine = [arr for arr in arrays if arr.key.rsplit("#", 1)[0] == st.sweep.path]
         first = mine[0] if mine else None
         rows.append([
             st.sweep.shown, str(st.sweep.runs), str(st.sweep.total), str(c[State.DONE]), str(c[State.QUEUED] + c[State.RUNNING]),
@@ -373,7 +373,7 @@ def cmdRetry(a: argparse.Namespace) -> int:
             print(f"nothing to retry: no index ended with a final cause{which}")
             return 0
         r = s.round(ledger, sweeps)
-        s.backend.finish()
+    s.backend.finish()
     sys.stdout.write(submitSummary(s, r, False))
     if r.sent is not None and r.sent.rejected:
         print(f"pyexputils: error: {r.sent.rejected.splitlines()[0]}", file=sys.stderr)

@@ -471,7 +471,7 @@ class Session:
             arrays += p.arrays
             notes += p.notes
             for key, idx in p.deferred.items():
-                deferred.setdefault(key.split("#")[0], []).extend(idx)
+                deferred.setdefault(key.rsplit("#", 1)[0], []).extend(idx)
             byKey = dict(items)
             for a in p.arrays:
                 b = byKey[a.key]
