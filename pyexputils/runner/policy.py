@@ -23,7 +23,6 @@ from typing import Sequence
 from pyexputils.runner.causes import Cause, Verdict
 from pyexputils.runner.resources import formatMinutes
 
-RETRY_SAME = frozenset({Cause.PREEMPTED, Cause.NODE_FAIL, Cause.VANISHED})
 NOT_STARTED_FREE = frozenset({Cause.TIMEOUT, Cause.CANCELLED, Cause.PREEMPTED})
 
 
@@ -107,7 +106,7 @@ def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> De
         if mem is None:
             return Decision(None, Cause.OUT_OF_MEMORY, f"out of memory at the memory cap of {current.mem_mb}M")
         return Decision(replace(current, mem_mb=mem))
-    return Decision(current)  # RETRY_SAME, or CANCELLED with resubmit_cancelled
+    return Decision(current)  # PREEMPTED, NODE_FAIL, VANISHED (same resources), or CANCELLED with resubmit_cancelled
 
 
 def _escalate(value: int, factor: float, cap: int | None) -> int | None:
