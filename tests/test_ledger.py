@@ -62,6 +62,16 @@ def test_one_writer(tmp_path: Path) -> None:
     Ledger.open(str(tmp_path), wait=0).close()  # released
 
 
+def test_a_wait_for_the_lock_is_said_once(tmp_path: Path) -> None:
+    said: list[str] = []
+    with Ledger.open(str(tmp_path)):
+        with pytest.raises(LedgerBusy):
+            Ledger.open(str(tmp_path), wait=0.5, onWait=said.append)
+    assert len(said) == 1 and said[0].startswith("waiting up to 0.5 s for ") and "held by another pyexputils process (pid" in said[0]
+    Ledger.open(str(tmp_path), wait=0.5, onWait=said.append).close()
+    assert len(said) == 1  # free: nothing said
+
+
 def test_lock_released_when_holder_killed(tmp_path: Path) -> None:
     code = f"from pyexputils.runner.ledger import Ledger\nimport os,signal\nl=Ledger.open({str(tmp_path)!r})\nos.kill(os.getpid(), signal.SIGKILL)"
     subprocess.run([sys.executable, "-c", code])

@@ -33,7 +33,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.runner.causes import Cause, Verdict
@@ -184,12 +184,13 @@ class Ledger:
 
     # --- opening -----------------------------------------------------------------------------------
     @classmethod
-    def open(cls, state: StateDir | str, wait: float = LOCK_WAIT_S) -> "Ledger":
-        """Open (creating) the ledger for writing: wait up to ``wait`` s for its lock; migrate an older schema."""
+    def open(cls, state: StateDir | str, wait: float = LOCK_WAIT_S, onWait: Callable[[str], None] | None = None) -> "Ledger":
+        """Open (creating) the ledger for writing: wait up to ``wait`` s for its lock (``onWait`` is told once,
+        with who holds it); migrate an older schema."""
         state = state if isinstance(state, StateDir) else StateDir(state)
         with guarded(state.path):
             state.make()
-        fd = lockFile(state.lock, wait)
+        fd = lockFile(state.lock, wait, onWait)
         try:
             with guarded(state.ledger):
                 db = sqlite3.connect(state.ledger, timeout=30.0)
@@ -414,9 +415,9 @@ def _submission(r: sqlite3.Row) -> Submission:
     )  # fmt: skip
 
 
-def lockFile(path: str, wait: float) -> int:
-    """An exclusive flock on ``path`` (waiting up to ``wait`` s); LedgerBusy when another process holds it,
-    LedgerError when the file system cannot lock."""
+def lockFile(path: str, wait: float, onWait: Callable[[str], None] | None = None) -> int:
+    """An exclusive flock on ``path`` (waiting up to ``wait`` s; ``onWait`` is called once with a line saying
+    so); LedgerBusy when another process holds it, LedgerError when the file system cannot lock."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -436,6 +437,9 @@ def lockFile(path: str, wait: float) -> int:
                 os.close(fd)
                 holder = _holder(path)
                 raise LedgerBusy(f"{path}: another pyexputils process{holder} (submit/watch) holds the ledger; try again later") from None
+            if onWait is not None:
+                onWait(f"waiting up to {wait:g} s for {path}, held by another pyexputils process{_holder(path)}")
+                onWait = None
             time.sleep(0.2)
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)

@@ -237,7 +237,8 @@ class Session:
         return Ledger.read(self.state)
 
     def openLedger(self, wait: float = 30.0) -> Ledger:
-        return Ledger.open(self.state, wait=wait)
+        """The ledger for writing (its lock held); a wait for the lock is said on stderr."""
+        return Ledger.open(self.state, wait=wait, onWait=lambda line: print(f"pyexputils: {line}", file=sys.stderr, flush=True))
 
     def load(self, paths: Sequence[str], runs: int | None = None, cli: Mapping[str, object] | None = None,
              ledger: Ledger | None = None, command: bool = False) -> list[Sweep]:  # fmt: skip
