@@ -340,6 +340,9 @@ def cmdShow(a: argparse.Namespace) -> int:
 def cmdCancel(a: argparse.Namespace) -> int:
     s, r = _look(a, a.experiments, None)
     jobs = sorted({j for st in r.standings for j in r.snapshot.jobs.get(st.sweep.path, set())})
+    for st in r.standings:
+        if st.unknown:  # not ours for sure: the user decides
+            print(f"{st.sweep.shown}: not cancelled: {st.unknown}")
     if not jobs:
         print("nothing to cancel: no live jobs of these experiments")
         return 0

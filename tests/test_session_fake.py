@@ -383,6 +383,9 @@ def test_an_unknown_live_job_holds_its_experiment_back_only(proj: Project) -> No
     assert submitted == [proj.path(B)]
     assert proj.status(B)["queued"] == 2
     assert proj.shown(0)[0] == "UNKNOWN"
+    said = proj.ok("cancel", A).out
+    assert "experiments/a.json: not cancelled: job 1 (pyx-a-20260101120000ab12-0) is live" in said
+    assert proj.fake.job(1).tasks[0].state == "RUNNING"  # a job that is not ours for sure is left alone
 
 
 def test_an_unknown_job_of_another_project_with_the_same_experiment_name_is_not_ours(proj: Project, tmp_path: Path) -> None:
