@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from pyexputils import cli_analysis
 from pyexputils.display import WatchDisplay, minutes, table
@@ -26,7 +26,7 @@ from pyexputils.runner.plan import indexRanges
 from pyexputils.runner.session import BACKENDS, Round, Session, Standing
 from pyexputils.runner.watch import Watcher, WatchOptions
 
-Handler = Callable[[argparse.Namespace], int]
+Handler = cli_analysis.Handler
 
 
 def _positive(text: str) -> int:
