@@ -48,6 +48,7 @@ from pyexputils.runner.render import checkLogPath, checkTemplate, makeTag, newSu
 from pyexputils.runner.statedir import StateDir
 from pyexputils.runner.status import IndexOutcome, outcomes
 
+NO_EVIDENCE = Evidence(None, None)
 _TAG = re.compile(r"^(?P<slug>.+)-\d{14}[0-9a-f]{4}-\d+$")
 
 
@@ -401,10 +402,12 @@ class Session:
                     disk = False  # `retry`: run it again, whatever its folder holds
                 elif a is not None:
                     seen = history.get(idx, {})
-                    ev = Evidence(snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)),
-                                  files.get((a.tag, a.task), {}).get(idx), a.tag in cancelled, disk, snap.preemptible,
-                                  a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
-                    at = Latest(a.attempt, a.tag, a.task, seen.get(a.attempt), ev,
+                    recorded = seen.get(a.attempt)
+                    ev = NO_EVIDENCE if recorded is not None else Evidence(  # a recorded verdict needs none
+                        snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)),
+                        files.get((a.tag, a.task), {}).get(idx), a.tag in cancelled, disk, snap.preemptible,
+                        a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
+                    at = Latest(a.attempt, a.tag, a.task, recorded, ev,
                                 sinceLast(seen, a.attempt, resets.get(idx, 0)), resources.get(a.tag, o.base))  # fmt: skip
                 status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
                 statuses[idx] = status
