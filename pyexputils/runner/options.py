@@ -27,6 +27,7 @@ from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.runner.backend import Limits
 from pyexputils.runner.plan import DEFAULT_MAX_TASKS, PlanOptions
 from pyexputils.runner.policy import Policy, Resources
+from pyexputils.runner.render import sbatchKeys
 from pyexputils.runner.resources import parseMemMB, parseMinutes
 
 # sbatch options pyexputils sets itself
@@ -99,12 +100,6 @@ OWN: dict[str, Callable[[Any], Any]] = {
     "max_submit_jobs": _whole(1), "template": _text, "test_only": _flag,
 }  # fmt: skip
 OWN_KEYS = frozenset(OWN)
-
-
-def sbatchKeys() -> frozenset[str]:
-    from pyexputils.runner.render import sbatchKeys as keys
-
-    return keys()
 
 
 def _sbatchValue(key: str, v: Any) -> Any:
