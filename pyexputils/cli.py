@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from pyexputils import cli_analysis
+from pyexputils import cli_analysis, cli_service
 from pyexputils.display import WatchDisplay, minutes, table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, getConfig, loadExperiment
@@ -23,6 +23,7 @@ from pyexputils.runner.command import buildCommand
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import LedgerBusy, noteCancelled
 from pyexputils.runner.plan import indexRanges
+from pyexputils.runner.service import preflight
 from pyexputils.runner.session import BACKENDS, Round, Session, Standing
 from pyexputils.runner.watch import Watcher, WatchOptions
 
@@ -67,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 3)")
         q.add_argument("--quiet", action="store_true", help="no progress bar: log lines only")
         q.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+        q.add_argument("--detach", action="store_true", help="watch from a chain of watcher jobs on the cluster and return at once")
+        q.add_argument("--daemon", action="store_true", help="watch from a process detached on this machine and return at once")
 
     s = sub.add_parser("submit", help="submit every index that is not done (and may be sent)")
     exps(s)
@@ -106,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
                    help="only indices that ended with this cause (FAILED, CANCELLED, TIMEOUT, ...); repeatable")  # fmt: skip
 
     COMMANDS.update(cli_analysis.register(sub))
+    COMMANDS.update(cli_service.register(sub))
     return p
 
 
@@ -143,9 +147,14 @@ def cmdSubmit(a: argparse.Namespace) -> int:
         raise PyExpUtilsError("--out goes with --dry-run (a real submit keeps its scripts under the results root)")
     if a.watch and a.dry_run:
         raise PyExpUtilsError("--watch cannot go with --dry-run")
-    if a.watch:
+    detached = _detached(a)
+    if detached and not a.watch:
+        raise PyExpUtilsError("--detach and --daemon go with --watch (submit EXP --watch --detach)")
+    if a.watch and not detached:
         return cmdWatch(a)
     s = _session(a)
+    if detached:
+        preflight(s, "daemon" if a.daemon else "slurm")  # nothing is submitted when no service can start
     if a.dry_run:
         ledger = s.readLedger()
         try:
@@ -177,7 +186,7 @@ def cmdSubmit(a: argparse.Namespace) -> int:
     if r.sent is not None and r.sent.rejected:
         print(f"pyexputils: error: {r.sent.rejected.splitlines()[0]}", file=sys.stderr)
         return 2
-    return 0
+    return cli_service.detach(a, s) if detached else 0
 
 
 def submitSummary(s: Session, r: Round, dry: bool) -> str:
@@ -239,8 +248,18 @@ def _standingNotes(st: Standing) -> list[str]:
 def cmdWatch(a: argparse.Namespace) -> int:
     if a.poll <= 0:
         raise PyExpUtilsError(f"--poll {a.poll}: expected a positive number of seconds")
+    if _detached(a):
+        s = _session(a)
+        s.load(a.experiments, a.runs, _overrides(a), command=True)  # checked before anything starts
+        return cli_service.detach(a, s)
     o = WatchOptions(runs=a.runs, poll=a.poll, timeout=a.timeout, cli=_overrides(a))
     return Watcher(_session(a), a.experiments, o, WatchDisplay(quiet=a.quiet, json=a.json)).run()
+
+
+def _detached(a: argparse.Namespace) -> bool:
+    if a.detach and a.daemon:
+        raise PyExpUtilsError("--detach (watcher jobs) or --daemon (a process here): one of them")
+    return bool(a.detach or a.daemon)
 
 
 # --- status, missing, show -------------------------------------------------------------------------------

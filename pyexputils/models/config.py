@@ -26,6 +26,7 @@ class Config:
     - ``slurm``: sbatch long options with underscores (``time``, ``mem_per_cpu``, ...) plus pyexputils'
       own keys (``runs_per_task``, ``parallel``, ``max_attempts``, ...).
     - ``local``: options of the local backend (``workers``, ...).
+    - ``watch``: the watcher service's own sbatch options and ``notify`` (see ``pyexputils.runner.service``).
     - ``backend``: ``auto`` (Slurm when ``sbatch`` is found, else local), ``slurm`` or ``local``.
     """
 
@@ -36,6 +37,7 @@ class Config:
     require: list[str] = field(default_factory=list)
     slurm: dict[str, Any] = field(default_factory=dict)
     local: dict[str, Any] = field(default_factory=dict)
+    watch: dict[str, Any] = field(default_factory=dict)
     backend: str = "auto"
     path: str | None = None  # the file it was read from, None for defaults
 
@@ -57,7 +59,7 @@ class Config:
             require = [require]
         if not isinstance(require, list) or not all(isinstance(r, str) and r and "/" not in r for r in require):
             raise ConfigError(f"{where}: require must be a list of file names (no '/'), got {require!r}")
-        for key in ("slurm", "local"):
+        for key in ("slurm", "local", "watch"):
             if key in d and not isinstance(d[key], dict):
                 raise ConfigError(f"{where}: {key} must be a mapping of options, got {d[key]!r}")
         if not isinstance(d.get("backend", "auto"), str) or not d.get("backend", "auto"):

@@ -119,6 +119,9 @@ def _sbatchValue(key: str, v: Any) -> Any:
     return v
 
 
+checkSbatchValue = _sbatchValue  # for the other blocks with sbatch options (the service's `watch` block)
+
+
 @dataclass(frozen=True)
 class ExperimentOptions:
     """Everything the ``slurm`` block says for one experiment, checked."""

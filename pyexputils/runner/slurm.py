@@ -299,3 +299,43 @@ class SlurmBackend(Backend):
         out = run(["scancel", *job_ids])
         if out.returncode != 0:
             raise BackendError(f"scancel {' '.join(job_ids)}: {out.stderr.strip() or 'failed'}")
+
+
+# --- the watcher service's own jobs (pyexputils.runner.service) ---------------------------------------------
+def jobsNamed(name: str) -> list[tuple[str, str]]:
+    """(job id, state) of this user's live jobs named ``name``, oldest first."""
+    out = run(["squeue", "--me", "-h", "-n", name, "-o", "%i|%T"])
+    if out.returncode != 0:
+        raise BackendError(f"squeue -n {name}: {out.stderr.strip() or 'failed'}")
+    jobs = [tuple(line.strip().split("|", 1)) for line in out.stdout.splitlines() if "|" in line]
+    live = [(j, s) for j, s in jobs if s in LIVE_STATES]
+    return sorted(live, key=lambda js: int(js[0]) if js[0].isdigit() else 0)
+
+
+def submitScript(script: str, cwd: str, what: str) -> str:
+    """``sbatch --parsable`` of one plain script: its job id; QueueFull, SubmitRejected or BackendError."""
+    out = run(["sbatch", "--parsable"], stdin=script, cwd=cwd)
+    err = out.stderr.strip()
+    jobId = out.stdout.strip().split(";")[0]
+    if out.returncode == 0 and jobId.isdigit():
+        return jobId
+    if CAPACITY.search(err):
+        raise QueueFull(f"sbatch for {what}: the cluster takes no more jobs now: {err}")
+    if TRANSIENT.search(err) or out.returncode == 0:
+        raise BackendError(f"sbatch for {what}: {err or 'unexpected reply ' + repr(out.stdout.strip())}")
+    raise SubmitRejected(f"sbatch rejected {what}: {err or 'exit ' + str(out.returncode)}")
+
+
+def parseDuration(text: str) -> int | None:
+    """Seconds of squeue's ``%L``/``%l`` (``[days-][hours:]minutes:seconds``); None for UNLIMITED and the like."""
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", text.strip())
+    if m is None:
+        return None
+    days, hours, mins, secs = (int(g) if g else 0 for g in m.groups())
+    return ((days * 24 + hours) * 60 + mins) * 60 + secs
+
+
+def timeLeft(jobId: str) -> int | None:
+    """Seconds job ``jobId`` has before its time limit (None: no limit, or Slurm cannot say)."""
+    out = run(["squeue", "-h", "-j", jobId, "-o", "%L"])
+    return parseDuration(out.stdout) if out.returncode == 0 else None

@@ -9,6 +9,12 @@
   scripts/<tag>.sh        the sbatch script as submitted
   status/<tag>/<task>.jsonl   the in-job runner's events, one file per array task
   local/<tag>.json        the local backend's record of a running pool
+  service/chain.json      the watcher service now in charge (pyexputils.runner.service)
+  service/stop            the chain id `pyexputils service stop` ended
+  service/summary.json    how the sweep ended, written once by the watcher that saw it end
+  service/notified-<id>   the end notification of chain <id> was sent (created once, never rewritten)
+  service/problem.txt     why the last watcher could not keep a successor queued
+  service/logs/watcher-<job>.log   each watcher job's log; service/daemon.log, .pid, .lock: `watch --daemon`
 ```
 """
 from __future__ import annotations
@@ -69,6 +75,19 @@ class StateDir:
     def local(self) -> str:
         """The local backend's registry of running pools."""
         return os.path.join(self.path, "local")
+
+    @property
+    def service(self) -> str:
+        """The watcher service's folder (``service/...`` above)."""
+        return os.path.join(self.path, "service")
+
+    def serviceFile(self, name: str) -> str:
+        """``service/<name>``: chain.json, stop, summary.json, notified-<id>, problem.txt, daemon.{log,pid,lock}."""
+        return os.path.join(self.service, name)
+
+    def watcherLog(self, jobId: str) -> str:
+        """A watcher job's log (``jobId`` may be sbatch's ``%j``)."""
+        return os.path.join(self.service, "logs", f"watcher-{jobId}.log")
 
     def make(self) -> None:
         """Create the state folder."""

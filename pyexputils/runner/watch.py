@@ -92,10 +92,7 @@ class Watcher:
 
     def run(self) -> int:
         sweeps = self.s.load(self.paths, self.o.runs, self.o.cli, command=True)  # checked before anything is written
-        try:
-            ledger = self.s.openLedger(wait=0)
-        except LedgerBusy as e:
-            raise LedgerBusy(f"{e} (is another watch running on {self.s.relPath(self.s.state.resultsRoot)}?)") from None
+        ledger = self.openLedger()
         start = time.monotonic()
         failures = 0
         try:
@@ -114,13 +111,25 @@ class Watcher:
                 if tally.settled:
                     return self.report(tally)
                 if self.o.timeout is not None and time.monotonic() - start > self.o.timeout:
-                    self.d.log(f"gave up after {self.o.timeout:.0f} s with {tally.live} indices still queued/running")
-                    self.d.event("timeout", active=tally.live)
-                    return 3
+                    return self.timedOut(tally)
                 self._sleep(self.o.poll, start)
         finally:
             self.d.close()
             ledger.close()
+
+    def openLedger(self) -> Ledger:
+        """The ledger, locked for the whole watch (a watch never waits for another one)."""
+        try:
+            return self.s.openLedger(wait=0)
+        except LedgerBusy as e:
+            raise LedgerBusy(f"{e} (is another watch running on {self.s.relPath(self.s.state.resultsRoot)}? "
+                             "pyexputils service status tells)") from None  # fmt: skip
+
+    def timedOut(self, t: Tally) -> int:
+        """``timeout`` seconds passed with the sweep not settled: exit 3."""
+        self.d.log(f"gave up after {self.o.timeout:.0f} s with {t.live} indices still queued/running")
+        self.d.event("timeout", active=t.live)
+        return 3
 
     def _sleep(self, seconds: float, start: float) -> None:
         if self.o.timeout is not None:
