@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import json
 import os
+import resource
 import secrets
 import shlex
 import signal
@@ -41,10 +42,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.runner import slurm
-from pyexputils.runner.backend import BackendError
+from pyexputils.runner.backend import Backend, BackendError
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import Ledger, LedgerBusy
+from pyexputils.runner.local import LocalBackend
 from pyexputils.runner.options import RESERVED, checkSbatchValue
 from pyexputils.runner.render import sbatchBlock, sbatchKeys
 from pyexputils.runner.resources import parseMinutes
@@ -429,7 +431,10 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
         log(f"{who}: chain {chainId} was stopped or replaced: nothing to do")
         return 0
     o = parseWatchBlock(s.config.watch, s.where)
-    s = Session(s.config, chain.backend)
+    backend: str | Backend | None = chain.backend
+    if chain.backend == "local":  # runs in a pool of their own: stopping the watcher does not stop them
+        backend = LocalBackend.fromConfig(s.config, detach=True)
+    s = Session(s.config, backend)
     lockFd = holdDaemonLock(state) if daemon else None
     left = slurm.timeLeft(me) if me else None
     if me and left is None:
@@ -447,10 +452,10 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
     try:
         w.keepSuccessor()  # first: whatever happens to this watcher, the chain goes on
         code = w.run()
-        log(f"{who} ends (exit {code}); the ledger is released")
+        log(f"{who} ends (exit {code}, peak memory {peakMB():.0f} MB); the ledger is released")
         return 0 if code in (0, 1) else code
     except Stopped as e:
-        log(f"{who} stops: {e}; the ledger is released")
+        log(f"{who} stops: {e} (peak memory {peakMB():.0f} MB); the ledger is released")
         return 0
     finally:
         if lockFd is not None:
@@ -464,10 +469,14 @@ def startService(s: Session, experiments: Sequence[str], runs: int | None, cli: 
     o = preflight(s, mode)
     chain = newChain(s, mode, experiments, runs, cli)
     chain.write(s.state)
-    if mode == "daemon":
-        return chain, str(spawnDaemon(chain, s.state))
-    os.makedirs(os.path.dirname(s.state.watcherLog("x")), exist_ok=True)
-    return chain, slurm.submitScript(watcherScript(chain, o, s.state), chain.root, f"the watcher of {chain.name}")
+    try:
+        if mode == "daemon":
+            return chain, str(spawnDaemon(chain, s.state))
+        os.makedirs(os.path.dirname(s.state.watcherLog("x")), exist_ok=True)
+        return chain, slurm.submitScript(watcherScript(chain, o, s.state), chain.root, f"the watcher of {chain.name}")
+    except BaseException:
+        os.unlink(s.state.serviceFile("chain.json"))  # nothing started: no chain to show
+        raise
 
 
 def preflight(s: Session, mode: str) -> ServiceOptions:
@@ -502,6 +511,8 @@ def spawnDaemon(chain: Chain, state: StateDir, wait: float = 15.0) -> int:
     while time.monotonic() < until:
         if daemonPid(state) == p.pid:
             return p.pid
+        if p.poll() == 0:
+            return p.pid  # it ran and ended already (the sweep was settled)
         if p.poll() is not None:
             break
         time.sleep(0.1)
@@ -524,11 +535,21 @@ def stopService(state: StateDir, chain: Chain, wait: float = 60.0) -> list[str]:
     elif live.any:
         slurm.run(["scancel", *live.running, *live.pending])
     until = time.monotonic() + wait
-    while liveOf(chain, state).running and time.monotonic() < until:
+    while time.monotonic() < until:
+        now = liveOf(chain, state)
+        if not now.any:
+            break
+        if chain.mode != "daemon" and now.pending:  # queued by a watcher in the middle of its round meanwhile
+            slurm.run(["scancel", *now.pending])
         time.sleep(0.5)
     if liveOf(chain, state).running:
         raise PyExpUtilsError(f"the watcher ({' '.join(live.running)}) still runs {wait:.0f} s after it was told to stop")
     return live.running + live.pending
+
+
+def peakMB() -> float:
+    """This process's peak resident memory."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def holdDaemonLock(state: StateDir) -> int:
