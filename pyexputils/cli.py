@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from pyexputils import cli_analysis, cli_service
+from pyexputils import cli_analysis, cli_inspect, cli_report, cli_service
 from pyexputils.display import WatchDisplay, minutes, table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, getConfig, loadExperiment
@@ -91,25 +91,30 @@ def parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("missing", help="the indices that are not done, as ranges (0-99,140)")
     exps(m)
+    m.add_argument("--json", action="store_true", help="print JSON")
 
     sh = sub.add_parser("show", help="parameters, save path, command and state of one index")
     sh.add_argument("experiment", metavar="EXP")
     sh.add_argument("index", type=int, metavar="INDEX")
     sh.add_argument("--runs", type=_positive, help="runs per setting: an index past runs x settings is an error")
     sh.add_argument("--backend", choices=backends)
+    sh.add_argument("--json", action="store_true", help="print JSON")
 
     c = sub.add_parser("cancel", help="cancel the live jobs of these experiments (their indices end CANCELLED: final)")
     c.add_argument("experiments", nargs="+", metavar="EXP")
     c.add_argument("--backend", choices=backends)
+    c.add_argument("--json", action="store_true", help="print JSON")
 
     r = sub.add_parser("retry", help="give indices that ended with a final cause a fresh budget and submit them")
     exps(r)
     sending(r)
     r.add_argument("--cause", type=_cause, action="append", metavar="CAUSE",
                    help="only indices that ended with this cause (FAILED, CANCELLED, TIMEOUT, ...); repeatable")  # fmt: skip
+    r.add_argument("--json", action="store_true", help="print JSON")
 
     COMMANDS.update(cli_analysis.register(sub))
     COMMANDS.update(cli_service.register(sub))
+    COMMANDS.update(cli_inspect.register(sub, backends))
     return p
 
 
@@ -168,31 +173,46 @@ def cmdSubmit(a: argparse.Namespace) -> int:
         with s.openLedger() as ledger:
             r = s.round(ledger, sweeps, testOnly=a.test_only)
         s.backend.finish()  # the local backend runs the work here: the ledger's lock is not held meanwhile
-    sys.stdout.write(submitSummary(s, r, a.dry_run))
+    ran = [] if a.dry_run else cli_report.localOutcome(s, r)  # the local backend ran it here: how did it end?
+    if a.json:
+        print(json.dumps(cli_report.submitJson(s, r, a.dry_run, ran, scripts=a.dry_run and not a.out), indent=1))
+    else:
+        sys.stdout.write(submitSummary(s, r, a.dry_run))
     if a.dry_run and r.planned is not None:
+        local = cli_report.isLocal(s)
         if a.out:
             os.makedirs(a.out, exist_ok=True)
             for job, _, _ in r.planned.jobs:
                 path = os.path.join(a.out, f"{job.tag}.sh")
                 with open(path, "w", encoding="utf-8") as f:
-                    f.write(job.script)
-                print(f"wrote {path}")
-        else:
+                    f.write(cli_report.localScript(s, r, job) if local else job.script)
+                if not a.json:
+                    print(f"wrote {path}")
+        elif local and not a.json:
+            sys.stdout.write(cli_report.localPlan(s, r))
+        elif not a.json:
             for job, _, _ in r.planned.jobs:
                 print(f"\n# ---- {job.tag}: {job.array_size} tasks, manifest {s.relPath(job.manifest_path)} ----")
                 sys.stdout.write(job.script)
-        if a.test_only:
+        if a.test_only and not a.json:
             print(f"sbatch --test-only accepted {len(r.planned.jobs)} scripts")
     if r.sent is not None and r.sent.rejected:
         print(f"pyexputils: error: {r.sent.rejected.splitlines()[0]}", file=sys.stderr)
         return 2
-    return cli_service.detach(a, s) if detached else 0
+    for line in [] if a.json else cli_report.outcomeLines(ran):
+        print(line)
+    if detached:
+        return cli_service.detach(a, s)
+    return 1 if any(row["failed"] for row in ran) else 0
 
 
 def submitSummary(s: Session, r: Round, dry: bool) -> str:
-    """The plan in words and a table: per experiment, where it stands and what is sent."""
+    """The plan in words and a table: per experiment, where it stands and what is sent. On the local backend
+    in local terms: runner processes on this machine, no core-hours or sbatch limits."""
+    local = s.backend.name == "local"
     rows = [["experiment", "runs", "total", "done", "queued/running", "to submit", "to retry", "final", "planned",
-             "arrays", "tasks", "runs/task", "parallel", "time/task", "cpus/task"]]  # fmt: skip
+             *(["processes", "runs/process", "parallel", "time limit"] if local else
+               ["arrays", "tasks", "runs/task", "parallel", "time/task", "cpus/task"])]]  # fmt: skip
     arrays = r.planned.plan.arrays if r.planned else []
     notes: list[str] = []
     for st in r.standings:
@@ -201,20 +221,28 @@ def submitSummary(s: Session, r: Round, dry: bool) -> str:
         first = mine[0] if mine else None
         rows.append([
             st.sweep.shown, str(st.sweep.runs), str(st.sweep.total), str(c[State.DONE]), str(c[State.QUEUED] + c[State.RUNNING]),
-            str(c[State.MISSING]), str(c[State.RETRY]), str(c[State.FINAL]), str(sum(arr.runs for arr in mine)), str(len(mine)),
-            str(sum(arr.size for arr in mine)), str(first.runs_per_task) if first else "-", str(first.parallel) if first else "-",
-            minutes(first.time_minutes) if first else "-", str(first.cpus_per_task) if first else "-",
+            str(c[State.MISSING]), str(c[State.RETRY]), str(c[State.FINAL]), str(sum(arr.runs for arr in mine)),
+            *([] if local else [str(len(mine))]), str(sum(arr.size for arr in mine)),
+            str(first.runs_per_task) if first else "-", str(first.parallel) if first else "-",
+            minutes(first.time_minutes) if first else "-", *([] if local else [str(first.cpus_per_task) if first else "-"]),
         ])  # fmt: skip
         notes += _standingNotes(st)
-    coreHours = sum(arr.coreMinutes() for arr in arrays) / 60
-    head = "dry run: nothing submitted" if dry else "submitted"
+    head = "dry run: nothing submitted" if dry else ("submitted" if not local else "nothing to run" if r.sent is None or not r.sent.submitted
+                                                      else "ran on this machine" if cli_report.ranHere(s) else "started in the background")  # fmt: skip
     planned = sum(arr.runs for arr in arrays)
-    lines = [f"pyexputils submit ({head}; backend {s.backend.name})", table(rows),
-             f"total: {planned} planned in {len(arrays)} arrays of {sum(arr.size for arr in arrays)} tasks; "
-             f"{coreHours:.1f} core-hours requested"
-             + ("" if all(arr.time_minutes for arr in arrays) else " (some without a time limit: not counted)")]  # fmt: skip
+    lines = [f"pyexputils submit ({head}; backend {s.backend.name})", table(rows)]
+    if local:
+        workers = r.planned.limits.cpus if r.planned is not None else None
+        lines.append(f"total: {planned} runs planned in {sum(arr.size for arr in arrays)} runner processes on this machine"
+                     + (f", {workers} at a time ({r.planned.limits.source.get('cpus', 'workers')})" if workers and r.planned else ""))  # fmt: skip
+    else:
+        coreHours = sum(arr.coreMinutes() for arr in arrays) / 60
+        lines.append(f"total: {planned} planned in {len(arrays)} arrays of {sum(arr.size for arr in arrays)} tasks; "
+                     f"{coreHours:.1f} core-hours requested"
+                     + ("" if all(arr.time_minutes for arr in arrays) else " (some without a time limit: not counted)"))  # fmt: skip
     if r.planned is not None:
-        lines.append(f"limits: {r.planned.limits.describe()}")
+        if not local:
+            lines.append(f"limits: {r.planned.limits.describe()}")
         lines += [f"plan: {n}" for n in r.planned.plan.notes]
         for key, idx in r.planned.plan.deferred.items():
             lines.append(f"deferred: {s.relPath(key)}: {len(idx)} indices (no room in the queue: submit again later)")
@@ -311,6 +339,10 @@ def statusRow(s: Session, st: Standing) -> dict[str, Any]:
 def cmdMissing(a: argparse.Namespace) -> int:
     _, r = _look(a, a.experiments, a.runs)
     notDone = [x for x in State if x is not State.DONE]
+    if a.json:
+        print(json.dumps([{"experiment": st.sweep.shown, "runs": st.sweep.runs, "total": st.sweep.total, "count": len(idx),
+                           "indices": indexRanges(idx)} for st in r.standings for idx in [st.indices(notDone)]], indent=1))  # fmt: skip
+        return 0
     for st in r.standings:
         ranges = indexRanges(st.indices(notDone))
         print(ranges if len(r.standings) == 1 else f"{st.sweep.shown}: {ranges}")
@@ -333,6 +365,18 @@ def cmdShow(a: argparse.Namespace) -> int:
             ledger.close()
     P = exp.numPermutations()
     st = r.standings[0].status(i)
+    if a.json:
+        sub = submissions.get(st.tag) if st.tag else None
+        print(json.dumps({
+            "experiment": a.experiment, "index": i, "setting": i % P, "settings": P, "run": i // P,
+            "parameters": exp.getPermutation(i), "save_path": exp.interpolateSavePath(i),
+            "command": buildCommand(config.command, exp, i, os.path.realpath(a.experiment)) if config.command else None,
+            "state": str(st.state), "cause": None if st.cause is None else str(st.cause), "reason": st.reason or None,
+            "partial": st.partial, "attempts": st.attempts, "exit": st.exit,
+            "logs": None if not st.tag else [s.relPath(p) for p in s.logPaths(st.tag, i)],
+            "submission": None if sub is None else {"job": sub.job_id, "tag": sub.tag, "backend": sub.backend, "provenance": sub.provenance},
+        }, indent=1, default=str))  # fmt: skip
+        return 0
     print(f"experiment: {a.experiment}")
     print(f"index: {i} (setting {i % P} of {P}, run {i // P})")
     print("parameters: " + json.dumps(exp.getPermutation(i), default=str))
@@ -359,11 +403,16 @@ def cmdShow(a: argparse.Namespace) -> int:
 def cmdCancel(a: argparse.Namespace) -> int:
     s, r = _look(a, a.experiments, None)
     jobs = sorted({j for st in r.standings for j in r.snapshot.jobs.get(st.sweep.path, set())})
+    held = sum(len(r.snapshot.live.get(st.sweep.path, {})) for st in r.standings)
+    if a.json:
+        print(json.dumps({"cancelled": jobs, "indices": held,
+                          "not_cancelled": {st.sweep.shown: st.unknown for st in r.standings if st.unknown}}))  # fmt: skip
     for st in r.standings:
-        if st.unknown:  # not ours for sure: the user decides
+        if st.unknown and not a.json:  # not ours for sure: the user decides
             print(f"{st.sweep.shown}: not cancelled: {st.unknown}")
     if not jobs:
-        print("nothing to cancel: no live jobs of these experiments")
+        if not a.json:
+            print("nothing to cancel: no live jobs of these experiments")
         return 0
     noteCancelled(s.state, jobs)  # first: a watch must never take these for preemptions
     s.backend.cancel(jobs)
@@ -372,8 +421,8 @@ def cmdCancel(a: argparse.Namespace) -> int:
             ledger.markCancelled(jobs)
     except LedgerBusy:
         pass  # a watch holds the ledger; it reads the note
-    held = sum(len(r.snapshot.live.get(st.sweep.path, {})) for st in r.standings)
-    print(f"cancelled {len(jobs)} jobs ({held} indices queued or running): {' '.join(jobs)}")
+    if not a.json:
+        print(f"cancelled {len(jobs)} jobs ({held} indices queued or running): {' '.join(jobs)}")
     return 0
 
 
@@ -383,24 +432,31 @@ def cmdRetry(a: argparse.Namespace) -> int:
     sweeps = s.load(a.experiments, a.runs, _overrides(a), command=True)
     with s.openLedger() as ledger:
         first = s.round(ledger, sweeps, send=False)
-        total = 0
+        retried = []
         for st in first.standings:
             picked = {i: st.status(i).attempts for i in st.indices([State.FINAL]) if st.status(i).cause in causes}
             if picked:
                 ledger.reset(st.sweep.path, picked)
-                print(f"{st.sweep.shown}: retrying {len(picked)} indices: {indexRanges(sorted(picked))}")
-                total += len(picked)
-        if not total:
+                retried.append({"experiment": st.sweep.shown, "count": len(picked), "indices": indexRanges(sorted(picked))})
+                if not a.json:
+                    print(f"{st.sweep.shown}: retrying {len(picked)} indices: {indexRanges(sorted(picked))}")
+        if not retried:
             which = "" if a.cause is None else " (" + ", ".join(sorted(map(str, causes))) + ")"
-            print(f"nothing to retry: no index ended with a final cause{which}")
+            print(json.dumps({"retried": []}) if a.json else f"nothing to retry: no index ended with a final cause{which}")
             return 0
         r = s.round(ledger, sweeps)
     s.backend.finish()
-    sys.stdout.write(submitSummary(s, r, False))
+    ran = cli_report.localOutcome(s, r)
+    if a.json:
+        print(json.dumps({"retried": retried, **cli_report.submitJson(s, r, False, ran)}, indent=1))
+    else:
+        sys.stdout.write(submitSummary(s, r, False))
     if r.sent is not None and r.sent.rejected:
         print(f"pyexputils: error: {r.sent.rejected.splitlines()[0]}", file=sys.stderr)
         return 2
-    return 0
+    for line in [] if a.json else cli_report.outcomeLines(ran):
+        print(line)
+    return 1 if any(row["failed"] for row in ran) else 0
 
 
 COMMANDS: dict[str, Handler] = {

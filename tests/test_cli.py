@@ -44,7 +44,7 @@ def test_local_submit_resubmit_and_nasty_values(tmp_path: Path) -> None:
     project(tmp_path)
     out = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local")
     assert out.returncode == 0, out.stderr
-    assert "12 planned in 1 arrays of 3 tasks" in out.stdout
+    assert "12 runs planned in 3 runner processes" in out.stdout
     done = sorted(tmp_path.glob("results/a/*/*/done.json"))
     assert len(done) == 12
     values = {json.loads(p.read_text())["value"] for p in done}
@@ -52,18 +52,19 @@ def test_local_submit_resubmit_and_nasty_values(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("PWNED*"))
     assert cli(tmp_path, "missing", "experiments/a.json", "--runs", "2").stdout.strip() == ""
     again = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local")
-    assert again.returncode == 0 and "0 planned in 0 arrays" in again.stdout
+    assert again.returncode == 0 and "0 runs planned in 0 runner processes" in again.stdout
     # delete two results: exactly those come back
     for p in done[:2]:
         shutil.rmtree(p.parent)
     missing = cli(tmp_path, "missing", "experiments/a.json", "--runs", "2").stdout.strip()
     assert missing and missing.count(",") + missing.count("-") >= 1
     dry = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local", "--dry-run")
-    assert "2 planned in 1 arrays of 1 tasks" in dry.stdout and "#SBATCH --array               0\n" in dry.stdout
+    assert "total: 2 runs planned in 1 runner processes on this machine, 4 at a time (local.workers)" in dry.stdout
+    assert "#SBATCH" not in dry.stdout and "core-hours" not in dry.stdout and "[process 0, index " in dry.stdout
     st = json.loads(cli(tmp_path, "status", "experiments/a.json", "--runs", "2", "--backend", "local", "--json").stdout)
     assert st[0]["missing"] == 2 and st[0]["done"] == 10
     out = cli(tmp_path, "submit", "experiments/a.json", "--runs", "2", "--backend", "local")
-    assert "2 planned in 1 arrays of 1 tasks" in out.stdout
+    assert "2 runs planned in 1 runner processes" in out.stdout
     assert len(list(tmp_path.glob("results/a/*/*/done.json"))) == 12
 
 
@@ -73,7 +74,9 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / ".logs").exists()
     assert len(list((tmp_path / "scripts").glob("*.sh"))) == 1
-    assert "core-hours requested" in out.stdout and "limits:" in out.stdout
+    assert "runner processes on this machine" in out.stdout and "core-hours" not in out.stdout
+    script = next((tmp_path / "scripts").glob("*.sh")).read_text()
+    assert "#SBATCH" not in script and script.count("prog.py") == 18  # a plain list of the commands it would run
 
 
 def test_show(tmp_path: Path) -> None:
@@ -120,7 +123,7 @@ def test_status_counts_failures_by_cause(tmp_path: Path) -> None:
     project(tmp_path, values=["ok", "boom"])
     (tmp_path / "prog.py").write_text("import sys\nif sys.argv[3] == 'boom': sys.exit(3)\n" + PROG)
     out = cli(tmp_path, "submit", "experiments/a.json", "--backend", "local")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # runs failed on the local backend
     st = json.loads(cli(tmp_path, "status", "experiments/a.json", "--backend", "local", "--json").stdout)[0]
     # failed once: the policy retries it (max_failed_retries 1); status says so without writing anything
     assert (st["done"], st["retry"], st["retry_causes"], st["final"]) == (2, 2, {"FAILED": 2}, 0)
@@ -156,7 +159,7 @@ def test_commands_work_from_a_sub_folder_and_remember_runs(tmp_path: Path) -> No
     out = cli(sub, "status", "../../experiments/a.json", "--runs", "3")
     assert "--runs 3 (submitted with 2 runs before)" in out.stdout and "18" in out.stdout
     assert "2 runs (remembered from its last submit)" in cli(tmp_path, "status", "experiments/a.json").stdout
-    assert "0 planned" in cli(tmp_path, "submit", "experiments/a.json", "--runs", "1", "--backend", "local").stdout
+    assert "0 runs planned" in cli(tmp_path, "submit", "experiments/a.json", "--runs", "1", "--backend", "local").stdout
     assert json.loads(cli(tmp_path, "status", "experiments/a.json", "--json").stdout)[0]["runs"] == 1  # remembered with nothing to send
     code = "from pyexputils.models import getConfig, loadExperiment\nfrom pyexputils.results import listMissingResults\n" \
            "print(getConfig().path, len(listMissingResults(loadExperiment('../../experiments/a.json'), 2)))"

@@ -134,16 +134,17 @@ def test_timeout_exits_3_and_a_second_watch_resumes(tmp_path: Path) -> None:
 
 
 def test_each_attempt_is_classified_once(tmp_path: Path) -> None:
-    """Attempts made by `submit` (no verdicts) and then watched: each (index, attempt) gets one verdict,
-    one `ended` event, whatever attempt number the latest has."""
+    """Attempts made by `submit` and then watched: each (index, attempt) gets one verdict, one `ended` event,
+    whatever attempt number the latest has. (A local `submit` records how its runs ended once they have run,
+    and exits 1 when they failed.)"""
     exp = project(tmp_path, ["fail_always"], slurm={"max_failed_retries": 2})
-    assert cli(tmp_path, "submit", exp).returncode == 0
-    assert cli(tmp_path, "submit", exp).returncode == 0  # records how attempt 1 ended (FAILED), sends attempt 2
+    assert cli(tmp_path, "submit", exp).returncode == 1  # attempt 1 FAILED, recorded
+    assert cli(tmp_path, "submit", exp).returncode == 1  # sends attempt 2: FAILED, recorded
     out = cli(tmp_path, "watch", exp, "--poll", "0.2", "--json")
     assert out.returncode == 1
     ended = Counter((e["index"], e["attempt"]) for e in events(out.stdout) if e["event"] == "ended")
     assert ended and max(ended.values()) == 1, ended
-    assert sorted(a for _, a in ended) == [2, 3]  # 3 failures in all: final (max_failed_retries = 2)
+    assert sorted(a for _, a in ended) == [3]  # 3 failures in all: final (max_failed_retries = 2)
     assert verdicts(tmp_path) == {0: ["FAILED", "FAILED", "FAILED"]}
 
 

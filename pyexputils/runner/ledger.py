@@ -405,6 +405,15 @@ class Ledger:
             tags |= {r["tag"] for r in self._rows("SELECT tag, job_id FROM submissions") if r["job_id"] in noted}
         return tags
 
+    def attemptsOf(self, experiment: str, idx: int) -> list[Attempt]:
+        """Every recorded attempt at one index, oldest first (``logs --attempt K``)."""
+        rows = self._rows(
+            "SELECT a.idx, a.tag, a.task, a.attempt, s.job_id, s.time, s.manifest FROM attempts a "
+            "JOIN submissions s ON a.tag = s.tag WHERE a.experiment = ? AND a.idx = ? ORDER BY a.attempt",
+            (experiment, idx),
+        )
+        return [Attempt(r["idx"], r["tag"], r["task"], r["attempt"], r["job_id"], r["time"], r["manifest"]) for r in rows]
+
 
 def _submission(r: sqlite3.Row) -> Submission:
     keys = r.keys()

@@ -1,0 +1,336 @@
+"""Commands that look into a sweep's runs (registered by :mod:`pyexputils.cli`):
+
+    pyexputils ls     EXP... [--state S] [--cause C] [--plain] [--json]
+    pyexputils logs   EXP INDEX [--attempt K] [--tail N] [--json]
+    pyexputils errors EXP... [--lines N] [--json]
+
+Every index's state comes from :meth:`pyexputils.runner.session.Session.standing` (``judgeIndex``), read-only
+(no lock, nothing written, like ``status``); attempts and log files from the ledger and
+:meth:`Session.logPaths`; host and elapsed time from the in-job runner's status files. The grouping (ranges of
+indices alike, errors alike) is :mod:`pyexputils.runner.inspect`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from pyexputils.display import table
+from pyexputils.errors import PyExpUtilsError
+from pyexputils.models import ExperimentDescription, loadExperiment
+from pyexputils.runner.causes import Cause
+from pyexputils.runner.inspect import errorKey, formatSpans, groupErrors, groupRuns, lastLines, spans
+from pyexputils.runner.judge import IndexStatus, State
+from pyexputils.runner.session import Round, Session, Standing
+from pyexputils.runner.status import readEvents
+
+Handler = Callable[[argparse.Namespace], int]
+TAIL_BYTES = 1 << 20  # at most this much of a log is read
+
+
+def _state(text: str) -> State:
+    try:
+        return State(text.strip().upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown state {text!r}; expected one of {', '.join(s.value for s in State)}") from None
+
+
+def _nonNegative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
+def register(sub: Any, backends: Sequence[str]) -> dict[str, Handler]:
+    """Add ``ls``, ``logs`` and ``errors`` to ``sub`` (argparse sub-parsers); returns their handlers by name."""
+    from pyexputils.cli import _cause, _positive  # here: pyexputils.cli imports this module
+
+    def exps(q: argparse.ArgumentParser) -> None:
+        q.add_argument("experiments", nargs="+", metavar="EXP", help="experiment files (JSON/YAML)")
+        q.add_argument("--runs", type=_positive, help="runs per setting (default: as at the last submit, else 1)")
+        q.add_argument("--backend", choices=backends, help="default: config backend (auto)")
+        q.add_argument("--json", action="store_true", help="print JSON")
+
+    ls = sub.add_parser("ls", help="every index: state, cause, attempts, exit code, elapsed, host, log (ranges of alike indices)")
+    exps(ls)
+    ls.add_argument("--state", type=_state, action="append", metavar="STATE",
+                    help="only indices in this state (DONE, QUEUED, RUNNING, MISSING, RETRY, FINAL, UNKNOWN); repeatable")  # fmt: skip
+    ls.add_argument("--cause", type=_cause, action="append", metavar="CAUSE",
+                    help="only indices whose latest attempt ended with this cause; repeatable")  # fmt: skip
+    ls.add_argument("--plain", action="store_true", help="tab-separated lines, no header or summary (for a pager, grep, awk)")
+
+    lg = sub.add_parser("logs", help="stdout and stderr of one attempt at one index")
+    lg.add_argument("experiment", metavar="EXP")
+    lg.add_argument("index", type=int, metavar="INDEX")
+    lg.add_argument("--attempt", type=_positive, metavar="K", help="the attempt (1, 2, ...; default: the latest)")
+    lg.add_argument("--tail", type=_nonNegative, metavar="N", help="only the last N lines of each")
+    lg.add_argument("--json", action="store_true", help="print JSON")
+
+    er = sub.add_parser("errors", help="indices that ended without results, grouped by the last line(s) of their stderr")
+    exps(er)
+    er.add_argument("--lines", type=_positive, default=1, metavar="N", help="group by the last N lines of stderr (default 1)")
+    return {"ls": cmdLs, "logs": cmdLogs, "errors": cmdErrors}
+
+
+def _look(a: argparse.Namespace) -> tuple[Session, Round]:
+    from pyexputils.cli import _look as look
+
+    return look(a, a.experiments, a.runs)
+
+
+# --- what the status files say about attempts ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Facts:
+    """What the runner wrote about one index in one attempt."""
+
+    host: str | None
+    started: float | None  # epoch s
+    seconds: float | None  # elapsed: to its end, or until now while it runs
+
+
+def runFacts(s: Session, statuses: Iterable[IndexStatus], now: float | None = None) -> dict[int, Facts]:
+    """Host and elapsed time of each index's latest attempt, from the runner's status files (each read once)."""
+    now = time.time() if now is None else now
+    wanted: dict[tuple[str, int], set[int]] = {}
+    for st in statuses:
+        if st.tag is not None and st.task is not None:
+            wanted.setdefault((st.tag, st.task), set()).add(st.index)
+    out: dict[int, Facts] = {}
+    for (tag, task), indices in wanted.items():
+        starts: dict[int, tuple[str | None, float | None]] = {}
+        for ev in readEvents(os.path.join(s.state.statusOf(tag), f"{task}.jsonl")):
+            i = ev.get("index")
+            if i not in indices:
+                continue
+            host = ev.get("host")
+            if ev.get("event") == "start":
+                starts[i] = (host, ev.get("time"))
+                out[i] = Facts(host, ev.get("time"), None if ev.get("time") is None else max(0.0, now - float(ev["time"])))
+            elif ev.get("event") == "end":
+                h, t0 = starts.get(i, (host, None))
+                out[i] = Facts(host or h, t0, ev.get("seconds"))
+    return out
+
+
+def elapsed(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, sec = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{sec:02d}"
+
+
+# --- ls --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    status: IndexStatus
+    facts: Facts | None
+    log: str | None
+
+
+def _rows(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> Iterator[tuple[int, tuple[Any, ...], Row]]:
+    facts = runFacts(s, st.statuses.values())
+    for i in range(st.sweep.total):
+        x = st.status(i)
+        if (states is not None and x.state not in states) or (causes is not None and x.cause not in causes):
+            continue
+        log = None if x.tag is None else s.relPath(s.logPaths(x.tag, i)[1])
+        yield i, (x.state, x.cause, x.attempts, x.exit), Row(x, facts.get(i), log)
+
+
+def _span(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return elapsed(lo) if elapsed(lo) == elapsed(hi) else f"{elapsed(lo)}-{elapsed(hi)}"
+
+
+def lsGroups(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> list[dict[str, Any]]:
+    out = []
+    for g in groupRuns(_rows(s, st, states, causes)):
+        x = g.items[0].status
+        secs = [r.facts.seconds for r in g.items if r.facts is not None and r.facts.seconds is not None]
+        hosts = sorted({r.facts.host for r in g.items if r.facts is not None and r.facts.host})
+        out.append({
+            "experiment": st.sweep.shown, "indices": g.shown, "first": g.first, "last": g.last, "count": g.count,
+            "state": str(x.state), "cause": None if x.cause is None else str(x.cause), "attempts": x.attempts, "exit": x.exit,
+            "elapsed_s": None if not secs else [round(min(secs), 3), round(max(secs), 3)], "elapsed": _span(secs),
+            "hosts": hosts, "log": g.items[0].log, "partial": sum(1 for r in g.items if r.status.partial),
+            "reason": x.reason or None,
+        })  # fmt: skip
+    return out
+
+
+def cmdLs(a: argparse.Namespace) -> int:
+    s, r = _look(a)
+    states = set(a.state) if a.state else None
+    causes = set(a.cause) if a.cause else None
+    everything = [(st, lsGroups(s, st, states, causes)) for st in r.standings]
+    if a.json:
+        print(json.dumps([g for _, gs in everything for g in gs], indent=1))
+        return 0
+    head = ["indices", "count", "state", "cause", "attempts", "exit", "elapsed", "host", "log"]
+    for k, (st, groups) in enumerate(everything):
+        cells = [[g["indices"], str(g["count"]), g["state"] + ("*" if g["partial"] else ""), g["cause"] or "-",
+                  str(g["attempts"]), "-" if g["exit"] is None else str(g["exit"]), g["elapsed"], _hosts(g["hosts"]),
+                  g["log"] or "-"] for g in groups]  # fmt: skip
+        if a.plain:
+            for c in cells:
+                sys.stdout.write("\t".join([st.sweep.shown, *c]) + "\n")
+            continue
+        if k:
+            print()
+        counts = st.counts()
+        shown = sum(g["count"] for g in groups)
+        print(f"{st.sweep.shown}: {st.sweep.total} indices ({st.sweep.runs} runs): "
+              + ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: list(State).index(kv[0])))
+              + ("" if states is None and causes is None else f"; {shown} shown"))  # fmt: skip
+        if st.unknown:
+            print(f"  {st.unknown}")
+        if cells:
+            print(table([head, *cells]))
+            if any(g["partial"] for g in groups):
+                print("* results on disk are partial (cut off, or failed after writing)")
+    return 0
+
+
+def _hosts(hosts: Sequence[str]) -> str:
+    if not hosts:
+        return "-"
+    return hosts[0] if len(hosts) == 1 else f"{len(hosts)} hosts"
+
+
+# --- logs ------------------------------------------------------------------------------------------------
+def readTail(path: str, lines: int | None = None) -> str | None:
+    """The end of a text file (at most ``TAIL_BYTES``; the last ``lines`` lines); None when it is not there."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if size > TAIL_BYTES:
+        text = text.split("\n", 1)[-1]  # the first line read is cut
+    if lines is not None:
+        text = "".join(text.splitlines(keepends=True)[-lines:]) if lines else ""
+    return text
+
+
+def taskLogPath(s: Session, tag: str, backend: str, job: str, task: int) -> str:
+    """Where the scheduler put the whole array task's output (the runner's own lines, Slurm's ``***`` lines)."""
+    name = f"task-{task}.log" if backend == "local" else f"{job}_{task}.out"
+    return os.path.join(s.logDir, tag, name)
+
+
+def cmdLogs(a: argparse.Namespace) -> int:
+    exp: ExperimentDescription = loadExperiment(a.experiment)
+    s = Session(None, None)
+    path = os.path.realpath(a.experiment)
+    ledger = s.readLedger()
+    if ledger is None:
+        raise PyExpUtilsError(f"{a.experiment}: nothing was ever submitted here (no ledger in {s.relPath(s.state.path)})")
+    with ledger:
+        runs = ledger.runs(path)
+        exp.checkIndex(a.index, runs if runs is not None else a.index // exp.numPermutations() + 1)
+        attempts = ledger.attemptsOf(path, a.index)
+        if not attempts:
+            raise PyExpUtilsError(f"{a.experiment}: index {a.index} was never submitted: it has no logs")
+        numbers = [x.attempt for x in attempts]
+        if a.attempt is not None and a.attempt not in numbers:
+            raise PyExpUtilsError(f"{a.experiment}: index {a.index} has attempts {formatSpans(spans(numbers))}, not {a.attempt}")
+        at = attempts[-1] if a.attempt is None else attempts[numbers.index(a.attempt)]
+        sub = ledger.byTag(at.tag)
+        verdict = ledger.verdicts(path).get(a.index, {}).get(at.attempt)
+    out, err = s.logPaths(at.tag, a.index)
+    taskLog = taskLogPath(s, at.tag, sub.backend if sub else "", at.job_id, at.task)
+    texts = {name: readTail(p, a.tail) for name, p in (("stdout", out), ("stderr", err))}
+    if a.json:
+        print(json.dumps({
+            "experiment": a.experiment, "index": a.index, "attempt": at.attempt, "attempts": numbers, "tag": at.tag,
+            "job": at.job_id, "task": at.task,
+            "verdict": None if verdict is None else {"cause": str(verdict.cause), "started": verdict.started, "exit": verdict.exit},
+            **{name: {"path": p, "exists": texts[name] is not None, "text": texts[name]} for name, p in (("stdout", out), ("stderr", err))},
+            "task_log": {"path": taskLog, "exists": os.path.isfile(taskLog)},
+        }, indent=1))  # fmt: skip
+        return 0
+    ended = "no verdict recorded yet (live, or not looked at since it ended)" if verdict is None else (
+        f"{verdict.cause}" + ("" if verdict.exit is None else f" (exit {verdict.exit})") + ("" if verdict.started else ", never started"))  # fmt: skip
+    print(f"{a.experiment} index {a.index}: attempt {at.attempt} of {len(numbers)} (job {at.job_id}, task {at.task}, {at.tag}): {ended}")
+    for name, p in (("stdout", out), ("stderr", err)):
+        text = texts[name]
+        what = "not there" if text is None else ("empty" if not text else (f"last {a.tail} lines" if a.tail is not None else ""))
+        sys.stdout.write(f"==> {name}: {s.relPath(p)}{f' ({what})' if what else ''} <==\n")
+        if text:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    print(f"task log (the runner and the scheduler): {s.relPath(taskLog)}" + ("" if os.path.isfile(taskLog) else " (not there)"))
+    return 0
+
+
+# --- errors ----------------------------------------------------------------------------------------------
+ENDED_BADLY = (State.RETRY, State.FINAL, State.UNKNOWN)
+
+
+def errorGroups(s: Session, st: Standing, lines: int) -> list[dict[str, Any]]:
+    """The indices of ``st`` whose latest attempt ended other than COMPLETED, grouped by cause and the
+    normalised last ``lines`` lines of their stderr."""
+    rows = []
+    exp = st.sweep.exp
+    for i in st.indices(ENDED_BADLY):
+        x = st.status(i)
+        if x.cause is None or x.cause is Cause.COMPLETED or x.tag is None:
+            continue
+        stdout, err = s.logPaths(x.tag, i)
+        save = exp.interpolateSavePath(i)
+        own = [stdout, err, os.path.dirname(err), s.config.underRoot(save), save, s.relPath(err), s.relPath(stdout)]
+        text = readTail(err)
+        last = lastLines(text or "", lines)
+        shown = "\n".join(last) if last else ("(no stderr file)" if text is None else "(stderr empty)")
+        rows.append((i, f"{x.cause}\t{errorKey(last, own) if last else shown}", shown))
+    out: list[dict[str, Any]] = []
+    for g in groupErrors(rows):
+        cause = g.key.split("\t", 1)[0]
+        x = st.status(g.example)
+        assert x.tag is not None
+        out.append({
+            "experiment": st.sweep.shown, "cause": cause, "count": g.count, "indices": formatSpans(spans(g.indices)),
+            "error": g.text, "key": g.key.split("\t", 1)[1], "example": g.example,
+            "log": s.relPath(s.logPaths(x.tag, g.example)[1]),
+            "final": sum(1 for i in g.indices if st.status(i).state is State.FINAL),
+        })  # fmt: skip
+    return out
+
+
+def cmdErrors(a: argparse.Namespace) -> int:
+    s, r = _look(a)
+    everything = [(st, errorGroups(s, st, a.lines)) for st in r.standings]
+    if a.json:
+        print(json.dumps([g for _, gs in everything for g in gs], indent=1))
+        return 0
+    for k, (st, groups) in enumerate(everything):
+        if k:
+            print()
+        n = sum(g["count"] for g in groups)
+        if not groups:
+            print(f"{st.sweep.shown}: no index ended without results")
+            continue
+        print(f"{st.sweep.shown}: {n} indices ended without results: {len(groups)} distinct error{'s' if len(groups) > 1 else ''}")
+        for j, g in enumerate(groups, 1):
+            final = "final" if g["final"] == g["count"] else ("to retry" if not g["final"] else f"{g['final']} final")
+            print(f"[{j}] {g['count']} × {g['cause']} ({final}):")
+            for line in g["error"].splitlines():
+                print(f"      {line}")
+            print(f"    indices: {g['indices']}")
+            print(f"    log: {g['log']}")
+    return 0

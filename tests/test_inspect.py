@@ -1,0 +1,82 @@
+"""The pure grouping of ``ls`` and ``errors`` (pyexputils.runner.inspect)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyexputils.runner.inspect import errorKey, formatSpans, groupErrors, groupRuns, lastLines, spans
+
+indexSets = st.sets(st.integers(0, 300), max_size=80)
+
+
+@given(indexSets)
+def test_spans_cover_exactly_the_indices_and_never_touch(indices: set[int]) -> None:
+    s = spans(indices)
+    assert {i for a, b in s for i in range(a, b + 1)} == indices
+    assert all(a <= b for a, b in s)
+    assert all(s[k][1] + 1 < s[k + 1][0] for k in range(len(s) - 1))  # separate: a gap between any two
+    text = formatSpans(s)
+    back = set()
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        back |= set(range(int(a), int(b or a) + 1))
+    assert back == indices
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.sampled_from("ab")), max_size=60))
+def test_groups_partition_the_rows_into_maximal_runs_of_one_key(steps: list[tuple[int, str]]) -> None:
+    rows, i = [], 0
+    for gap, key in steps:
+        i += gap
+        rows.append((i, key, i * 10))
+    groups = groupRuns(rows)
+    assert [(i, k, x) for g in groups for i, k, x in zip(range(g.first, g.last + 1), [g.key] * g.count, g.items)] == rows
+    for g, h in zip(groups, groups[1:]):  # maximal: two neighbours that could join never both exist
+        assert not (g.key == h.key and g.last + 1 == h.first)
+    assert sum(g.count for g in groups) == len(rows)
+
+
+def test_groups_refuse_indices_out_of_order() -> None:
+    with pytest.raises(ValueError):
+        groupRuns([(3, "a", None), (2, "a", None)])
+
+
+def test_a_listing_of_alike_indices_is_one_line() -> None:
+    rows = [(i, ("DONE", None), i) for i in range(100_000)]
+    (g,) = groupRuns(rows)
+    assert (g.shown, g.count) == ("0-99999", 100_000)
+
+
+words = st.text(st.sampled_from("abcXYZ_: "), min_size=1, max_size=12)
+
+
+@given(words, st.lists(st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False)), min_size=2, max_size=2),
+       st.integers(0, 2**48))  # fmt: skip
+def test_one_bug_is_one_key_whatever_its_numbers_addresses_and_paths(word: str, nums: list[float], addr: int) -> None:
+    a = errorKey([f"ValueError: {word} {nums[0]} at {hex(addr)} in /r/res/a/7/x.npy"], ["/r/res/a/7"])
+    b = errorKey([f"ValueError: {word} {nums[1]} at {hex(addr + 17)} in /r/res/b/123/x.npy"], ["/r/res/b/123"])
+    assert a == b
+
+
+def test_different_errors_stay_apart_and_multi_line_keys() -> None:
+    assert errorKey(["KeyError: 'alpha'"]) != errorKey(["KeyError: 'beta'"])
+    assert errorKey(["x", "y 3"]) == "x ⏎ y N"
+    assert errorKey(["loss nan at step 12, lr=1e-3"]) == "loss nan at step N, lr=N"
+
+
+def test_last_lines_skip_blanks_and_slurm_own_lines() -> None:
+    text = "Traceback (most recent call last):\n  File 'x'\nOSError: disk\n\nslurmstepd: error: *** JOB 7 ON n1 CANCELLED AT 2026-01-01T00:00:00 ***\n"
+    assert lastLines(text) == ["OSError: disk"]
+    assert lastLines(text, 2) == ["  File 'x'", "OSError: disk"]
+    assert lastLines("") == []
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["k1", "k2", "k3"])), unique_by=lambda r: r[0], max_size=40))
+def test_error_groups_partition_the_indices_largest_first(rows: list[tuple[int, str]]) -> None:
+    groups = groupErrors((i, k, f"raw {i}") for i, k in rows)
+    assert sorted(i for g in groups for i in g.indices) == sorted(i for i, _ in rows)
+    assert [g.count for g in groups] == sorted((g.count for g in groups), reverse=True)
+    for g in groups:
+        assert g.example == min(g.indices) and g.text == f"raw {g.example}"
+        assert {k for i, k in rows if i in g.indices} == {g.key}
