@@ -75,7 +75,7 @@ class ServiceOptions:
     limit_s: int | None  # the watcher's time limit (None: none)
     notify: str | None = None  # shell command; a JSON summary on stdin, run in the project folder
     notify_on: frozenset[str] = frozenset({"end"})
-    handover_s: float | None = None  # seconds before the limit a watcher hands over (None: automatic)
+    handover_s: float | None = None  # seconds before the limit a watcher hands over (None: automatic; 0: never)
     poll: float = 30.0
 
     def handover(self, left_s: float) -> float:
@@ -334,6 +334,7 @@ class ServiceWatcher(Watcher):
         self.me = me  # this watcher's job id (None: a daemon)
         self.successor: str | None = None
         self.broken: str | None = None  # why no successor could be queued
+        self.rounds = 0
 
     # the chain
     def keepSuccessor(self) -> None:
@@ -388,7 +389,13 @@ class ServiceWatcher(Watcher):
     def round(self, ledger: Ledger, sweeps: Sequence[Any]) -> Tally | None:
         self.checkStop()
         self.keepSuccessor()
+        self.rounds += 1
         return super().round(ledger, sweeps)
+
+    def usage(self) -> str:
+        """Rounds, Slurm calls and peak memory so far (for the log's last line)."""
+        calls = ", ".join(f"{k} {n}" for k, n in sorted(slurm.CALLS.items())) or "none"
+        return f"{self.rounds} rounds, Slurm calls: {calls}; peak memory {peakMB():.0f} MB"
 
     def tally(self, r: Round) -> Tally:
         t = super().tally(r)
@@ -439,7 +446,8 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
     left = slurm.timeLeft(me) if me else None
     if me and left is None:
         left = o.limit_s
-    deadline = None if left is None else time.monotonic() + max(0.0, left - o.handover(left))
+    # handover 0: no handover of its own; the time limit ends the watcher (and its successor takes over)
+    deadline = None if left is None or o.handover_s == 0 else time.monotonic() + max(0.0, left - o.handover(left))
     log(f"{who} starts on {os.uname().nodename} (chain {chain.id}, pid {os.getpid()}"
         + (f", {left} s left, handover {o.handover(left):.0f} s before the limit)" if left is not None else ")"))  # fmt: skip
     w = ServiceWatcher(s, chain, o, display, deadline, me)
@@ -452,10 +460,10 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
     try:
         w.keepSuccessor()  # first: whatever happens to this watcher, the chain goes on
         code = w.run()
-        log(f"{who} ends (exit {code}, peak memory {peakMB():.0f} MB); the ledger is released")
+        log(f"{who} ends ({w.usage()}); the ledger is released")
         return 0 if code in (0, 1) else code
     except Stopped as e:
-        log(f"{who} stops: {e} (peak memory {peakMB():.0f} MB); the ledger is released")
+        log(f"{who} stops: {e} ({w.usage()}); the ledger is released")
         return 0
     finally:
         if lockFd is not None:

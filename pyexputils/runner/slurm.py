@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections import Counter
 from typing import Sequence
 
 from pyexputils.runner.backend import JOB_PREFIX, Backend, BackendError, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
@@ -55,8 +56,12 @@ def available() -> bool:
         return False
 
 
+CALLS: Counter[str] = Counter()  # Slurm commands this process ran, by name (the watcher logs them)
+
+
 def run(argv: Sequence[str], stdin: str | None = None, cwd: str | None = None, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run one Slurm command (argument list, no shell); BackendError when it cannot be started or hangs."""
+    CALLS[argv[0]] += 1
     try:
         return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, cwd=cwd, timeout=timeout)
     except FileNotFoundError:
