@@ -23,7 +23,7 @@ from pyexputils.runner.command import buildCommand
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import LedgerBusy, noteCancelled
 from pyexputils.runner.plan import indexRanges
-from pyexputils.runner.service import preflight
+from pyexputils.runner.service import Mode, preflight
 from pyexputils.runner.session import BACKENDS, Round, Session, Standing
 from pyexputils.runner.watch import Watcher, WatchOptions
 
@@ -159,7 +159,7 @@ def cmdSubmit(a: argparse.Namespace) -> int:
         return cmdWatch(a)
     s = _session(a)
     if detached:
-        preflight(s, "daemon" if a.daemon else "slurm")  # nothing is submitted when no service can start
+        preflight(s, Mode.DAEMON if a.daemon else Mode.SLURM)  # nothing is submitted when no service can start
     if a.dry_run:
         ledger = s.readLedger()
         try:

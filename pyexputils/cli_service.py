@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import getConfig
 from pyexputils.runner.backend import BackendError
-from pyexputils.runner.service import Chain, liveOf, runWatcher, startService, stopService
+from pyexputils.runner.service import Chain, Mode, liveOf, runWatcher, startService, stopService
 from pyexputils.runner.session import Session
 from pyexputils.runner.statedir import StateDir
 
@@ -58,11 +58,11 @@ def cmdService(a: argparse.Namespace) -> int:
 
 def detach(a: argparse.Namespace, s: Session) -> int:
     """``--detach`` / ``--daemon``: start the service and say how to follow it."""
-    mode = "daemon" if a.daemon else "slurm"
+    mode = Mode.DAEMON if a.daemon else Mode.SLURM
     runs = a.runs if a.runs is not None else None
     cli = {k: getattr(a, k, None) for k in ("throttle", "runs_per_task", "parallel")}
     chain, who = startService(s, a.experiments, runs, cli, mode)
-    if mode == "daemon":
+    if mode is Mode.DAEMON:
         print(f"watch daemon pid {who} keeps the sweep going on this machine; log {s.relPath(s.state.serviceFile('daemon.log'))}")
     else:
         print(f"watcher job {who} ({chain.name}) keeps the sweep going; its log: {s.relPath(s.state.watcherLog(who))}")
@@ -113,7 +113,7 @@ def status(s: Session, chain: Chain | None, asJson: bool) -> int:
     if liveErr:
         print(f"  cannot ask Slurm: {liveErr}")
     elif live is not None:
-        what = "daemon pid" if chain.mode == "daemon" else "watcher job"
+        what = "daemon pid" if chain.mode is Mode.DAEMON else "watcher job"
         if live.running:
             print(f"  running: {what} {' '.join(live.running)}" + (f"; successor queued: {' '.join(live.pending)}" if live.pending else ""))
         elif live.pending:
@@ -140,7 +140,7 @@ def status(s: Session, chain: Chain | None, asJson: bool) -> int:
 
 
 def logs(state: StateDir, chain: Chain, tail: int, job: str | None, every: bool) -> int:
-    if chain.mode == "daemon":
+    if chain.mode is Mode.DAEMON:
         paths = [state.serviceFile("daemon.log")]
     elif job:
         paths = [state.watcherLog(job)]
@@ -169,7 +169,7 @@ def logs(state: StateDir, chain: Chain, tail: int, job: str | None, every: bool)
 
 def stop(s: Session, chain: Chain, cancel: bool) -> int:
     stopped = stopService(s.state, chain)
-    what = "daemon pid" if chain.mode == "daemon" else "watcher jobs"
+    what = "daemon pid" if chain.mode is Mode.DAEMON else "watcher jobs"
     print(f"stopped the watcher service (chain {chain.id})" + (f": cancelled {what} {' '.join(stopped)}" if stopped else ": nothing was running"))
     if cancel:
         from pyexputils.cli import cmdCancel
@@ -189,7 +189,7 @@ def _watcherLogs(state: StateDir) -> list[str]:
 
 
 def _currentLog(state: StateDir, chain: Chain, live: Any) -> str | None:
-    if chain.mode == "daemon":
+    if chain.mode is Mode.DAEMON:
         return state.serviceFile("daemon.log")
     if live is not None:
         for j in live.running:

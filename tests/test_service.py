@@ -18,7 +18,7 @@ from pyexputils.errors import ConfigError
 from pyexputils.models.config import Config
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.service import (
-    Chain, LogDisplay, chainName, claimOnce, parseWatchBlock, successorAction, summarize, watcherScript,
+    Chain, LogDisplay, Mode, chainName, claimOnce, parseWatchBlock, successorAction, summarize, watcherScript,
 )  # fmt: skip
 from pyexputils.runner.slurm import parseDuration
 from pyexputils.runner.statedir import StateDir
@@ -74,7 +74,7 @@ def test_config_takes_a_watch_block() -> None:
 
 # --- the watcher job -----------------------------------------------------------------------------------
 def _chain(tmp: str = "/project") -> Chain:
-    return Chain(id="20261128120000abcd", mode="slurm", name=chainName(tmp + "/results"), root=tmp,
+    return Chain(id="20261128120000abcd", mode=Mode.SLURM, name=chainName(tmp + "/results"), root=tmp,
                  experiments=[tmp + "/experiments/a.json"], runs=3, python="/venv/bin/python", started=0.0)  # fmt: skip
 
 

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any, Callable, Mapping, Sequence
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
@@ -60,6 +61,16 @@ NOTIFY_ON = ("end", "final")
 NOTIFY_TIMEOUT_S = 120.0
 SERVICE_KEYS = frozenset({"notify", "notify_on", "handover", "poll"})
 OWN_SBATCH = frozenset({"dependency", "array", "chdir", "export"})  # the service sets or forbids these
+
+
+class Mode(str, Enum):
+    """Where the watch loop runs."""
+
+    SLURM = "slurm"  # a chain of watcher jobs
+    DAEMON = "daemon"  # one process detached on this machine
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Stopped(Exception):
@@ -130,7 +141,7 @@ class Chain:
     """One service start: what it watches and how (``service/chain.json``, written once, by its starter)."""
 
     id: str
-    mode: str  # "slurm" (watcher jobs) or "daemon" (a process on this machine)
+    mode: Mode
     name: str  # the watcher jobs' name
     root: str  # the project root
     experiments: list[str]
@@ -144,7 +155,8 @@ class Chain:
     def read(state: StateDir) -> "Chain | None":
         try:
             with open(state.serviceFile("chain.json"), encoding="utf-8") as f:
-                return Chain(**json.load(f))
+                data = json.load(f)
+            return Chain(**{**data, "mode": Mode(data.get("mode"))})
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as e:
@@ -170,7 +182,7 @@ def chainName(resultsRoot: str) -> str:
     return CHAIN_PREFIX + hashlib.sha1(os.path.realpath(resultsRoot).encode()).hexdigest()[:10]
 
 
-def newChain(s: Session, mode: str, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any]) -> Chain:
+def newChain(s: Session, mode: Mode, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any]) -> Chain:
     return Chain(
         id=time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2), mode=mode, name=chainName(s.state.resultsRoot),
         root=s.root, experiments=[os.path.realpath(p) for p in experiments], runs=runs,
@@ -218,7 +230,7 @@ class Live:
 
 def liveOf(chain: Chain, state: StateDir) -> Live:
     """The chain's live watcher jobs (Slurm) or daemon."""
-    if chain.mode == "daemon":
+    if chain.mode is Mode.DAEMON:
         pid = daemonPid(state)
         return Live([str(pid)] if pid is not None else [], [])
     jobs = slurm.jobsNamed(chain.name)
@@ -471,14 +483,14 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
 
 
 # --- starting and stopping ---------------------------------------------------------------------------------
-def startService(s: Session, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any], mode: str) -> tuple[Chain, str]:
+def startService(s: Session, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any], mode: Mode) -> tuple[Chain, str]:
     """Start a watcher chain (``mode`` slurm) or daemon for these experiments: (the chain, the first watcher's
     job id or the daemon's pid). Refuses while another service or a watch holds this results root."""
     o = preflight(s, mode)
     chain = newChain(s, mode, experiments, runs, cli)
     chain.write(s.state)
     try:
-        if mode == "daemon":
+        if mode is Mode.DAEMON:
             return chain, str(spawnDaemon(chain, s.state))
         os.makedirs(os.path.dirname(s.state.watcherLog("x")), exist_ok=True)
         return chain, slurm.submitScript(watcherScript(chain, o, s.state), chain.root, f"the watcher of {chain.name}")
@@ -487,7 +499,7 @@ def startService(s: Session, experiments: Sequence[str], runs: int | None, cli: 
         raise
 
 
-def preflight(s: Session, mode: str) -> ServiceOptions:
+def preflight(s: Session, mode: Mode) -> ServiceOptions:
     """The ``watch`` block, checked, once nothing stands in the way of a new service here."""
     o = parseWatchBlock(s.config.watch, s.where)
     state = s.state
@@ -498,7 +510,7 @@ def preflight(s: Session, mode: str) -> ServiceOptions:
             what = " ".join(live.running + live.pending)
             raise PyExpUtilsError(f"{s.relPath(state.resultsRoot)}: a watcher service runs already ({old.mode}: {what}); "
                                   "pyexputils service status, or pyexputils service stop first")  # fmt: skip
-    if mode == "slurm" and s.backend.name != "slurm":
+    if mode is Mode.SLURM and s.backend.name != "slurm":
         raise PyExpUtilsError(f"--detach runs the watcher as a Slurm job, but this sweep's backend is {s.backend.name}: use --daemon")
     try:
         Ledger.open(state, wait=0).close()  # a watch typed on a terminal holds it: one at a time
@@ -536,7 +548,7 @@ def stopService(state: StateDir, chain: Chain, wait: float = 60.0) -> list[str]:
     with open(state.serviceFile("stop"), "w", encoding="utf-8") as f:
         f.write(chain.id + "\n")
     live = liveOf(chain, state)
-    if chain.mode == "daemon":
+    if chain.mode is Mode.DAEMON:
         if live.running and live.running[0] != "-1":
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(live.running[0]), signal.SIGTERM)
@@ -547,7 +559,7 @@ def stopService(state: StateDir, chain: Chain, wait: float = 60.0) -> list[str]:
         now = liveOf(chain, state)
         if not now.any:
             break
-        if chain.mode != "daemon" and now.pending:  # queued by a watcher in the middle of its round meanwhile
+        if chain.mode is not Mode.DAEMON and now.pending:  # queued by a watcher in the middle of its round meanwhile
             slurm.run(["scancel", *now.pending])
         time.sleep(0.5)
     if liveOf(chain, state).running:
@@ -575,6 +587,6 @@ def holdDaemonLock(state: StateDir) -> int:
 
 
 __all__ = [
-    "Chain", "Live", "LogDisplay", "ServiceOptions", "ServiceWatcher", "chainName", "liveOf", "newChain",
+    "Chain", "Live", "LogDisplay", "Mode", "ServiceOptions", "ServiceWatcher", "chainName", "liveOf", "newChain",
     "parseWatchBlock", "runWatcher", "startService", "stopService", "successorAction", "summarize", "watcherScript",
 ]  # fmt: skip

@@ -192,13 +192,15 @@ def scStop(base: Path) -> Run:
     fl.waitFor(holding(r), 90, "the watcher to hold the ledger")
     fl.waitFor(lambda: r.status()["running"] + r.status()["queued"] == 2, 60, "the runs to be submitted")
     first = json.loads(r.cli("service", "status", "--json").stdout)
+    byHand = r.cli("watch", r.exp, "--timeout", "5")  # a watch typed on the login node meanwhile
+    logs = r.cli("service", "logs")
     stop = r.cli("service", "stop")
     after = json.loads(r.cli("service", "status", "--json").stdout)
     left = chainJobs(r.root)
     runs = r.status()
     again = detach(r, watch=True)
     settle(r)
-    r.extra = {"first": first, "stop": stop, "after": after, "left": left, "runs": runs, "again": again}
+    r.extra = {"first": first, "stop": stop, "after": after, "left": left, "runs": runs, "again": again, "byHand": byHand, "logs": logs}
     return r
 
 
@@ -354,6 +356,10 @@ def test_stop_ends_the_chain_and_a_later_detach_starts_a_fresh_one(runs: dict[st
     ws = common(r, done=2)
     assert r.extra is not None
     first, stop, after = r.extra["first"], r.extra["stop"], r.extra["after"]
+    assert first["running"] and first["pending"] and not first["stopped"]  # one watcher, one successor
+    byHand = r.extra["byHand"]
+    assert byHand.returncode == 2 and "holds the ledger" in byHand.stderr and "service status" in byHand.stderr
+    assert f"watcher job {first['running'][0]} starts" in r.extra["logs"].stdout
     assert stop.returncode == 0 and "stopped the watcher service" in stop.stdout, stop.stderr
     assert r.extra["left"] == []  # no watcher queued or running after stop
     assert after["running"] == [] and after["pending"] == [] and after["stopped"] is True
