@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--parallel", type=_positive, help="indices at once inside a task (default: slurm.parallel, 1)")
 
     def watching(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--poll", type=float, default=10.0, metavar="S", help="seconds between rounds (default 10)")
+        q.add_argument("--poll", type=float, metavar="S", help="seconds between rounds (default 10; detached: watch.poll, 30)")
         q.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 3)")
         q.add_argument("--quiet", action="store_true", help="no progress bar: log lines only")
         q.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
@@ -274,19 +274,22 @@ def _standingNotes(st: Standing) -> list[str]:
 
 # --- watch -----------------------------------------------------------------------------------------------
 def cmdWatch(a: argparse.Namespace) -> int:
-    if a.poll <= 0:
-        raise PyExpUtilsError(f"--poll {a.poll}: expected a positive number of seconds")
     if _detached(a):
         s = _session(a)
         s.load(a.experiments, a.runs, _overrides(a), command=True)  # checked before anything starts
         return cli_service.detach(a, s)
-    o = WatchOptions(runs=a.runs, poll=a.poll, timeout=a.timeout, cli=_overrides(a))
+    o = WatchOptions(runs=a.runs, poll=a.poll or 10.0, timeout=a.timeout, cli=_overrides(a))
     return Watcher(_session(a), a.experiments, o, WatchDisplay(quiet=a.quiet, json=a.json)).run()
 
 
 def _detached(a: argparse.Namespace) -> bool:
+    """Whether the watch is detached (--detach, --daemon); checks the watch's flags."""
+    if a.poll is not None and not a.poll > 0:
+        raise PyExpUtilsError(f"--poll {a.poll}: expected a positive number of seconds")
     if a.detach and a.daemon:
         raise PyExpUtilsError("--detach (watcher jobs) or --daemon (a process here): one of them")
+    if (a.detach or a.daemon) and a.timeout is not None:
+        raise PyExpUtilsError("--timeout is for a watch on this terminal; a detached one ends with the sweep (or service stop)")
     return bool(a.detach or a.daemon)
 
 

@@ -61,7 +61,7 @@ def detach(a: argparse.Namespace, s: Session) -> int:
     mode = Mode.DAEMON if a.daemon else Mode.SLURM
     runs = a.runs if a.runs is not None else None
     cli = {k: getattr(a, k, None) for k in ("throttle", "runs_per_task", "parallel")}
-    chain, who = startService(s, a.experiments, runs, cli, mode)
+    chain, who = startService(s, a.experiments, runs, cli, mode, poll=a.poll)
     if mode is Mode.DAEMON:
         print(f"watch daemon pid {who} keeps the sweep going on this machine; log {s.relPath(s.state.serviceFile('daemon.log'))}")
     else:
@@ -90,22 +90,26 @@ def status(s: Session, chain: Chain | None, asJson: bool) -> int:
     ended = summary if summary and summary.get("chain") == chain.id else None
     problem = _problem(state, chain)
     rows: list[dict[str, Any]] = []
+    sweepErr = None
     existing = [p for p in chain.experiments if os.path.exists(p)]
     if existing:
         s2 = Session(s.config, chain.backend)
-        ledger = s2.readLedger()
         try:
-            sweeps = s2.load(existing, chain.runs, ledger=ledger)
-            rows = [statusRow(s2, st) for st in s2.round(ledger, sweeps, send=False).standings]
-        finally:
-            if ledger is not None:
-                ledger.close()
+            ledger = s2.readLedger()
+            try:
+                sweeps = s2.load(existing, chain.runs, ledger=ledger)
+                rows = [statusRow(s2, st) for st in s2.round(ledger, sweeps, send=False).standings]
+            finally:
+                if ledger is not None:
+                    ledger.close()
+        except PyExpUtilsError as e:  # the service's own state is still worth showing
+            sweepErr = str(e).splitlines()[0]
     log = _currentLog(state, chain, live)
     if asJson:
         print(json.dumps({
             "chain": chain.id, "mode": chain.mode, "name": chain.name, "started": chain.started, "stopped": stopped,
             "running": live.running if live else None, "pending": live.pending if live else None, "error": liveErr,
-            "ended": ended, "problem": problem, "log": log, "experiments": rows,
+            "ended": ended, "problem": problem, "log": log, "experiments": rows, "sweep_error": sweepErr,
         }, indent=2))  # fmt: skip
         return 0
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(chain.started))
@@ -128,6 +132,8 @@ def status(s: Session, chain: Chain | None, asJson: bool) -> int:
     if problem:
         print(f"  problem: {problem}")
         print("  (if this site does not allow sbatch inside jobs: pyexputils service stop, then pyexputils watch EXP... --daemon)")
+    if sweepErr:
+        print(f"  cannot read the sweep: {sweepErr}")
     if rows:
         from pyexputils.display import table
 

@@ -18,7 +18,7 @@ from pyexputils.errors import ConfigError
 from pyexputils.models.config import Config
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.service import (
-    Chain, LogDisplay, Mode, chainName, claimOnce, parseWatchBlock, successorAction, summarize, watcherScript,
+    Chain, LogDisplay, Mode, chainName, claimOnce, crashLoop, parseWatchBlock, successorAction, summarize, watcherScript,
 )  # fmt: skip
 from pyexputils.runner.slurm import parseDuration
 from pyexputils.runner.statedir import StateDir
@@ -117,6 +117,16 @@ def test_parse_duration(text: str, seconds: int | None) -> None:
     assert parseDuration(text) == seconds
 
 
+def test_crash_loop_counts_starts_since_the_last_finished_round() -> None:
+    now = 10_000.0
+    starts = [("c", now - 100 * k) for k in range(6)] + [("other", now - 5)]
+    assert crashLoop(starts, None, "c", now) == 6
+    assert crashLoop(starts, ("c", now - 250), "c", now) == 3  # three started after the last good round
+    assert crashLoop(starts, ("other", now - 1), "c", now) == 6  # another chain's round proves nothing here
+    assert crashLoop([("c", now - 4000), ("c", now - 3000)], None, "c", now) == 0  # long ago: not a loop
+    assert crashLoop([], None, "c", now) == 0
+
+
 # --- the end ---------------------------------------------------------------------------------------------
 def test_summary_counts_finals_by_cause() -> None:
     t = Tally(total=10, done=7, finals=[Final("/e.json", 3, Cause.FAILED, "r", "log"), Final("/e.json", 4, Cause.FAILED, "r", None),
@@ -193,6 +203,8 @@ def waitFor(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped
     (["submit", "experiments/a.json", "--detach"], "--detach and --daemon go with --watch"),
     (["submit", "experiments/a.json", "--watch", "--detach", "--daemon"], "one of them"),
     (["watch", "experiments/a.json", "--detach"], "this sweep's backend is local: use --daemon"),
+    (["watch", "experiments/a.json", "--daemon", "--timeout", "60"], "--timeout is for a watch on this terminal"),
+    (["submit", "experiments/a.json", "--watch", "--daemon", "--poll", "0"], "--poll 0.0: expected a positive number"),
 ])  # fmt: skip
 def test_detach_errors_submit_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     project(tmp_path)
@@ -222,8 +234,9 @@ def test_status_without_a_service(tmp_path: Path) -> None:
 def test_daemon_runs_the_sweep_detached_and_notifies_once(tmp_path: Path) -> None:
     exp = project(tmp_path)
     t0 = time.time()
-    out = cli(tmp_path, "watch", exp, "--runs", "2", "--daemon")
+    out = cli(tmp_path, "watch", exp, "--runs", "2", "--daemon", "--poll", "0.3")
     assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "results/.pyexputils/service/chain.json").read_text())["poll"] == 0.3
     assert "watch daemon pid" in out.stdout and time.time() - t0 < 30
     pid = int(out.stdout.split("pid ")[1].split()[0])
     state = tmp_path / "results" / ".pyexputils" / "service"
@@ -258,7 +271,9 @@ def test_daemon_stop_leaves_the_runs_and_a_fresh_start_finishes(tmp_path: Path) 
     assert not _alive(pid)
     status = json.loads(cli(tmp_path, "service", "status", "--json").stdout)
     assert status["running"] == [] and status["stopped"] is True
-    assert status["experiments"][0]["running"] + status["experiments"][0]["queued"] == 3  # the runs go on
+    row = status["experiments"][0]
+    assert "CANCELLED" not in row["final_causes"]  # the runs went on without the daemon
+    assert row["running"] + row["queued"] + row["done"] + row["final"] == 3
     assert not (tmp_path / "notified.jsonl").exists()
     fresh = cli(tmp_path, "watch", exp, "--daemon")
     assert fresh.returncode == 0, fresh.stderr

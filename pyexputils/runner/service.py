@@ -73,6 +73,10 @@ class Mode(str, Enum):
         return self.value
 
 
+MAX_FAILED_STARTS = 5  # watchers in a row that never finished a round: the chain stops (a crash loop)
+FAILED_STARTS_WINDOW_S = 1800.0
+
+
 class Stopped(Exception):
     """The watcher was told to end (SIGTERM, or ``service stop``)."""
 
@@ -150,6 +154,7 @@ class Chain:
     python: str = sys.executable
     started: float = 0.0
     backend: str | None = None
+    poll: float | None = None  # --poll, over the watch block's
 
     @staticmethod
     def read(state: StateDir) -> "Chain | None":
@@ -182,12 +187,13 @@ def chainName(resultsRoot: str) -> str:
     return CHAIN_PREFIX + hashlib.sha1(os.path.realpath(resultsRoot).encode()).hexdigest()[:10]
 
 
-def newChain(s: Session, mode: Mode, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any]) -> Chain:
+def newChain(s: Session, mode: Mode, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any],
+             poll: float | None = None) -> Chain:  # fmt: skip
     return Chain(
         id=time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2), mode=mode, name=chainName(s.state.resultsRoot),
         root=s.root, experiments=[os.path.realpath(p) for p in experiments], runs=runs,
         cli={k: v for k, v in cli.items() if v is not None}, python=s.python, started=time.time(),
-        backend=s.backend.name,
+        backend=s.backend.name, poll=poll,
     )  # fmt: skip
 
 
@@ -260,6 +266,28 @@ def daemonPid(state: StateDir) -> int | None:
             return -1  # held, by a process that has not written its pid yet
     finally:
         os.close(fd)
+
+
+def crashLoop(starts: Sequence[tuple[str, float]], alive: tuple[str, float] | None, chainId: str, now: float) -> int:
+    """How many watchers of chain ``chainId`` started in the last half hour since one last finished a round
+    (``starts``: (chain, time) per watcher start; ``alive``: (chain, time) of the last finished round)."""
+    since = max(now - FAILED_STARTS_WINDOW_S, alive[1] if alive and alive[0] == chainId else 0.0)
+    return sum(1 for c, t in starts if c == chainId and t > since)
+
+
+def readStarts(state: StateDir) -> tuple[list[tuple[str, float]], tuple[str, float] | None]:
+    """``service/starts`` (one line per watcher start) and ``service/alive`` (the last finished round)."""
+
+    def pairs(name: str) -> list[tuple[str, float]]:
+        try:
+            with open(state.serviceFile(name), encoding="utf-8") as f:
+                words = [line.split() for line in f]
+        except FileNotFoundError:
+            return []
+        return [(w[0], float(w[-1])) for w in words if len(w) >= 2 and w[-1].replace(".", "", 1).isdigit()]
+
+    alive = pairs("alive")
+    return pairs("starts"), (alive[-1] if alive else None)
 
 
 # --- notifications -----------------------------------------------------------------------------------------
@@ -338,7 +366,7 @@ class ServiceWatcher(Watcher):
     def __init__(self, session: Session, chain: Chain, o: ServiceOptions, display: LogDisplay,
                  deadline: float | None, me: str | None) -> None:  # fmt: skip
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        super().__init__(session, chain.experiments, WatchOptions(runs=chain.runs, poll=o.poll, timeout=timeout, cli=chain.cli), display)  # fmt: skip
+        super().__init__(session, chain.experiments, WatchOptions(runs=chain.runs, poll=chain.poll or o.poll, timeout=timeout, cli=chain.cli), display)  # fmt: skip
         self.chain = chain
         self.so = o
         self.log = display.log
@@ -375,7 +403,7 @@ class ServiceWatcher(Watcher):
             doomed = [j for j, _ in slurm.jobsNamed(self.chain.name) if j != self.me]
             if doomed:
                 slurm.run(["scancel", *doomed])
-                self.log(f"cancelled the successor{'s' if len(doomed) > 1 else ''} {' '.join(doomed)}: the sweep is settled")
+                self.log(f"cancelled the successor{'s' if len(doomed) > 1 else ''} {' '.join(doomed)}")
 
     def checkStop(self) -> None:
         if self.chain.stopped(self.s.state):
@@ -401,8 +429,30 @@ class ServiceWatcher(Watcher):
     def round(self, ledger: Ledger, sweeps: Sequence[Any]) -> Tally | None:
         self.checkStop()
         self.keepSuccessor()
+        t = super().round(ledger, sweeps)
         self.rounds += 1
-        return super().round(ledger, sweeps)
+        if self.rounds == 1:  # this watcher works: the crash-loop count starts again
+            with open(self.s.state.serviceFile("alive"), "w", encoding="utf-8") as f:
+                f.write(f"{self.chain.id} {time.time():.3f}\n")
+        return t
+
+    def crashLoop(self) -> bool:
+        """Note this watcher's start; True (and the chain ended) when too many watchers in a row never
+        finished a round: a successor would only fail the same way."""
+        if self.me is None:
+            return False
+        starts, alive = readStarts(self.s.state)
+        failed = crashLoop(starts, alive, self.chain.id, time.time())
+        if failed >= MAX_FAILED_STARTS:
+            self.broken = f"{failed} watchers in a row ended before finishing a round (see their logs): the chain stops here"
+            self.log(self.broken)
+            with open(self.s.state.serviceFile("problem.txt"), "w", encoding="utf-8") as f:
+                f.write(f"{time.time():.0f} watcher {self.me}: {self.broken}\n")
+            self.endChain()
+            return True
+        with open(self.s.state.serviceFile("starts"), "a", encoding="utf-8") as f:
+            f.write(f"{self.chain.id} {self.me} {time.time():.3f}\n")
+        return False
 
     def usage(self) -> str:
         """Rounds, Slurm calls and peak memory so far (for the log's last line)."""
@@ -470,6 +520,8 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
+        if w.crashLoop():
+            return 1
         w.keepSuccessor()  # first: whatever happens to this watcher, the chain goes on
         code = w.run()
         log(f"{who} ends ({w.usage()}); the ledger is released")
@@ -483,11 +535,12 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
 
 
 # --- starting and stopping ---------------------------------------------------------------------------------
-def startService(s: Session, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any], mode: Mode) -> tuple[Chain, str]:
+def startService(s: Session, experiments: Sequence[str], runs: int | None, cli: Mapping[str, Any], mode: Mode,
+                 poll: float | None = None) -> tuple[Chain, str]:  # fmt: skip
     """Start a watcher chain (``mode`` slurm) or daemon for these experiments: (the chain, the first watcher's
     job id or the daemon's pid). Refuses while another service or a watch holds this results root."""
     o = preflight(s, mode)
-    chain = newChain(s, mode, experiments, runs, cli)
+    chain = newChain(s, mode, experiments, runs, cli, poll)
     chain.write(s.state)
     try:
         if mode is Mode.DAEMON:

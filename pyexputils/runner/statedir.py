@@ -13,7 +13,8 @@
   service/stop            the chain id `pyexputils service stop` ended
   service/summary.json    how the sweep ended, written once by the watcher that saw it end
   service/notified-<id>   the end notification of chain <id> was sent (created once, never rewritten)
-  service/problem.txt     why the last watcher could not keep a successor queued
+  service/problem.txt     why the last watcher could not keep a successor queued (or stopped a crash loop)
+  service/starts, alive   each watcher's start, and the last finished round (the crash-loop count)
   service/logs/watcher-<job>.log   each watcher job's log; service/daemon.log, .pid, .lock: `watch --daemon`
 ```
 """

@@ -230,6 +230,17 @@ def scNoSbatchInJobs(base: Path) -> Run:
     return r
 
 
+def scCrashLoop(base: Path) -> Run:
+    r = Run("crash_loop", base / "crash_loop", "")
+    r.exp = project(r.root, ["ok:15"], {"time": "0:05:00"})
+    r.submit = detach(r)
+    fl.waitFor(holding(r), 90, "the watcher to hold the ledger")
+    (r.root / "results" / ".pyexputils" / "ledger.sqlite").write_bytes(b"not a database " * 1000)  # every watcher fails
+    fl.waitFor(lambda: not chainJobs(r.root), 180, "the chain to stop")
+    r.extra = {"status": r.cli("service", "status")}
+    return r
+
+
 def scNodeDown(base: Path) -> Run:
     r = Run("node_down", base / "node_down", "")
     r.exp = project(r.root, ["ok:25", "ok:26"], {"time": "0:05:00"})
@@ -249,7 +260,7 @@ def scNodeDown(base: Path) -> Run:
     return r
 
 
-PHASE_A = [scHandover, scScancel, scTimeLimit, scStop, scNoSbatchInJobs]
+PHASE_A = [scHandover, scScancel, scTimeLimit, scStop, scNoSbatchInJobs, scCrashLoop]
 
 
 def guarded(fn: Callable[[Path], Run], base: Path) -> Run:
@@ -377,6 +388,19 @@ def test_a_site_without_sbatch_in_jobs_is_told_to_use_the_daemon(runs: dict[str,
     assert ws[0].has("cannot queue a successor: sbatch rejected") and "Access/permission denied" in ws[0].text
     status = r.extra["status"] if r.extra else ""
     assert "problem: watcher " in status and "watch EXP... --daemon" in status
+
+
+def test_a_crash_loop_stops_the_chain(runs: dict[str, Run]) -> None:
+    r = scenario(runs, "crash_loop")
+    assert r.error is None, r.error
+    ws = r.watchers
+    assert len(ws) == 7, [w.lines[-1] for w in ws]  # the one that worked, five that failed, the one that stopped
+    assert all("ledger.sqlite" in w.text and "not a database" in w.text for w in ws[1:6])
+    assert ws[-1].has("5 watchers in a row ended before finishing a round")
+    assert chainJobs(r.root) == []
+    status = r.extra["status"] if r.extra else None
+    assert status is not None and status.returncode == 0, status
+    assert "problem: watcher " in status.stdout and "5 watchers in a row" in status.stdout
 
 
 @ROOT_ONLY
