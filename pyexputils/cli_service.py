@@ -91,7 +91,7 @@ def status(s: Session, chain: Chain | None, asJson: bool) -> int:
     problem = _problem(state, chain)
     rows: list[dict[str, Any]] = []
     sweepErr = None
-    existing = [p for p in chain.experiments if os.path.exists(p)]
+    existing = [s.relPath(p) for p in chain.experiments if os.path.exists(p)]
     if existing:
         s2 = Session(s.config, chain.backend)
         try:
@@ -180,7 +180,7 @@ def stop(s: Session, chain: Chain, cancel: bool) -> int:
     if cancel:
         from pyexputils.cli import cmdCancel
 
-        existing = [p for p in chain.experiments if os.path.exists(p)]
+        existing = [s.relPath(p) for p in chain.experiments if os.path.exists(p)]
         if existing:
             return cmdCancel(argparse.Namespace(experiments=existing, backend=chain.backend))
     return 0

@@ -340,7 +340,9 @@ class LogDisplay:
 
     def event(self, kind: str, **fields: Any) -> None:
         if kind == "ended":
-            self.log(f"ended: {fields.get('experiment')} index {fields.get('index')} attempt {fields.get('attempt')}: "
+            path = str(fields.get("experiment"))
+            rel = os.path.relpath(path)  # the watcher runs in the project folder
+            self.log(f"ended: {path if rel.startswith('..') else rel} index {fields.get('index')} attempt {fields.get('attempt')}: "
                      f"{fields.get('cause')}")  # fmt: skip
 
     def log(self, text: str) -> None:
