@@ -160,6 +160,8 @@ def cmdSubmit(a: argparse.Namespace) -> int:
     s = _session(a)
     if detached:
         preflight(s, Mode.DAEMON if a.daemon else Mode.SLURM)  # nothing is submitted when no service can start
+        if s.backend.name == "local":  # its pool would run here, in the foreground: the daemon submits instead
+            return cmdWatch(a)
     if a.dry_run:
         ledger = s.readLedger()
         try:

@@ -234,7 +234,7 @@ def test_status_without_a_service(tmp_path: Path) -> None:
 def test_daemon_runs_the_sweep_detached_and_notifies_once(tmp_path: Path) -> None:
     exp = project(tmp_path)
     t0 = time.time()
-    out = cli(tmp_path, "watch", exp, "--runs", "2", "--daemon", "--poll", "0.3")
+    out = cli(tmp_path, "submit", exp, "--runs", "2", "--watch", "--daemon", "--poll", "0.3")
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "results/.pyexputils/service/chain.json").read_text())["poll"] == 0.3
     assert "watch daemon pid" in out.stdout and time.time() - t0 < 30
