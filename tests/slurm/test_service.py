@@ -234,7 +234,7 @@ def scCrashLoop(base: Path) -> Run:
     r = Run("crash_loop", base / "crash_loop", "")
     r.exp = project(r.root, ["ok:15"], {"time": "0:05:00"})
     r.submit = detach(r)
-    fl.waitFor(holding(r), 90, "the watcher to hold the ledger")
+    fl.waitFor((r.root / "results" / ".pyexputils" / "service" / "alive").exists, 90, "the first watcher's first round")
     (r.root / "results" / ".pyexputils" / "ledger.sqlite").write_bytes(b"not a database " * 1000)  # every watcher fails
     fl.waitFor(lambda: not chainJobs(r.root), 180, "the chain to stop")
     r.extra = {"status": r.cli("service", "status")}
