@@ -23,7 +23,7 @@ from pyexputils.display import table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, loadExperiment
 from pyexputils.runner.causes import Cause
-from pyexputils.runner.inspect import errorKey, formatSpans, groupErrors, groupRuns, lastLines, spans
+from pyexputils.runner.inspect import errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans
 from pyexputils.runner.judge import IndexStatus, State
 from pyexputils.runner.session import Round, Session, Standing
 from pyexputils.runner.status import readEvents
@@ -280,6 +280,16 @@ def cmdLogs(a: argparse.Namespace) -> int:
 
 # --- errors ----------------------------------------------------------------------------------------------
 ENDED_BADLY = (State.RETRY, State.FINAL, State.UNKNOWN)
+SHOWN_SPANS = 12  # ranges of indices printed per error (--json has them all)
+
+
+def groupIndices(text: str) -> list[int]:
+    """``0-2,5`` -> ``[0, 1, 2, 5]``."""
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
 
 
 def errorGroups(s: Session, st: Standing, lines: int) -> list[dict[str, Any]]:
@@ -299,17 +309,36 @@ def errorGroups(s: Session, st: Standing, lines: int) -> list[dict[str, Any]]:
         shown = "\n".join(last) if last else ("(no stderr file)" if text is None else "(stderr empty)")
         rows.append((i, f"{x.cause}\t{errorKey(last, own) if last else shown}", shown))
     out: list[dict[str, Any]] = []
-    for g in groupErrors(rows):
+    groups = groupErrors(rows)
+    swept = sweptNames(exp) if groups else set()
+    P = exp.numPermutations()
+    for g in groups:
         cause = g.key.split("\t", 1)[0]
         x = st.status(g.example)
         assert x.tag is not None
+        shared = sharedValues([flatten(exp.getPermutation(i % P)) for i in g.indices], sorted(swept))
         out.append({
             "experiment": st.sweep.shown, "cause": cause, "count": g.count, "indices": formatSpans(spans(g.indices)),
             "error": g.text, "key": g.key.split("\t", 1)[1], "example": g.example,
             "log": s.relPath(s.logPaths(x.tag, g.example)[1]),
             "final": sum(1 for i in g.indices if st.status(i).state is State.FINAL),
+            "shared": {k: json.loads(v) for k, v in shared.items()},
         })  # fmt: skip
     return out
+
+
+SAMPLE = 4096  # settings looked at to tell which parameters are swept
+
+
+def sweptNames(exp: ExperimentDescription) -> set[str]:
+    """The (flattened) parameters with more than one value among the sweep's settings (evenly spaced ones
+    when there are more than ``SAMPLE``)."""
+    P = exp.numPermutations()
+    seen: dict[str, set[str]] = {}
+    for j in sorted({k * P // SAMPLE for k in range(min(P, SAMPLE))} | {P - 1}):
+        for name, value in flatten(exp.getPermutation(j)).items():
+            seen.setdefault(name, set()).add(value)
+    return {name for name, values in seen.items() if len(values) > 1}
 
 
 def cmdErrors(a: argparse.Namespace) -> int:
@@ -331,6 +360,8 @@ def cmdErrors(a: argparse.Namespace) -> int:
             print(f"[{j}] {g['count']} × {g['cause']} ({final}):")
             for line in g["error"].splitlines():
                 print(f"      {line}")
-            print(f"    indices: {g['indices']}")
+            print(f"    indices: {formatSpans(spans(groupIndices(g['indices'])), most=SHOWN_SPANS)}")
+            if g["shared"]:
+                print("    all with: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in g["shared"].items()))
             print(f"    log: {g['log']}")
     return 0

@@ -98,11 +98,12 @@ def test_errors_one_group_per_bug(sweep: Path) -> None:
     text = out.stdout
     assert text.startswith("experiments/a.json: 12 indices ended without results: 2 distinct errors\n")
     assert "[1] 6 × FAILED (final):\n      ValueError: alpha 0.30000000000000004 is too large for " in text
-    assert "    indices: 3-5,15-17\n" in text and "    indices: 9-11,21-23\n" in text
+    assert "    indices: 3-5,15-17\n    all with: v=\"boom\"\n" in text and "    indices: 9-11,21-23\n    all with: v=\"exit\"\n" in text
     assert "      giving up at step 9\n" in text
     groups = json.loads(cli(sweep, "errors", "experiments/a.json", "--json").stdout)
     assert [(g["count"], g["indices"], g["example"], g["final"]) for g in groups] == [(6, "3-5,15-17", 3, 6), (6, "9-11,21-23", 9, 6)]
     assert groups[0]["key"] == "ValueError: alpha N is too large for <path>"
+    assert groups[0]["shared"] == {"v": "boom"} and groups[1]["shared"] == {"v": "exit"}
     assert (sweep / groups[0]["log"]).read_text().endswith(groups[0]["error"] + "\n")
     two = json.loads(cli(sweep, "errors", "experiments/a.json", "--json", "--lines", "2").stdout)
     assert len(two) == 2 and "⏎" in two[0]["key"]

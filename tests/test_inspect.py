@@ -1,11 +1,13 @@
 """The pure grouping of ``ls`` and ``errors`` (pyexputils.runner.inspect)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyexputils.runner.inspect import errorKey, formatSpans, groupErrors, groupRuns, lastLines, spans
+from pyexputils.runner.inspect import errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans
 
 indexSets = st.sets(st.integers(0, 300), max_size=80)
 
@@ -80,3 +82,26 @@ def test_error_groups_partition_the_indices_largest_first(rows: list[tuple[int, 
     for g in groups:
         assert g.example == min(g.indices) and g.text == f"raw {g.example}"
         assert {k for i, k in rows if i in g.indices} == {g.key}
+
+
+def test_format_spans_can_stop_after_a_few() -> None:
+    s = spans([0, 1, 2, 5, 7, 9, 10])
+    assert formatSpans(s) == "0-2,5,7,9-10"
+    assert formatSpans(s, most=2) == "0-2,5 ... and 2 more ranges (3 indices)"
+    assert formatSpans(s, most=4) == formatSpans(s)
+
+
+@given(st.lists(st.fixed_dictionaries({"a": st.sampled_from([1, 2]), "b": st.sampled_from(["x", "y"])}), min_size=1, max_size=10))
+def test_shared_values_are_exactly_the_swept_names_with_one_value(group: list[dict[str, object]]) -> None:
+    flat = [flatten(g) for g in group]
+    shared = sharedValues(flat, ["a", "b"])
+    for name in ("a", "b"):
+        values = {json.dumps(g[name]) for g in group}
+        assert (name in shared) == (len(values) == 1)
+        if name in shared:
+            assert shared[name] == values.pop()
+    assert sharedValues(flat, []) == {} and sharedValues([], ["a"]) == {}
+
+
+def test_flatten_names_nested_settings_with_dots() -> None:
+    assert flatten({"opt": {"lr": 0.1, "name": "adam"}, "n": [1, 2]}) == {"opt.lr": "0.1", "opt.name": '"adam"', "n": "[1, 2]"}

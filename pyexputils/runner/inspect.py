@@ -5,15 +5,18 @@
 - :func:`errorKey`: the last line(s) of a run's stderr with what changes from run to run taken out (numbers,
   addresses, the index's own paths), so that one bug in 300 runs is one key;
 - :func:`groupErrors`: indices by that key, largest group first;
-- :func:`spans` / :func:`formatSpans`: sorted indices as ``(first, last)`` spans and as ``0-99,140``.
+- :func:`spans` / :func:`formatSpans`: sorted indices as ``(first, last)`` spans and as ``0-99,140``;
+- :func:`sharedValues`: the swept parameters whose value every failed setting of a group shares (the bug's
+  likely trigger: ``alpha=1.0``).
 
 Nothing here reads a file or the ledger: :mod:`pyexputils.cli_inspect` feeds it.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Generic, Hashable, Iterable, Sequence, TypeVar
+from typing import Any, Generic, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -30,9 +33,14 @@ def spans(indices: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
-def formatSpans(s: Sequence[tuple[int, int]]) -> str:
-    """``[(0, 99), (140, 140)] -> "0-99,140"``."""
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in s)
+def formatSpans(s: Sequence[tuple[int, int]], most: int | None = None) -> str:
+    """``[(0, 99), (140, 140)] -> "0-99,140"``; with ``most``, the first ``most`` spans and how many more."""
+    shown = s if most is None or len(s) <= most else s[:most]
+    text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in shown)
+    if len(shown) < len(s):
+        rest = s[len(shown):]
+        text += f" ... and {len(rest)} more ranges ({sum(b - a + 1 for a, b in rest)} indices)"
+    return text
 
 
 @dataclass
@@ -130,3 +138,29 @@ def groupErrors(rows: Iterable[tuple[int, str, str]]) -> list[ErrorGroup]:
     for g in groups.values():
         g.indices.sort()
     return sorted(groups.values(), key=lambda g: (-g.count, g.example))
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A setting as ``{dotted name: its value as JSON}`` (nested dicts become ``a.b``)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, name + "."))
+        else:
+            out[name] = json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
+def sharedValues(group: Sequence[Mapping[str, str]], swept: Iterable[str]) -> dict[str, str]:
+    """The names of ``swept`` (parameters with several values in the sweep) that have one value in every
+    setting of ``group`` (flattened settings), with that value; empty for an empty group."""
+    if not group:
+        return {}
+    out: dict[str, str] = {}
+    for name in swept:
+        values = {g.get(name) for g in group}
+        value = values.pop() if len(values) == 1 else None
+        if value is not None:
+            out[name] = value
+    return out
