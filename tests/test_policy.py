@@ -224,3 +224,16 @@ def test_failed_before_the_index_started_is_not_the_programs_failure() -> None:
     assert decide([early, v("FAILED")], R, p).resources == R  # the program's first real failure: retried
     assert decide([early, v("FAILED"), v("FAILED")], R, p).final == "FAILED"
     assert decide([early, early, early], R, p).final == "FAILED"  # max_attempts still bounds it
+
+
+def test_escalation_goes_by_the_measured_time_and_memory_of_the_setting() -> None:
+    from pyexputils.runner.policy import Measure
+
+    d = decide([v("TIMEOUT")], Resources(minutes=10, mem_mb=100), Policy(), Measure(p95_s=3000.0))
+    assert d.resources == Resources(minutes=63, mem_mb=100)  # 3000 s x 1.25, not 10 x 2
+    d = decide([v("TIMEOUT")], Resources(minutes=10), Policy(max_time_minutes=30), Measure(p95_s=3000.0))
+    assert d.resources == Resources(minutes=30)  # capped
+    d = decide([v("TIMEOUT")], Resources(minutes=10), Policy(), Measure(p95_s=60.0))
+    assert d.resources == Resources(minutes=20)  # measured less than asked: the factor
+    d = decide([v("OUT_OF_MEMORY")], Resources(minutes=10, mem_mb=100), Policy(), Measure(mem_mb=400.0))
+    assert d.resources == Resources(minutes=10, mem_mb=500)

@@ -353,3 +353,12 @@ def test_readEvents_skips_a_damaged_line_and_a_torn_last_one(tmp_path: Path) -> 
     assert [e["event"] for e in readEvents(str(p))] == ["start", "end"]
     p.write_text('{"event":"start","index":1}\n{"event":"end",GARBAGE\n{"event":"start","index":2}\n{"event":"end","ind')
     assert [(e["event"], e["index"]) for e in readEvents(str(p))] == [("start", 1), ("start", 2)]
+
+
+def test_peak_memory_of_each_run_is_recorded(tmp_path: Path) -> None:
+    p = Project(tmp_path, ["ok", "nap0.1"])
+    p.manifest([[0, 1]])
+    assert p.run() == 0
+    ends = p.ends()
+    assert all(0 < ends[i]["maxrss_mb"] < 4096 for i in (0, 1))  # a small Python program
+    assert ends[1]["seconds"] >= 0.1

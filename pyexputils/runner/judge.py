@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, classify, isLive, normaliseState
-from pyexputils.runner.policy import Policy, Resources, decide
+from pyexputils.runner.policy import Measure, Policy, Resources, decide
 
 
 class State(str, enum.Enum):
@@ -38,6 +38,7 @@ class State(str, enum.Enum):
 
 
 PENDING_STATES = frozenset({State.MISSING, State.RETRY})  # what submit / watch send
+ESCALATED = frozenset({Cause.TIMEOUT, Cause.OUT_OF_MEMORY})  # causes whose retry asks more
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Latest:
     evidence: Evidence  # to classify it while unresolved
     history: Sequence[Verdict]  # verdicts of its earlier attempts since it last completed (or was retried)
     resources: Resources  # what it asked for
+    measured: Callable[[], Measure | None] | None = None  # what runs of its setting measured (asked when escalating)
 
 
 def judgeIndex(index: int, onDisk: bool, live: str | None, latest: Latest | None, base: Resources, policy: Policy) -> tuple[IndexStatus, Verdict | None]:  # fmt: skip
@@ -99,7 +101,7 @@ def judgeIndex(index: int, onDisk: bool, live: str | None, latest: Latest | None
         if onDisk:
             return ended(State.DONE, Cause.COMPLETED), new
         return ended(State.MISSING, Cause.COMPLETED, reason="its results were removed after it completed", resources=base), new
-    d = decide([*latest.history, v], latest.resources, policy)
+    d = decide([*latest.history, v], latest.resources, policy, latest.measured() if latest.measured and v.cause in ESCALATED else None)
     if d.resources is None:
         return ended(State.FINAL, d.final or v.cause, partial=onDisk, reason=d.reason), new
     return ended(State.RETRY, v.cause, partial=onDisk, resources=d.resources), new

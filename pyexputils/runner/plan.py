@@ -18,6 +18,10 @@ Keys of the ``slurm`` block that shape a plan (parsed and checked by :mod:`pyexp
   30 s to 5 min).
 - ``max_array_size``, ``max_job_count``, ``max_submit_jobs``, ``max_time``: override the cluster's limits.
 
+With measured run times (:mod:`pyexputils.runner.planfit`) a request comes already fitted: its
+``runs_per_task`` fixed, its task's time (``task_minutes``) chosen, and ``times`` (one :class:`RunTime` per
+index) to predict each task by; the arrays then carry their predicted time and core-minutes.
+
 Arrays are numbered from 0 and hold at most MaxArraySize tasks (the highest task id is MaxArraySize - 1).
 The total of array tasks never exceeds the free queue slots (``min(MaxSubmitJobs, MaxJobCount)`` minus the
 jobs already queued); indices that do not fit are *deferred*: reported, left for the next submit/watch.
@@ -31,6 +35,40 @@ from typing import Any, Mapping, Sequence
 from pyexputils.runner.backend import Limits
 
 DEFAULT_MAX_TASKS = 1000
+Z95 = 1.645  # the normal 95th percentile, in standard deviations
+
+
+@dataclass(frozen=True)
+class RunTime:
+    """The measured time of one run (seconds): mean, standard deviation and 95th percentile."""
+
+    mean: float
+    sd: float
+    p95: float
+
+
+def predictTask(runs: Sequence[RunTime], parallel: int = 1) -> tuple[float, float]:
+    """(mean, p95) seconds of one task that runs ``runs``, ``parallel`` at a time: ``ceil(n / parallel)``
+    rounds of the average run; the p95 adds the spread (normal approximation) and is never below the slowest
+    run's p95 plus the other rounds' mean."""
+    n = len(runs)
+    if n == 0:
+        return 0.0, 0.0
+    rounds = math.ceil(n / max(1, parallel))
+    avg = sum(r.mean for r in runs) / n
+    var = sum(r.sd * r.sd for r in runs) / n
+    mean = rounds * avg
+    p95 = max(mean + Z95 * math.sqrt(rounds * var), (rounds - 1) * avg + max(r.p95 for r in runs))
+    return mean, p95
+
+
+def predictSame(rt: RunTime, n: int, parallel: int = 1) -> tuple[float, float]:
+    """:func:`predictTask` of ``n`` runs of time ``rt`` (without building the list)."""
+    if n <= 0:
+        return 0.0, 0.0
+    rounds = math.ceil(n / max(1, parallel))
+    mean = rounds * rt.mean
+    return mean, max(mean + Z95 * math.sqrt(rounds) * rt.sd, (rounds - 1) * rt.mean + rt.p95)
 
 
 @dataclass(frozen=True)
@@ -47,15 +85,18 @@ class PlanOptions:
     sbatch: Mapping[str, Any] = field(default_factory=dict)  # the other sbatch options, as given
     signal_seconds: int | None = None  # the runner's warning before the task's limit (default: render's)
     grace_s: float | None = None  # seconds between the runner's SIGTERM to a run and its SIGKILL
+    task_minutes: int | None = None  # fitted: the whole task's time (over ``time_minutes`` x bundle)
+    label: str = ""  # what sets this request apart from others of its experiment (``hidden=1024``, ``~12 s/run``)
 
 
 @dataclass(frozen=True)
 class Request:
     """What one experiment needs: its missing indices (sorted, unique) and its options."""
 
-    key: str  # the experiment (its path)
+    key: str  # the experiment (its path); several requests may share one
     indices: Sequence[int]
     options: PlanOptions
+    times: Sequence[RunTime] | None = None  # fitted: the predicted time of each index (aligned with indices)
 
 
 @dataclass(frozen=True)
@@ -71,6 +112,9 @@ class ArrayPlan:
     mem_mb: int | None  # of one task when ``mem`` was given
     throttle: int | None
     sbatch: Mapping[str, Any]  # the user's other sbatch options
+    label: str = ""
+    predicted_s: float | None = None  # fitted: p95 seconds of its slowest task
+    predicted_core_minutes: float | None = None  # fitted: CPU-minutes its tasks are predicted to use
 
     @property
     def size(self) -> int:
@@ -114,6 +158,8 @@ def _maxBundle(o: PlanOptions, maxTime: int | None) -> int | None:
 
 
 def _taskTime(o: PlanOptions, bundle: int, maxTime: int | None) -> int | None:
+    if o.task_minutes is not None:
+        return o.task_minutes if maxTime is None else min(o.task_minutes, maxTime)
     if o.time_minutes is None:
         return None
     t = math.ceil(bundle / o.parallel) * o.time_minutes
@@ -173,7 +219,7 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
         ntasks = math.ceil(len(idx) / b)
         if left is not None and ntasks > left:
             keep = left * b
-            deferred[r.key] = idx[keep:]
+            deferred.setdefault(r.key, []).extend(idx[keep:])
             idx = idx[:keep]
             ntasks = left
         if left is not None:
@@ -182,14 +228,19 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
             continue
         tasks = [idx[k : k + b] for k in range(0, len(idx), b)]
         time = _taskTime(o, b, maxTime)
-        if o.time_minutes is not None and maxTime is not None and math.ceil(b / o.parallel) * o.time_minutes > maxTime:
+        if o.task_minutes is None and o.time_minutes is not None and maxTime is not None and math.ceil(b / o.parallel) * o.time_minutes > maxTime:
             notes.append(f"{r.key}: task time capped at the partition's MaxTime ({maxTime} min)")
         per = maxArray if maxArray is not None else len(tasks)
         nArrays = math.ceil(len(tasks) / per)
         if nArrays > 1:
             notes.append(f"{r.key}: {len(tasks)} tasks split into {nArrays} arrays (MaxArraySize {maxArray})")
         size = math.ceil(len(tasks) / nArrays)  # balanced
+        times = list(r.times) if r.times is not None else None
         for k in range(0, len(tasks), size):
+            predicted: tuple[float, float] | None = None
+            if times is not None:
+                preds = [predictTask(times[j : j + b], o.parallel) for j in range(k * b, min(len(idx), (k + size) * b), b)]
+                predicted = (max(p for _, p in preds), sum(m for m, _ in preds) * o.cpus_per_task * o.parallel / 60)
             arrays.append(
                 ArrayPlan(
                     key=r.key,
@@ -201,6 +252,9 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
                     mem_mb=None if o.mem_mb is None else o.mem_mb * o.parallel,
                     throttle=o.throttle,
                     sbatch=o.sbatch,
+                    label=o.label,
+                    predicted_s=None if predicted is None else predicted[0],
+                    predicted_core_minutes=None if predicted is None else predicted[1],
                 )
             )
     if deferred:

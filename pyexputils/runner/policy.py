@@ -11,6 +11,9 @@ Keys of the ``slurm`` block (config or experiment):
   partition's MaxTime (or ``max_time``); a run that timed out at the cap ends TIMEOUT (final).
 - ``mem_factor`` (2.0): memory x factor after OUT_OF_MEMORY, capped by ``max_mem`` (or the node's);
   a run out of memory at the cap ends OUT_OF_MEMORY (final).
+- Where other runs of the same setting were measured (:mod:`pyexputils.runner.durations`): after a
+  TIMEOUT, their p95 run time x 1.25 when that is more than the time asked (instead of x ``time_factor``);
+  after an OUT_OF_MEMORY, their peak memory x 1.25 likewise. Both capped as above.
 - PREEMPTED, NODE_FAIL, VANISHED: same resources again (within ``max_attempts``).
 - CANCELLED (by ``pyexputils cancel``): final, unless ``resubmit_cancelled`` is true.
 """
@@ -54,6 +57,17 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """What earlier runs of the same setting measured: p95 run time (seconds) and peak memory (MB)."""
+
+    p95_s: float | None = None
+    mem_mb: float | None = None
+
+
+MEASURED_MARGIN = 1.25  # an escalation from measurements asks this much over them
+
+
+@dataclass(frozen=True)
 class Decision:
     """Resubmit with ``resources``, or stop: ``final`` is the final cause and ``reason`` says why."""
 
@@ -67,9 +81,10 @@ def attemptsUsed(history: Sequence[Verdict]) -> int:
     return sum(1 for v in history if v.started or v.cause not in NOT_STARTED_FREE)
 
 
-def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> Decision:
+def decide(history: Sequence[Verdict], current: Resources, policy: Policy, measured: Measure | None = None) -> Decision:
     """What to do after the last attempt in ``history`` (oldest first, since the index last completed or was
-    retried) ended, asking ``current``."""
+    retried) ended, asking ``current``; ``measured``: what other runs of its setting took (escalations ask
+    that, with a margin, when it is more than ``current``, instead of ``current x factor``)."""
     last = history[-1]
     cause = last.cause
     if cause is Cause.COMPLETED:
@@ -95,23 +110,29 @@ def decide(history: Sequence[Verdict], current: Resources, policy: Policy) -> De
             return Decision(current)
         if current.minutes is None:
             return Decision(None, Cause.TIMEOUT, "timed out, and no slurm.time to raise (the partition's default applied)")
-        minutes = _escalate(current.minutes, policy.time_factor, policy.max_time_minutes)
+        minutes = _escalate(current.minutes, policy.time_factor, policy.max_time_minutes,
+                            None if measured is None or measured.p95_s is None else measured.p95_s * MEASURED_MARGIN / 60)  # fmt: skip
         if minutes is None:
             return Decision(None, Cause.TIMEOUT, f"timed out at the time cap of {formatMinutes(current.minutes)}")
         return Decision(replace(current, minutes=minutes))
     if cause is Cause.OUT_OF_MEMORY:
         if current.mem_mb is None:
             return Decision(None, Cause.OUT_OF_MEMORY, "out of memory and no mem/mem_per_cpu option to raise")
-        mem = _escalate(current.mem_mb, policy.mem_factor, policy.max_mem_mb)
+        mem = _escalate(current.mem_mb, policy.mem_factor, policy.max_mem_mb,
+                        None if measured is None or measured.mem_mb is None else measured.mem_mb * MEASURED_MARGIN)  # fmt: skip
         if mem is None:
             return Decision(None, Cause.OUT_OF_MEMORY, f"out of memory at the memory cap of {current.mem_mb}M")
         return Decision(replace(current, mem_mb=mem))
     return Decision(current)  # PREEMPTED, NODE_FAIL, VANISHED (same resources), or CANCELLED with resubmit_cancelled
 
 
-def _escalate(value: int, factor: float, cap: int | None) -> int | None:
-    """``value`` x ``factor`` rounded up (at least +1), capped; None when ``value`` is at the cap already."""
+def _escalate(value: int, factor: float, cap: int | None, measured: float | None = None) -> int | None:
+    """``value`` x ``factor`` rounded up (at least +1), or ``measured`` rounded up when that is more than
+    ``value``; capped; None when ``value`` is at the cap already."""
     if cap is not None and value >= cap:
         return None
-    raised = max(value + 1, math.ceil(value * factor))
+    if measured is not None and measured > value:
+        raised = max(value + 1, math.ceil(measured))
+    else:
+        raised = max(value + 1, math.ceil(value * factor))
     return raised if cap is None else min(raised, cap)

@@ -25,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources as pkgfiles
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -38,12 +39,14 @@ from pyexputils.results import doneMask
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
 from pyexputils.runner.causes import Cause, Evidence, Verdict, normaliseState
 from pyexputils.runner.command import checkCommand
+from pyexputils.runner.durations import Durations, SubmissionInfo
 from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex, sinceLast
 from pyexputils.runner.ledger import Attempt, Ledger, Submission
 from pyexputils.runner.manifest import Manifest, writeAtomic
 from pyexputils.runner.options import ExperimentOptions, parseSlurm
 from pyexputils.runner.plan import ArrayPlan, Plan, Request, plan
-from pyexputils.runner.policy import Resources
+from pyexputils.runner.planfit import Measured, fit
+from pyexputils.runner.policy import Measure, Resources
 from pyexputils.runner.render import checkLogPath, checkTemplate, makeTag, newSubmissionId, outputPath, renderScript, sbatchOptions, slug  # fmt: skip
 from pyexputils.runner.statedir import StateDir
 from pyexputils.runner.status import IndexOutcome, outcomes
@@ -69,6 +72,7 @@ class Sweep:
     runs: int
     runsNote: str = ""  # how the runs were chosen, when it is worth saying
     remembered: int | None = None  # the runs the ledger holds for it
+    measured: Durations | None = None  # its measured run times (Session.measure)
 
     @property
     def total(self) -> int:
@@ -191,6 +195,7 @@ class Round:
     standings: list[Standing]
     planned: Planned | None = None
     sent: Sent | None = None
+    measured: dict[str, Durations] = field(default_factory=dict)  # experiment -> its measurements
 
 
 class Session:
@@ -407,8 +412,8 @@ class Session:
                         snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)),
                         files.get((a.tag, a.task), {}).get(idx), a.tag in cancelled, disk, snap.preemptible,
                         a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
-                    at = Latest(a.attempt, a.tag, a.task, recorded, ev,
-                                sinceLast(seen, a.attempt, resets.get(idx, 0)), resources.get(a.tag, o.base))  # fmt: skip
+                    at = Latest(a.attempt, a.tag, a.task, recorded, ev, sinceLast(seen, a.attempt, resets.get(idx, 0)),
+                                resources.get(a.tag, o.base), partial(self._measure, sweep, idx))  # fmt: skip
                 status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
                 statuses[idx] = status
                 if verdict is not None and a is not None:
@@ -433,6 +438,7 @@ class Session:
         writable ledger, send it. ``testOnly``: every script goes through ``sbatch --test-only`` first."""
         writable = ledger is not None and ledger.writable
         snap = self.snapshot(ledger, sweeps, adopt=writable)
+        measured = self.measure(ledger, sweeps, snap, save=writable)
         standings = [self.standing(s, snap, ledger) for s in sweeps]
         if writable:
             assert ledger is not None
@@ -451,7 +457,33 @@ class Session:
         if send and writable and planned is not None and planned.jobs:
             assert ledger is not None
             sent = self.send(ledger, planned, onSubmit)
-        return Round(snap, standings, planned, sent)
+        return Round(snap, standings, planned, sent, measured)
+
+    # --- measured run times ------------------------------------------------------------------------
+    def measure(self, ledger: Ledger | None, sweeps: Sequence[Sweep], snap: Snapshot, save: bool = False) -> dict[str, Durations]:  # fmt: skip
+        """Each sweep's measurements (:mod:`pyexputils.runner.durations`) with the status files of its arrays
+        that ended since folded in; written back with ``save`` (a writer: the ledger's lock is held)."""
+        out: dict[str, Durations] = {}
+        for sw in sweeps:
+            d = Durations.load(self.state, sw.path, sw.exp.numPermutations())
+            if ledger is not None:
+                subs = [SubmissionInfo(x.tag, x.job_id, x.array_size, x.resources) for x in ledger.submissions(sw.path)]
+                d.refresh(self.state, subs, snap.jobs.get(sw.path, set()))
+            if save and d.changed:
+                try:
+                    d.save()
+                except OSError as e:
+                    print(f"pyexputils: {d.path}: measurements not saved ({e.strerror})", file=sys.stderr)
+            sw.measured = out[sw.path] = d
+        return out
+
+    def _measure(self, sweep: Sweep, index: int) -> Measure | None:
+        """What runs of ``index``'s setting measured, in the units of its resources (memory per CPU with
+        ``mem_per_cpu``)."""
+        m = sweep.measured.measure(index) if sweep.measured is not None else None
+        if m is not None and m.mem_mb is not None and sweep.options.base.mem_key == "mem_per_cpu":
+            m = Measure(m.p95_s, m.mem_mb / max(1, sweep.options.plan.cpus_per_task))
+        return m
 
     # --- submitting ---------------------------------------------------------------------------------
     def plan(self, batches: Sequence[Batch]) -> Planned:
@@ -468,12 +500,21 @@ class Session:
         submission = newSubmissionId()
         counter = 0
         limits = Limits()
+        measured: dict[str, Measured] = {}
+        for b in batches:
+            m = b.sweep.measured.measured() if b.sweep.measured is not None and b.sweep.path not in measured else None
+            if m is not None:
+                measured[b.sweep.path] = m
         for partition, items in groups.items():
             limits = self.limits(items[0][1].sweep.options)
-            p = plan([Request(key, b.indices, b.sweep.options.withResources(b.resources)) for key, b in items], limits, queued)
+            requests = [Request(key, b.indices, b.sweep.options.withResources(b.resources)) for key, b in items]
+            # first attempts and retries asking the same: fitted; an escalation asks what the policy chose
+            sized = {key: b.sweep.path for key, b in items if b.resources == b.sweep.options.base}
+            fitted, fitNotes = fit(requests, {k: measured[p] for k, p in sized.items() if p in measured}, limits.max_time_minutes)
+            p = plan(fitted, limits, queued)
             queued += p.tasks
             arrays += p.arrays
-            notes += p.notes
+            notes += fitNotes + p.notes
             for key, idx in p.deferred.items():
                 deferred.setdefault(key.rsplit("#", 1)[0], []).extend(idx)
             byKey = dict(items)

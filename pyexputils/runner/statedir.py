@@ -16,11 +16,14 @@
   service/problem.txt     why the last watcher could not keep a successor queued (or stopped a crash loop)
   service/starts, alive   each watcher's start, and the last finished round (the crash-loop count)
   service/logs/watcher-<job>.log   each watcher job's log; service/daemon.log, .pid, .lock: `watch --daemon`
+  durations/<name>-<hash>.npz  measured run times and memory per setting and per array (pyexputils.runner.durations)
 ```
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 
 STATE_DIR = ".pyexputils"
 
@@ -89,6 +92,12 @@ class StateDir:
     def watcherLog(self, jobId: str) -> str:
         """A watcher job's log (``jobId`` may be sbatch's ``%j``)."""
         return os.path.join(self.service, "logs", f"watcher-{jobId}.log")
+
+    def durations(self, experiment: str) -> str:
+        """The measurements of one experiment (its absolute path): ``durations/<name>-<hash>.npz``."""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(experiment))[0])[:40] or "exp"
+        digest = hashlib.sha1(experiment.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        return os.path.join(self.path, "durations", f"{name}-{digest}.npz")
 
     def make(self) -> None:
         """Create the state folder."""

@@ -11,7 +11,7 @@ array task id) and ``attempt``:
   ``cause``: ``COMPLETED`` | ``FAILED`` (non-zero exit, or exit 0 without its ``require`` files:
   ``missing`` lists them; or it could not be started: ``error``) | ``TIMEOUT`` (cut off by a time limit) |
   ``OUT_OF_MEMORY`` (SIGKILL that the runner did not send) | ``CANCELLED``; ``killed``: true when the
-  runner had to SIGKILL it.
+  runner had to SIGKILL it; ``maxrss_mb``: the run's peak memory (``wait4``'s ``ru_maxrss``), where known.
 - ``skip``: an index not started: the task was told to stop (``cause``: ``TIMEOUT``/``CANCELLED``), or
   its results were already on disk (``cause``: ``COMPLETED``).
 - ``stop``: the runner got a stop signal (``signal``, ``name``, ``cause``, ``running``: the indices cut

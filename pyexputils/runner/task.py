@@ -91,6 +91,7 @@ class Run:
     killed: bool = False  # the runner sent SIGKILL
     exitedAt: float | None = None  # it has ended; classified at ``exitedAt + SETTLE_S`` when needed
     returncode: int | None = None
+    maxrssKB: int | None = None  # its peak memory (with its descendants it waited for), from wait4
 
 
 class TaskRunner:
@@ -332,7 +333,7 @@ class TaskRunner:
     def _reap(self, now: float) -> None:
         for r in list(self.running):
             if r.exitedAt is None:
-                rc = r.proc.poll()
+                rc = _poll(r)
                 if rc is None:
                     continue
                 r.returncode, r.exitedAt = rc, now
@@ -351,6 +352,8 @@ class TaskRunner:
         exit, sig = (rc, None) if rc >= 0 else (None, -rc)
         missing = missingFiles(r.folder, self.m.require) if rc == 0 else []
         extra: dict[str, Any] = {"seconds": round((r.exitedAt or time.time()) - r.started, 3)}
+        if r.maxrssKB:
+            extra["maxrss_mb"] = round(r.maxrssKB / 1024, 1)
         if rc == 0 and not missing:
             cause = Cause.COMPLETED
         elif r.cause is not None:
@@ -422,6 +425,22 @@ def readTail(path: str, size: int = 65536) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def _poll(r: Run) -> int | None:
+    """The run's exit code when it has ended (None while it runs), reaped with ``wait4`` for its peak memory
+    (``ru_maxrss``: the largest of the shell and the descendants it waited for)."""
+    if r.proc.returncode is not None:
+        return r.proc.returncode
+    try:
+        pid, status, usage = os.wait4(r.proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return r.proc.poll()
+    if pid == 0:
+        return None
+    r.maxrssKB = usage.ru_maxrss
+    r.proc.returncode = os.waitstatus_to_exitcode(status)
+    return r.proc.returncode
 
 
 def _killGroup(pgid: int, sig: int) -> None:

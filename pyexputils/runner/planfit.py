@@ -1,0 +1,175 @@
+"""Fit bundles to the walltime from measured run times (pure).
+
+Given what earlier runs of the same settings took (:class:`Measured`, kept by
+:mod:`pyexputils.runner.durations`), a request of an experiment's indices is split and sized:
+
+- **classes**: settings whose measured p95 run time lies within :data:`CLASS_RATIO` of each other share a
+  class; each class goes to arrays of its own (a 1x run is not asked the time of an 8x one). Settings with no
+  measurement of their own take the experiment's overall one.
+- **runs per task**: an explicit ``runs_per_task`` stays (made smaller only when its task would not fit
+  MaxTime). ``auto`` starts from the bundle that keeps the
+  experiment at ``max_tasks`` array tasks, then grows while the task is predicted to use less than
+  :data:`EFFICIENCY` of what it asks (whole minutes of a short run are mostly idle), within the partition's
+  MaxTime; the bundles of a class are then evened out (same number of tasks, sizes within one).
+- **task time**: the smallest whole number of minutes such that the p95 of every task's predicted time
+  (:func:`pyexputils.runner.plan.predictTask`) is at most :data:`SHARE` of it, capped by MaxTime (when a
+  single run's p95 does not fit, the plan says so).
+
+Without a measurement for any of a request's settings the request is returned as it came (today's plan).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from pyexputils.runner.plan import PlanOptions, Request, RunTime, predictSame, predictTask
+
+SHARE = 0.8  # p95 of a task's predicted time <= this share of its limit
+EFFICIENCY = 0.7  # grow auto bundles until a task is predicted to use this share of what it asks
+CLASS_RATIO = 1.5  # settings whose p95 differ by more go to different arrays
+SCAN_LIMIT = 100_000  # bundle sizes tried at most per class
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What is known of one experiment's run times: per setting (``index % settings``) and over all."""
+
+    settings: int
+    perSetting: Mapping[int, RunTime] = field(default_factory=dict)
+    overall: RunTime | None = None
+
+    def of(self, setting: int) -> RunTime | None:
+        return self.perSetting.get(setting, self.overall)
+
+
+def taskMinutes(p95: float, share: float = SHARE) -> int:
+    """Whole minutes that hold ``p95`` seconds within ``share`` of the limit (at least 1)."""
+    return max(1, math.ceil(p95 / share / 60 - 1e-9))
+
+
+def fitBundle(rt: RunTime, n: int, parallel: int, start: int, maxTime: int | None, grow: bool) -> int:
+    """Runs per task for ``n`` runs of time ``rt``: ``start`` (the bundle planned without measurements),
+    shrunk until a task fits ``maxTime``; with ``grow``, fewer and fuller tasks (bundles evened out) until
+    the tasks are predicted to use :data:`EFFICIENCY` of what they ask (the best one tried when none does)."""
+
+    def minutes(b: int) -> int:
+        return taskMinutes(predictSame(rt, b, parallel)[1])
+
+    def fits(b: int) -> bool:
+        return maxTime is None or minutes(b) <= maxTime
+
+    b = max(1, min(start, n))
+    if not fits(b):
+        lo, hi = 1, b  # the largest bundle that fits (1 when none does)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo
+    if not grow:
+        return b
+    tasks = math.ceil(n / b)
+    b = math.ceil(n / tasks)
+
+    def efficiency(t: int) -> float:
+        return n * rt.mean / (parallel * t * minutes(math.ceil(n / t)) * 60)
+
+    best, bestEff = b, efficiency(tasks)
+    t = tasks
+    while bestEff < EFFICIENCY and t > 1 and tasks - t < SCAN_LIMIT:
+        t -= 1
+        k = math.ceil(n / t)
+        if not fits(k):
+            break
+        e = efficiency(t)
+        if e > bestEff + 1e-12:
+            best, bestEff = k, e
+    return best
+
+
+def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, list[int]]], list[int]]:
+    """``indices`` of measured settings split into classes of similar run time (slowest last), each with a
+    summary RunTime (count-weighted mean and variance, the slowest p95); and the indices of settings with no
+    measurement of their own (planned as without measurements)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0 or m.settings < 1:
+        return [], idx.tolist()
+    settingOf = idx % m.settings
+    uniq, counts = np.unique(settingOf, return_counts=True)
+    known: list[tuple[int, int, RunTime]] = []
+    unknown: list[int] = []
+    for s, c in zip(uniq.tolist(), counts.tolist()):
+        rt = m.perSetting.get(s)
+        if rt is None:
+            unknown.append(s)
+        else:
+            known.append((s, c, rt))
+    groups: list[list[tuple[int, int, RunTime]]] = []
+    for s, c, rt in sorted(known, key=lambda x: x[2].p95):
+        if groups and rt.p95 <= CLASS_RATIO * max(groups[-1][0][2].p95, 1e-9):
+            groups[-1].append((s, c, rt))
+        else:
+            groups.append([(s, c, rt)])
+    out: list[tuple[RunTime, list[int]]] = []
+    for g in groups:
+        members = np.isin(settingOf, np.array([s for s, _, _ in g], dtype=np.int64))
+        total = sum(c for _, c, _ in g)
+        mean = sum(c * rt.mean for _, c, rt in g) / total
+        var = sum(c * rt.sd**2 for _, c, rt in g) / total  # tasks mix the settings (as predictTask does)
+        out.append((RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)), idx[members].tolist()))
+    rest = idx[np.isin(settingOf, np.array(unknown, dtype=np.int64))].tolist() if unknown else []
+    return out, rest
+
+
+def _worst(times: Sequence[RunTime], b: int, parallel: int) -> float:
+    return max(predictTask(times[j : j + b], parallel)[1] for j in range(0, len(times), b))
+
+
+def _autoStart(o: PlanOptions, total: int) -> int:
+    b = max(1, math.ceil(total / o.max_tasks))
+    return math.ceil(b / o.parallel) * o.parallel if b > 1 else b
+
+
+def describe(rt: RunTime) -> str:
+    """``~12 s/run`` / ``~3.5 min/run`` / ``~2.0 h/run``."""
+    if rt.mean < 90:
+        return f"~{rt.mean:.0f} s/run"
+    if rt.mean < 90 * 60:
+        return f"~{rt.mean / 60:.1f} min/run"
+    return f"~{rt.mean / 3600:.1f} h/run"
+
+
+def fit(requests: Sequence[Request], measured: Mapping[str, Measured], maxTime: int | None) -> tuple[list[Request], list[str]]:
+    """Each request whose key has measurements (``measured[key]``), split into classes and fitted (see the
+    module docstring); the others unchanged. Returns the requests and notes."""
+    out: list[Request] = []
+    notes: list[str] = []
+    for r in requests:
+        m = measured.get(r.key)
+        split, rest = classes(r.indices, m) if m is not None else ([], list(r.indices))
+        if m is None or not split:
+            out.append(r)
+            continue
+        o = r.options
+        if rest:
+            out.append(Request(r.key, rest, replace(o, label=", ".join(x for x in (o.label, "not measured") if x))))
+        for rt, idx in split:
+            n = len(idx)
+            fixed = o.runs_per_task is not None
+            start = o.runs_per_task if o.runs_per_task is not None else _autoStart(o, len(r.indices))
+            b = fitBundle(rt, n, o.parallel, start, maxTime, grow=not fixed)
+            times = [m.perSetting.get(i % m.settings, rt) for i in idx]
+            worst = _worst(times, b, o.parallel)
+            while maxTime is not None and taskMinutes(worst) > maxTime and b > 1:  # its slowest members
+                b = max(1, b - max(1, b // 10))
+                worst = _worst(times, b, o.parallel)
+            minutes = taskMinutes(worst)
+            if maxTime is not None and minutes > maxTime:
+                notes.append(f"{r.key.rsplit('#', 1)[0]}: runs of {describe(rt)} are predicted to take {worst / 60:.1f} min "
+                             f"at p95: over {SHARE:.0%} of the partition's MaxTime ({maxTime} min)")  # fmt: skip
+                minutes = maxTime
+            label = ", ".join(x for x in (o.label, describe(rt)) if x)
+            out.append(Request(r.key, idx, replace(o, runs_per_task=b, task_minutes=minutes, label=label), times))
+    return out, notes
