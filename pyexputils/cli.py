@@ -15,7 +15,7 @@ import sys
 from typing import Any, Sequence
 
 from pyexputils import cli_analysis, cli_inspect, cli_report, cli_service
-from pyexputils.display import WatchDisplay, minutes, table
+from pyexputils.display import WatchDisplay, costTable, efficiencyTable, minutes, table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, getConfig, loadExperiment
 from pyexputils.runner.causes import Cause
@@ -88,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="per experiment: done, queued, running, to submit, to retry, final")
     exps(st)
     st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--efficiency", action="store_true",
+                    help="per array: used / requested time and memory, from the runner's records (like seff)")  # fmt: skip
 
     m = sub.add_parser("missing", help="the indices that are not done, as ranges (0-99,140)")
     exps(m)
@@ -242,6 +244,13 @@ def submitSummary(s: Session, r: Round, dry: bool) -> str:
         lines.append(f"total: {planned} planned in {len(arrays)} arrays of {sum(arr.size for arr in arrays)} tasks; "
                      f"{coreHours:.1f} core-hours requested"
                      + ("" if all(arr.time_minutes for arr in arrays) else " (some without a time limit: not counted)"))  # fmt: skip
+    if dry and not local and r.planned is not None and r.planned.jobs:
+        lines += ["arrays:", costTable([(job.tag, arr) for (job, _, _), arr in zip(r.planned.jobs, arrays)])]
+        fitted = [arr for arr in arrays if arr.predicted_core_minutes is not None]
+        if fitted:
+            lines.append(f"fitted to measured run times: {sum(a.runs for a in fitted)} runs in {len(fitted)} arrays, "
+                         f"{sum(a.coreMinutes() for a in fitted) / 60:.2f} core-hours asked, "
+                         f"{sum(a.predicted_core_minutes or 0 for a in fitted) / 60:.2f} predicted")  # fmt: skip
     if r.planned is not None:
         if not local:
             lines.append(f"limits: {r.planned.limits.describe()}")
@@ -311,6 +320,11 @@ def _look(a: argparse.Namespace, paths: Sequence[str], runs: int | None) -> tupl
 def cmdStatus(a: argparse.Namespace) -> int:
     s, r = _look(a, a.experiments, a.runs)
     rows = [statusRow(s, st) for st in r.standings]
+    if a.efficiency:
+        for row, st in zip(rows, r.standings):
+            d = r.measured.get(st.sweep.path)
+            row["efficiency"] = d.efficiency() if d is not None else []
+            row["efficiency_total"] = efficiencyTotal(row["efficiency"])
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -327,7 +341,26 @@ def cmdStatus(a: argparse.Namespace) -> int:
         for note in _standingNotes(st):
             if "final" not in note:
                 print(f"  {note}")
+    for row in rows if a.efficiency else []:
+        if not row["efficiency"]:
+            print(f"{row['experiment']}: no array has an ended task yet: nothing to measure")
+            continue
+        t = row["efficiency_total"]
+        print(f"{row['experiment']}: efficiency per array (used / requested, from the runner's records):")
+        print(efficiencyTable(row["efficiency"]))
+        if t["time_efficiency"] is not None:
+            print(f"  total: {t['core_hours_used']:.2f} of {t['core_hours_requested']:.2f} core-hours requested used "
+                  f"({t['time_efficiency']:.0%}), {t['timeouts']} TIMEOUT")  # fmt: skip
     return 0
+
+
+def efficiencyTotal(arrays: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over the arrays with a time limit: core-hours requested and used, their ratio, TIMEOUTs."""
+    timed = [x for x in arrays if x["core_hours_requested"] is not None]
+    asked = sum(x["core_hours_requested"] for x in timed)
+    used = sum(x["core_hours_used"] for x in timed)
+    return {"core_hours_requested": round(asked, 4), "core_hours_used": round(used, 4),
+            "time_efficiency": round(used / asked, 4) if asked else None, "timeouts": sum(x["timeouts"] for x in arrays)}  # fmt: skip
 
 
 def statusRow(s: Session, st: Standing) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any, Sequence, TextIO
 
+from pyexputils.runner.plan import ArrayPlan
 from pyexputils.runner.watch import Tally
 
 
@@ -22,6 +23,56 @@ def minutes(m: int | None) -> str:
     if m is None:
         return "default"
     return f"{m // 60}:{m % 60:02d}:00"
+
+
+def _hours(core: float | None) -> str:
+    return "-" if core is None else f"{core / 60:.2f}"
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f}s" if s < 90 else f"{s / 60:.1f}m"
+
+
+def arrayMemory(a: ArrayPlan) -> str:
+    """What one task of ``a`` asks in memory, as sbatch is told."""
+    if a.mem_mb is not None:
+        return f"{a.mem_mb}M"
+    for key in ("mem_per_cpu", "mem_per_gpu"):
+        if key in a.sbatch:
+            return f"{a.sbatch[key]}/{key.rsplit('_', 1)[1]}"
+    return "default"
+
+
+def costTable(arrays: Sequence[tuple[str, ArrayPlan]]) -> str:
+    """Per array (its tag and plan): what it asks and what it will cost; predicted where run times are
+    measured (``-`` otherwise)."""
+    rows = [["array", "settings", "tasks", "runs/task", "cpus/task", "mem/task", "time/task", "predicted/task",
+             "core-h asked", "core-h predicted"]]  # fmt: skip
+    for tag, a in arrays:
+        rows.append([tag, a.label or "-", str(a.size), str(a.runs_per_task), str(a.cpus_per_task), arrayMemory(a),
+                     minutes(a.time_minutes), _seconds(a.predicted_s), _hours(a.coreMinutes() if a.time_minutes else None),
+                     _hours(a.predicted_core_minutes)])  # fmt: skip
+    return table(rows)
+
+
+def efficiencyTable(rows: Sequence[dict[str, Any]]) -> str:
+    """``status --efficiency``: per array, used / requested time and memory (as seff)."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0%}"
+
+    out = [["array", "tasks ended", "runs", "timeouts", "time/task", "core-h asked", "core-h used", "time used",
+            "mem/task", "peak mem/run", "mem used"]]  # fmt: skip
+    for r in rows:
+        out.append([r["tag"], f"{r['tasks_ended']}/{r['tasks']}", str(r["runs"]), str(r["timeouts"]),
+                    minutes(None if r["time_requested_min"] is None else int(r["time_requested_min"])),
+                    "-" if r["core_hours_requested"] is None else f"{r['core_hours_requested']:.2f}",
+                    f"{r['core_hours_used']:.2f}", pct(r["time_efficiency"]),
+                    "-" if r["mem_requested_mb"] is None else f"{r['mem_requested_mb']:.0f}M",
+                    "-" if r["mem_max_mb"] is None else f"{r['mem_max_mb']:.0f}M", pct(r["mem_efficiency"])])  # fmt: skip
+    return table(out)
 
 
 class WatchDisplay:

@@ -87,3 +87,16 @@ def test_every_own_key_is_checked() -> None:
 
 def test_false_leaves_a_flag_out() -> None:
     assert "exclusive" not in parse({"exclusive": False}).plan.sbatch
+
+
+def test_by_blocks_go_over_the_rest_and_the_command_line_over_them() -> None:
+    o = parse({"time": "0:10:00", "mem": "1G", "runs_per_task": 4, "by": {"hidden": {"1024": {"mem": "8G", "time": "2:00:00", "runs_per_task": 1}}}},
+              cli={"throttle": 3})  # fmt: skip
+    (rule,) = o.by
+    assert (rule.param, rule.value, rule.label) == ("hidden", "1024", "hidden=1024")
+    v = o.variant([rule])
+    assert v.base == Resources(120, 8192, "mem") and v.plan.runs_per_task == 1 and v.plan.throttle == 3
+    assert v.plan.label == "hidden=1024" and v.by == o.by
+    assert o.variant([]) is o
+    with pytest.raises(ConfigError, match=r"experiments/a\.json: slurm\.by\.hidden\.64\.time = 'x'"):
+        parse({}, {"by": {"hidden": {"64": {"time": "x"}}}})

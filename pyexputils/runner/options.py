@@ -15,13 +15,21 @@ file the key came from and the key. Keys:
   must parse; counts (``cpus_per_task``, ``ntasks``) are whole numbers >= 1; every value fits an
   ``#SBATCH`` line (no blanks, quotes or backslashes); ``true`` is a flag, ``false`` leaves it out.
 - set by pyexputils and refused: ``array``, ``job_name``, ``output``, ``error``, ``comment``, ``signal``, ...
+- ``by``: options per parameter value, ``{"hidden": {"1024": {"mem_per_cpu": "8G", "time": "2:00:00"}}}``:
+  the parameter's name and value as ``{params}`` prints them; each block holds keys of this block (not
+  ``by`` or ``template``), checked the same way, and goes over the rest for the settings with that value
+  (several matching blocks: in the order given). The indices of each distinct set of options are planned
+  into arrays of their own (:func:`settingGroups`, :meth:`ExperimentOptions.variant`).
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.runner.backend import Limits
@@ -29,6 +37,9 @@ from pyexputils.runner.plan import DEFAULT_MAX_TASKS, PlanOptions
 from pyexputils.runner.policy import Policy, Resources
 from pyexputils.runner.render import sbatchKeys
 from pyexputils.runner.resources import parseMemMB, parseMinutes
+
+if TYPE_CHECKING:
+    from pyexputils.models import ExperimentDescription
 
 # sbatch options pyexputils sets itself
 RESERVED = frozenset({"array", "job_name", "output", "error", "comment", "parsable", "requeue", "no_requeue", "wrap", "signal"})
@@ -123,6 +134,20 @@ checkSbatchValue = _sbatchValue  # for the other blocks with sbatch options (the
 
 
 @dataclass(frozen=True)
+class ByRule:
+    """One block of ``slurm.by``: options for the settings whose ``param`` prints as ``value``."""
+
+    param: str
+    value: str
+    block: Mapping[str, Any]
+    source: str  # the file it came from
+
+    @property
+    def label(self) -> str:
+        return f"{self.param}={self.value}"
+
+
+@dataclass(frozen=True)
 class ExperimentOptions:
     """Everything the ``slurm`` block says for one experiment, checked."""
 
@@ -133,6 +158,20 @@ class ExperimentOptions:
     limits: Mapping[str, Any] = field(default_factory=dict)  # max_array_size, ... given in the block
     template: str | None = None  # slurm.template, as given (relative to the project)
     where: Mapping[str, str] = field(default_factory=dict)  # key -> the file it came from
+    by: tuple[ByRule, ...] = ()
+    layers: tuple[tuple[Mapping[str, Any], str], ...] = ()  # what it was parsed from (for :meth:`variant`)
+    cli: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""  # the ``by`` blocks it was made with (``hidden=1024``)
+
+    def variant(self, rules: Sequence[ByRule]) -> "ExperimentOptions":
+        """The options of the settings ``rules`` match: their blocks over this one's layers, the command
+        line over all."""
+        if not rules:
+            return self
+        layers = [*self.layers, *((r.block, r.source) for r in rules)]
+        o = parseSlurm(layers, self.cli, nested=True)
+        label = ", ".join(r.label for r in rules)
+        return replace(o, by=self.by, layers=self.layers, label=label, plan=replace(o.plan, label=label))
 
     def withLimits(self, limits: Limits) -> Limits:
         """``limits`` (the cluster's) with the block's ``max_*`` keys put over them."""
@@ -157,9 +196,10 @@ class ExperimentOptions:
         return replace(o, time_minutes=res.minutes, mem_mb=mem, sbatch=sbatch)
 
 
-def parseSlurm(layers: list[tuple[Mapping[str, Any], str]], cli: Mapping[str, Any] | None = None) -> ExperimentOptions:
+def parseSlurm(layers: Sequence[tuple[Mapping[str, Any], str]], cli: Mapping[str, Any] | None = None, nested: bool = False) -> ExperimentOptions:  # fmt: skip
     """Merge ``layers`` ((block, file it came from), later over earlier) and the command line's overrides,
-    and check every key; ConfigError names the file and the key."""
+    and check every key; ConfigError names the file and the key. ``nested``: the last layers are ``by``
+    blocks (already checked)."""
     merged: dict[str, Any] = {}
     where: dict[str, str] = {}
     for block, source in layers:
@@ -173,24 +213,10 @@ def parseSlurm(layers: list[tuple[Mapping[str, Any], str]], cli: Mapping[str, An
             merged[k], where[k] = v, f"--{k.replace('_', '-')}"
     own: dict[str, Any] = {}
     sbatch: dict[str, Any] = {}
-    known = sbatchKeys()
+    byBlock = merged.pop("by", None)
+    by = () if byBlock is None or nested else _parseBy(byBlock, where["by"])
     for key, value in merged.items():
-        src = where[key]
-        try:
-            if key in RESERVED:
-                raise ValueError("is set by pyexputils; remove it")
-            if key in OWN:
-                own[key] = None if value is None and key == "runs_per_task" else OWN[key](value)
-            elif key not in known:
-                raise ValueError("is neither an sbatch option nor a pyexputils key")
-            elif value is not None:
-                checked = _sbatchValue(key, value)
-                if checked is not False:
-                    sbatch[key] = checked
-        except ValueError as e:
-            text = str(e)
-            shown = "" if text.startswith("is ") else f" = {value!r}"
-            raise ConfigError(f"{src}: slurm.{key}{shown}: {text}" if shown else f"{src}: slurm.{key} {text}") from None
+        _checkKey(key, value, where[key], f"slurm.{key}", own, sbatch)
     plan = PlanOptions(
         runs_per_task=own.get("runs_per_task"),
         parallel=own.get("parallel", 1),
@@ -216,4 +242,76 @@ def parseSlurm(layers: list[tuple[Mapping[str, Any], str]], cli: Mapping[str, An
         limits["max_time_minutes"] = own["max_time"]
     partition = sbatch.get("partition")
     return ExperimentOptions(plan, policy, base, None if partition is None else str(partition), limits,
-                             own.get("template"), where)  # fmt: skip
+                             own.get("template"), where, by, tuple(layers), dict(cli or {}))  # fmt: skip
+
+
+def _checkKey(key: str, value: Any, src: str, name: str, own: dict[str, Any], sbatch: dict[str, Any]) -> None:
+    """Check one key of a ``slurm`` block (``name``: as the error says it) into ``own`` or ``sbatch``."""
+    try:
+        if key in RESERVED:
+            raise ValueError("is set by pyexputils; remove it")
+        if key in OWN:
+            own[key] = None if value is None and key == "runs_per_task" else OWN[key](value)
+        elif key not in sbatchKeys():
+            raise ValueError("is neither an sbatch option nor a pyexputils key")
+        elif value is not None:
+            checked = _sbatchValue(key, value)
+            if checked is not False:
+                sbatch[key] = checked
+    except ValueError as e:
+        text = str(e)
+        shown = "" if text.startswith("is ") else f" = {value!r}"
+        raise ConfigError(f"{src}: {name}{shown}: {text}" if shown else f"{src}: {name} {text}") from None
+
+
+BY_REFUSED = frozenset({"by", "template"})
+
+
+def _parseBy(block: Any, src: str) -> tuple[ByRule, ...]:
+    """``slurm.by``: {param: {value: {key: value}}}, every key checked like the block's own."""
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{src}: slurm.by must map parameter names to {{value: options}}, got {block!r}")
+    rules: list[ByRule] = []
+    for param, values in block.items():
+        if not isinstance(values, Mapping) or not values:
+            raise ConfigError(f"{src}: slurm.by.{param} must map values (as {{params}} prints them) to options, got {values!r}")
+        for value, opts in values.items():
+            name = f"slurm.by.{param}.{value}"
+            if not isinstance(opts, Mapping) or not opts:
+                raise ConfigError(f"{src}: {name} must be a mapping of options, got {opts!r}")
+            for key, v in opts.items():
+                if key in BY_REFUSED:
+                    raise ConfigError(f"{src}: {name}.{key} cannot be set per parameter value")
+                _checkKey(str(key), v, src, f"{name}.{key}", {}, {})
+            rules.append(ByRule(str(param), str(value), dict(opts), src))
+    if len(rules) > 62:
+        raise ConfigError(f"{src}: slurm.by holds {len(rules)} blocks; at most 62")
+    return tuple(rules)
+
+
+def paramNames(exp: "ExperimentDescription") -> list[str]:
+    """The swept parameters' names as ``{params}`` prints them (one per parameter of ``exp.sweep``)."""
+    skip = len(exp._paramsRoot())
+    return [".".join(f"[{q}]" if isinstance(q, int) else str(q) for q in p.path[skip:]) for p in exp.sweep]
+
+
+def settingGroups(exp: "ExperimentDescription", rules: Sequence[ByRule], where: str) -> tuple[npt.NDArray[np.int64], list[tuple[ByRule, ...]]]:  # fmt: skip
+    """Which ``by`` rules match each setting: a group number per setting and the rules of each group (in
+    the order given; possibly none). ConfigError (naming ``slurm.by.<param>.<value>``) for a parameter or value the sweep lacks."""
+    names = paramNames(exp)
+    sweep = exp.sweep
+    settings = np.arange(sweep.count, dtype=np.int64)
+    code = np.zeros(sweep.count, dtype=np.int64)
+    for k, r in enumerate(rules):
+        if r.param not in names:
+            raise ConfigError(f"{r.source}: slurm.by.{r.param}: {where} sweeps no parameter {r.param!r} "
+                              f"(its parameters: {', '.join(names) or 'none'})")  # fmt: skip
+        j = names.index(r.param)
+        texts = [str(v) for v in sweep.params[j].values]
+        if r.value not in texts:
+            raise ConfigError(f"{r.source}: slurm.by.{r.param}.{r.value}: {r.param} never takes this value "
+                              f"(its values: {', '.join(texts)})")  # fmt: skip
+        digit = (settings // sweep.strides[j]) % sweep.radices[j]
+        code |= (digit == texts.index(r.value)).astype(np.int64) << k
+    codes, group = np.unique(code, return_inverse=True)
+    return group.astype(np.int64), [tuple(r for k, r in enumerate(rules) if c >> k & 1) for c in codes.tolist()]

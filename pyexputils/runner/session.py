@@ -43,7 +43,7 @@ from pyexputils.runner.durations import Durations, SubmissionInfo
 from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex, sinceLast
 from pyexputils.runner.ledger import Attempt, Ledger, Submission
 from pyexputils.runner.manifest import Manifest, writeAtomic
-from pyexputils.runner.options import ExperimentOptions, parseSlurm
+from pyexputils.runner.options import ExperimentOptions, parseSlurm, settingGroups
 from pyexputils.runner.plan import ArrayPlan, Plan, Request, plan
 from pyexputils.runner.planfit import Measured, fit
 from pyexputils.runner.policy import Measure, Resources
@@ -169,6 +169,16 @@ class Batch:
     resources: Resources
 
 
+@dataclass(frozen=True)
+class _Part:
+    """Indices of one batch that share their options (``slurm.by``)."""
+
+    sweep: Sweep
+    indices: Sequence[int]
+    resources: Resources
+    options: ExperimentOptions
+
+
 @dataclass
 class Planned:
     """What a submit would send: the plan, its jobs (rendered), and the limits that shaped it."""
@@ -281,6 +291,8 @@ class Session:
                 own = exp.description.get("slurm", {})
                 layers = [(self.config.slurm, self.where)] + ([(own, exp.path or full)] if "slurm" in exp.description else [])
                 options = parseSlurm(layers, cli)
+                if options.by:
+                    settingGroups(exp, options.by, shown)  # a parameter or value the sweep lacks: said now
                 if command:
                     self.limits(options)  # an unknown partition is bad input, found before anything is written
                 out.append(Sweep(full, shown, exp, options, n, note, remembered))
@@ -487,11 +499,12 @@ class Session:
 
     # --- submitting ---------------------------------------------------------------------------------
     def plan(self, batches: Sequence[Batch]) -> Planned:
-        """Plan and render ``batches`` (writes nothing): per partition, within the cluster's limits."""
-        groups: dict[str | None, list[tuple[str, Batch]]] = {}
+        """Plan and render ``batches`` (writes nothing): split by the ``slurm.by`` options of their settings,
+        fitted to measured run times where there are any, per partition, within the cluster's limits."""
+        groups: dict[str | None, list[tuple[str, _Part]]] = {}
         for k, b in enumerate(batches):
-            if len(b.indices):
-                groups.setdefault(b.sweep.options.partition, []).append((f"{b.sweep.path}#{k}", b))
+            for part in self._parts(b):
+                groups.setdefault(part.options.partition, []).append((f"{b.sweep.path}#{k}", part))
         queued = self.backend.queued() if groups else 0
         arrays: list[ArrayPlan] = []
         deferred: dict[str, list[int]] = {}
@@ -500,34 +513,51 @@ class Session:
         submission = newSubmissionId()
         counter = 0
         limits = Limits()
-        measured: dict[str, Measured] = {}
+        measured: dict[str, Measured | None] = {}
         for b in batches:
-            m = b.sweep.measured.measured() if b.sweep.measured is not None and b.sweep.path not in measured else None
-            if m is not None:
-                measured[b.sweep.path] = m
+            if b.sweep.path not in measured:
+                measured[b.sweep.path] = b.sweep.measured.measured() if b.sweep.measured is not None else None
         for partition, items in groups.items():
-            limits = self.limits(items[0][1].sweep.options)
-            requests = [Request(key, b.indices, b.sweep.options.withResources(b.resources)) for key, b in items]
+            limits = self.limits(items[0][1].options)
+            keyed = [(f"{key}#{n}", part) for n, (key, part) in enumerate(items)]
+            requests = [Request(key, part.indices, part.options.withResources(part.resources)) for key, part in keyed]
             # first attempts and retries asking the same: fitted; an escalation asks what the policy chose
-            sized = {key: b.sweep.path for key, b in items if b.resources == b.sweep.options.base}
-            fitted, fitNotes = fit(requests, {k: measured[p] for k, p in sized.items() if p in measured}, limits.max_time_minutes)
+            sized = {key: measured[part.sweep.path] for key, part in keyed if part.resources == part.options.base}
+            fitted, fitNotes = fit(requests, {k: m for k, m in sized.items() if m is not None}, limits.max_time_minutes)
             p = plan(fitted, limits, queued)
             queued += p.tasks
-            arrays += p.arrays
+            arrays += [replace(a, key=a.key.rsplit("#", 1)[0]) for a in p.arrays]
             notes += fitNotes + p.notes
             for key, idx in p.deferred.items():
-                deferred.setdefault(key.rsplit("#", 1)[0], []).extend(idx)
-            byKey = dict(items)
+                deferred.setdefault(key.rsplit("#", 2)[0], []).extend(idx)
+            byKey = dict(keyed)
             for a in p.arrays:
-                b = byKey[a.key]
-                tag = makeTag(b.sweep.slug, submission, counter)
+                part = byKey[a.key]
+                tag = makeTag(part.sweep.slug, submission, counter)
                 counter += 1
-                jobs.append((self._job(a, tag, b.sweep, b.resources), b.resources, b.sweep))
+                jobs.append((self._job(a, tag, part.sweep, part.resources, part.options), part.resources, part.sweep))
         whole = Plan(arrays, deferred, notes)
         return Planned(whole, jobs, limits, sum(len(v) for v in deferred.values()))
 
-    def _job(self, a: ArrayPlan, tag: str, sweep: Sweep, res: Resources) -> JobSpec:
-        o = sweep.options
+    def _parts(self, b: Batch) -> list[_Part]:
+        """``b``'s indices by the ``slurm.by`` options of their settings; a first attempt asks its group's
+        resources, an escalation keeps what the policy chose."""
+        if not len(b.indices):
+            return []
+        o = b.sweep.options
+        if not o.by:
+            return [_Part(b.sweep, b.indices, b.resources, o)]
+        group, rules = settingGroups(b.sweep.exp, o.by, b.sweep.shown)
+        idx = np.asarray(b.indices, dtype=np.int64)
+        mine = group[idx % len(group)]
+        out = []
+        for g in np.unique(mine).tolist():
+            v = o.variant(rules[g])
+            res = v.base if b.resources == o.base else b.resources
+            out.append(_Part(b.sweep, idx[mine == g].tolist(), res, v))
+        return out
+
+    def _job(self, a: ArrayPlan, tag: str, sweep: Sweep, res: Resources, o: ExperimentOptions) -> JobSpec:
         opts = sbatchOptions(a, tag, outputPath(self.logDir, tag, self.root), o.plan.signal_seconds)
         manifest = Manifest(
             tag=tag, experiment=sweep.path, project=self.root, command=self.config.command or "", tasks=a.tasks,
