@@ -212,3 +212,12 @@ def test_submit_watch_is_watch(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "watch: all 2 runs done" in out.stderr and "done, " not in out.stderr  # --quiet: no progress lines
     assert verdicts(tmp_path) == {0: ["COMPLETED"], 1: ["FAILED", "COMPLETED"]}
+
+
+def test_next_pause_backs_off_while_quiet_and_never_exceeds_poll() -> None:
+    from pyexputils.runner.watch import nextPause
+
+    assert [nextPause(10, q, 0.01) for q in range(6)] == [1, 2, 4, 8, 10, 10]
+    assert nextPause(10, 0, 3.5) == 3.5  # a slow round: at most half the time goes to rounds
+    assert nextPause(0.2, 0, 0.01) == 0.2 and nextPause(0.2, 0, 5.0) == 0.2  # never more than --poll
+    assert nextPause(30, 1000, 0.1) == 30

@@ -1,6 +1,7 @@
 """Watch: keep a sweep going until every index has its result or a final cause.
 
-Every ``poll`` seconds one :meth:`pyexputils.runner.session.Session.round`: one look at the scheduler (one
+Round after round (one second after a round that saw a change, backing off to every ``poll`` seconds while
+nothing changes: :func:`nextPause`), one :meth:`pyexputils.runner.session.Session.round`: one look at the scheduler (one
 ``squeue``, plus one ``sacct`` where the site has it), every index judged
 (:func:`pyexputils.runner.judge.judgeIndex`), newly known verdicts recorded, and what is to be sent (never
 submitted, or ended without results and allowed another attempt by the policy) planned and submitted
@@ -27,12 +28,20 @@ from pyexputils.runner.ledger import Ledger, LedgerBusy
 from pyexputils.runner.session import Round, Session, Sweep
 
 BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
+FIRST_POLL_S = 1.0  # the round after one that saw a change comes this soon; each quiet round doubles it, up to poll
+
+
+def nextPause(poll: float, quiet: int, roundSeconds: float) -> float:
+    """Seconds until the next round: FIRST_POLL_S after a round that saw a change, doubled by each quiet round
+    since, never less than the last round took (a watch spends at most half its time in rounds), at most
+    ``poll``."""
+    return min(poll, max(FIRST_POLL_S * 2.0 ** min(quiet, 20), roundSeconds))
 
 
 @dataclass
 class WatchOptions:
     runs: int | None = None  # None: as remembered from the last submit
-    poll: float = 10.0  # seconds between rounds
+    poll: float = 10.0  # at most this many seconds between rounds (sooner after a change: nextPause)
     timeout: float | None = None  # give up after this many seconds (exit 3)
     cli: Mapping[str, Any] = field(default_factory=dict)  # --runs-per-task, --parallel, --throttle
 
@@ -66,6 +75,10 @@ class Tally:
         """Indices queued or running after this round (its own submissions included)."""
         return self.active + self.resubmitted
 
+    def signature(self) -> tuple[object, ...]:
+        """What a round saw, to tell a round that changed something from a quiet one."""
+        return (self.done, self.live, len(self.finals), self.deferred, self.unknown, self.resubmitted, sorted(self.causes.items()))
+
     @property
     def settled(self) -> bool:
         return self.live == 0 and self.deferred == 0 and self.unknown == 0
@@ -95,11 +108,13 @@ class Watcher:
         ledger = self.openLedger()
         start = time.monotonic()
         failures = 0
+        quiet, seen = 0, None  # rounds since the last change; what the last round saw
         try:
             for sw in sweeps:
                 if sw.runsNote:
                     self.d.log(f"{sw.shown}: {sw.runsNote}")
             while True:
+                began = time.monotonic()
                 tally = self.round(ledger, sweeps)
                 if tally is None:  # Slurm could not be asked
                     pause = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
@@ -112,7 +127,9 @@ class Watcher:
                     return self.report(tally)
                 if self.o.timeout is not None and time.monotonic() - start > self.o.timeout:
                     return self.timedOut(tally)
-                self._sleep(self.o.poll, start)
+                quiet = quiet + 1 if tally.signature() == seen else 0
+                seen = tally.signature()
+                self._sleep(nextPause(self.o.poll, quiet, time.monotonic() - began), start)
         finally:
             self.d.close()
             ledger.close()
@@ -202,4 +219,4 @@ class Watcher:
                      time_limit=job.options.get("time"), mem=job.options.get("mem") or job.options.get("mem_per_cpu"))  # fmt: skip
 
 
-__all__ = ["Final", "Tally", "WatchOptions", "Watcher"]
+__all__ = ["Final", "Tally", "WatchOptions", "Watcher", "nextPause"]
