@@ -1,0 +1,111 @@
+"""End to end on the local Slurm: N trivial runs from one command to every result on disk, pyexputils against a
+hand-written ``sbatch --array`` that loops over its runs (the baseline, measured in the same run).
+
+    eval "$(scripts/slurm-cluster env)"; .venv/bin/python benchmarks/bench_e2e.py [--runs 1000 10000] [--repeat 1]
+
+Each run creates its save folder (``mkdir -p``), nothing else. Variants, one after the other on an idle cluster:
+
+- ``hand``: ``sbatch --array=0-(N/10-1)`` of a bash loop over 10 runs each (what a user writes by hand); the time
+  until the N folders exist (polled every 0.1 s);
+- ``watch``: ``pyexputils submit EXP --runs N --watch`` with the defaults (bundling ``auto``, ``--poll`` 10);
+  the time until the command returns (every result on disk and every verdict recorded);
+- ``watch-rpt10``: the same with ``--runs-per-task 10``.
+
+Prints one line per variant with its ratio to ``hand``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PER_TASK = 10
+
+
+def project(root: Path, settings: int) -> str:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({
+        "save_path": "results/{name}/{params}/{run}", "backend": "slurm",
+        "command": "mkdir -p \"$PYX_SAVE_PATH\"", "slurm": {"time": "0:05:00"},
+    }))  # fmt: skip
+    (root / "experiments").mkdir()
+    (root / "experiments" / "e2e.json").write_text(json.dumps({"name": "e2e", "metaParameters": {"i": list(range(settings))}}))
+    return "experiments/e2e.json"
+
+
+def count(folder: Path) -> int:
+    try:
+        return sum(1 for _ in folder.iterdir())
+    except FileNotFoundError:
+        return 0
+
+
+def hand(base: Path, n: int) -> float:
+    root = base / "hand"
+    root.mkdir(parents=True)
+    out = root / "results"
+    script = f"""#!/bin/bash
+#SBATCH --array=0-{n // PER_TASK - 1}
+#SBATCH --time=0:05:00
+#SBATCH --output=/dev/null
+for k in $(seq 0 {PER_TASK - 1}); do
+    mkdir -p {out}/$((SLURM_ARRAY_TASK_ID * {PER_TASK} + k))
+done
+"""
+    t0 = time.monotonic()
+    subprocess.run(["sbatch", "--parsable"], input=script, text=True, check=True, capture_output=True)
+    while count(out) < n:
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def watch(base: Path, n: int, name: str, *extra: str) -> float:
+    root = base / name
+    exp = project(root, n)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "pyexputils", "submit", exp, "--runs", "1", "--watch", "--quiet", *extra],
+                       cwd=root, env=env, capture_output=True, text=True)  # fmt: skip
+    took = time.monotonic() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{name}: exit {p.returncode}: {p.stderr[-2000:]}")
+    got = count(root / "results" / "e2e")
+    if got != n:
+        raise SystemExit(f"{name}: {got} of {n} results")
+    return took
+
+
+def idle() -> None:
+    while subprocess.run(["squeue", "-h", "--me"], capture_output=True, text=True).stdout.strip():
+        time.sleep(0.5)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, nargs="+", default=[1000])
+    args = ap.parse_args()
+    for n in args.runs:
+        base = Path(tempfile.mkdtemp(prefix="pyx-e2e-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        try:
+            idle()
+            baseline = hand(base, n)
+            rows = [("hand", baseline)]
+            for name, extra in (("watch", ()), ("watch-rpt10", ("--runs-per-task", str(PER_TASK)))):
+                idle()
+                rows.append((name, watch(base, n, name, *extra)))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print(f"{n} trivial runs on the local Slurm ({os.cpu_count()} cores here):")
+        for name, took in rows:
+            print(f"  {name:<12} {took:7.1f} s   {took / baseline:5.2f}x hand")
+
+
+if __name__ == "__main__":
+    main()
