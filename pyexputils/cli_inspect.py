@@ -134,7 +134,6 @@ def elapsed(seconds: float | None) -> str:
 class Row:
     status: IndexStatus
     facts: Facts | None
-    log: str | None
 
 
 def _rows(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> Iterator[tuple[int, tuple[Any, ...], Row]]:
@@ -143,8 +142,7 @@ def _rows(s: Session, st: Standing, states: set[State] | None, causes: set[Cause
         x = st.status(i)
         if (states is not None and x.state not in states) or (causes is not None and x.cause not in causes):
             continue
-        log = None if x.tag is None else s.relPath(s.logPaths(x.tag, i)[1])
-        yield i, (x.state, x.cause, x.attempts, x.exit), Row(x, facts.get(i), log)
+        yield i, (x.state, x.cause, x.attempts, x.exit), Row(x, facts.get(i))
 
 
 def _span(values: Sequence[float]) -> str:
@@ -164,7 +162,7 @@ def lsGroups(s: Session, st: Standing, states: set[State] | None, causes: set[Ca
             "experiment": st.sweep.shown, "indices": g.shown, "first": g.first, "last": g.last, "count": g.count,
             "state": str(x.state), "cause": None if x.cause is None else str(x.cause), "attempts": x.attempts, "exit": x.exit,
             "elapsed_s": None if not secs else [round(min(secs), 3), round(max(secs), 3)], "elapsed": _span(secs),
-            "hosts": hosts, "log": g.items[0].log, "partial": sum(1 for r in g.items if r.status.partial),
+            "hosts": hosts, "log": None if x.tag is None else s.relPath(s.logPaths(x.tag, g.first)[1]), "partial": sum(1 for r in g.items if r.status.partial),
             "reason": x.reason or None,
         })  # fmt: skip
     return out
@@ -281,6 +279,7 @@ def cmdLogs(a: argparse.Namespace) -> int:
 # --- errors ----------------------------------------------------------------------------------------------
 ENDED_BADLY = (State.RETRY, State.FINAL, State.UNKNOWN)
 SHOWN_SPANS = 12  # ranges of indices printed per error (--json has them all)
+SHOWN_GROUPS = 20  # errors printed per experiment, the largest first
 
 
 def groupIndices(text: str) -> list[int]:
@@ -355,7 +354,7 @@ def cmdErrors(a: argparse.Namespace) -> int:
             print(f"{st.sweep.shown}: no index ended without results")
             continue
         print(f"{st.sweep.shown}: {n} indices ended without results: {len(groups)} distinct error{'s' if len(groups) > 1 else ''}")
-        for j, g in enumerate(groups, 1):
+        for j, g in enumerate(groups[:SHOWN_GROUPS], 1):
             final = "final" if g["final"] == g["count"] else ("to retry" if not g["final"] else f"{g['final']} final")
             print(f"[{j}] {g['count']} × {g['cause']} ({final}):")
             for line in g["error"].splitlines():
@@ -364,4 +363,7 @@ def cmdErrors(a: argparse.Namespace) -> int:
             if g["shared"]:
                 print("    all with: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in g["shared"].items()))
             print(f"    log: {g['log']}")
+        if len(groups) > SHOWN_GROUPS:
+            rest = groups[SHOWN_GROUPS:]
+            print(f"... and {len(rest)} more distinct errors ({sum(g['count'] for g in rest)} indices): --json lists them all")
     return 0

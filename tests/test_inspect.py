@@ -61,6 +61,18 @@ def test_one_bug_is_one_key_whatever_its_numbers_addresses_and_paths(word: str, 
     assert a == b
 
 
+@pytest.mark.parametrize("line, key", [
+    ("FileNotFoundError: x/warmstart-1234.npy", "FileNotFoundError: x/warmstart-N.npy"),
+    ("x=-5 y=+0.5 (-3) a - 5", "x=N y=N (N) a - N"),
+    ("nums 1e+16 -0.0 1.5e-07", "nums N N N"),
+    ("RuntimeError: CUDA out of memory. Tried 12.00 MiB (GPU 0; 0x7f3a in use)", "RuntimeError: CUDA out of memory. Tried N MiB (GPU N; <addr> in use)"),
+    ("OSError: /tmp/tmpab12cd9x/f is int64 at 2026-11-28 22:07:44.123", "OSError: /tmp/<id>/f is int64 at <time>"),
+    ("job 1234_7 failed", "job N_N failed"),
+])  # fmt: skip
+def test_what_is_taken_out(line: str, key: str) -> None:
+    assert errorKey([line]) == key
+
+
 def test_different_errors_stay_apart_and_multi_line_keys() -> None:
     assert errorKey(["KeyError: 'alpha'"]) != errorKey(["KeyError: 'beta'"])
     assert errorKey(["x", "y 3"]) == "x ⏎ y N"

@@ -79,10 +79,13 @@ def groupRuns(rows: Iterable[tuple[int, K, T]]) -> list[Group[K, T]]:
 
 # --- errors ------------------------------------------------------------------------------------------------
 _NOISE = (  # what differs between runs of one bug, in the order it is taken out
-    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "0x…"),  # addresses
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<addr>"),  # addresses
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
     (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?\b"), "<time>"),
-    (re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])"), "N"),  # numbers
+    (re.compile(r"(?<![\w)\]])[-+](?=\.?\d)"), ""),  # the sign of a number standing alone: x=-5 as x=5
+    (re.compile(r"(?<![A-Za-z\d])\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)"), "N"),  # floats: 0.5, 1e-3
+    (re.compile(r"\b(?=[A-Za-z_]*\d)(?=\d*[A-Za-z_])\w{8,}\b"), "<id>"),  # tmp names, hashes, tags: tmpab12cd9x
+    (re.compile(r"(?<![A-Za-z\d])\d+"), "N"),  # whole numbers, not those glued to a name (int64)
 )
 SLURM_LINE = re.compile(r"^(?:slurmstepd(?:-[\w.-]+)?: error: \*\*\*|srun: )")  # the scheduler's, not the run's
 
