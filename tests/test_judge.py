@@ -1,11 +1,16 @@
 """judgeIndex: the one decision of an index's state (pure), exhaustively over its inputs."""
 from __future__ import annotations
 
-from hypothesis import given
+import numpy as np
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyexputils.runner import judge
+
 from pyexputils.runner.causes import LIVE_STATES, Cause, Evidence, Verdict
-from pyexputils.runner.judge import PENDING_STATES, Latest, State, judgeIndex, sinceLast
+from pyexputils.runner.judge import PENDING_STATES, Facts, Latest, LiveIndices, State, judgeAll, judgeEach, judgeIndex, sinceLast
+from pyexputils.runner.ledger import LedgerView
 from pyexputils.runner.policy import Policy, Resources
 from pyexputils.runner.status import IndexOutcome
 
@@ -87,3 +92,78 @@ def test_sinceLast_counts_from_the_last_completion_or_retry() -> None:
     assert sinceLast({1: F, 2: C, 3: T, 4: F}, 5) == [T, F]  # results removed after attempt 2 completed
     assert sinceLast({1: F, 2: T, 3: F}, 4, reset=2) == [F]  # `retry` after attempt 2
     assert sinceLast({1: F, 2: T, 5: F}, 3) == [F, T]  # later attempts do not count for an earlier one
+
+
+# --- judgeAll (arrays) against judgeIndex on every index (the reference) ---------------------------------
+VERDICTS = st.builds(Verdict, CAUSES, st.booleans(), st.sampled_from([None, 0, 1, 137]))
+
+
+@st.composite
+def outcomes_(draw: st.DrawFn, i: int) -> IndexOutcome | None:
+    state = draw(RUNNER)
+    if state is None:
+        return None
+    return IndexOutcome(i, state, draw(st.sampled_from([None, 0, 1])), None, "n", "1", 1, 0.0, draw(st.booleans()),
+                        draw(st.sampled_from([None, "CANCELLED", "PREEMPTED"])))  # fmt: skip
+
+
+@st.composite
+def facts(draw: st.DrawFn) -> Facts:
+    n = draw(st.integers(1, 14))
+    onDisk = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    liveSet = sorted(draw(st.sets(st.integers(0, n - 1))))
+    live = LiveIndices(np.array(liveSet, dtype=np.int64), np.array([draw(st.booleans()) for _ in liveSet], dtype=bool))
+    view = LedgerView.empty(n)
+    view.tags = ["t0", "t1", "t2"]
+    view.table = draw(st.lists(VERDICTS, min_size=1, max_size=5))
+    for i in range(n):
+        view.attempt[i] = draw(st.integers(0, 4))
+        if view.attempt[i]:
+            view.tag[i] = draw(st.integers(0, 2))
+            view.task[i] = draw(st.integers(0, 3))
+            view.recorded[i] = draw(st.integers(-1, len(view.table) - 1))
+    rows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 4), st.integers(1, 4), st.integers(0, len(view.table) - 1)), max_size=8))  # fmt: skip
+    view.spans = tuple(np.array([r[k] if k != 1 else r[0] + r[1] for r in rows], dtype=np.int64) for k in range(4))  # type: ignore[assignment]
+    view.resets = draw(st.dictionaries(st.integers(0, n - 1), st.integers(0, 4), max_size=3))
+    evidence = [Evidence(draw(SCHEDULER), draw(outcomes_(i)), draw(st.booleans()), bool(onDisk[i]), draw(st.booleans()),
+                         draw(st.booleans()), draw(st.booleans())) for i in range(n)]  # fmt: skip
+    table: list[Verdict] = []
+    done: list[int] = []
+    ids: list[int] = []
+    for i, ev in enumerate(evidence):
+        if ev.outcome is not None and ev.outcome.state == "COMPLETED":
+            v = Verdict(Cause.COMPLETED, ev.outcome.started, ev.outcome.exit)
+            if v not in table:
+                table.append(v)
+            done.append(i)
+            ids.append(table.index(v))
+    res = [Resources(draw(st.sampled_from([10, 20, 40])), draw(st.sampled_from([1000, 2000])), "mem") for _ in range(3)]
+    return Facts(onDisk, live, view, BASE, POLICY, res, evidence.__getitem__, np.array(done, dtype=np.int64),
+                 np.array(ids, dtype=np.int16), table)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(facts())
+def test_the_array_path_agrees_with_judgeIndex_on_every_index(f: Facts) -> None:
+    fast, ref = judgeAll(f), judgeEach(f)
+    for i in range(f.n):
+        assert fast.status(i) == ref.status(i), i
+    assert list(fast.state) == list(ref.state)
+    assert sorted(fast.verdicts) == sorted(ref.verdicts)
+    assert fast.counts() == ref.counts() and fast.partial() == ref.partial()
+    for state in State:
+        assert fast.causes(state) == ref.causes(state)
+        assert fast.indices([state]).tolist() == ref.indices([state]).tolist()
+
+
+def test_indices_never_submitted_cost_no_call_of_judgeIndex(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = judge.judgeIndex
+    monkeypatch.setattr(judge, "judgeIndex", lambda i, *a: calls.append(i) or real(i, *a))
+    n = 100_000
+    onDisk = np.zeros(n, dtype=bool)
+    onDisk[::3] = True
+    f = Facts(onDisk, LiveIndices(np.array([5, 7]), np.array([True, False])), LedgerView.empty(n), BASE, POLICY, [],
+              lambda i: Evidence(None, None))  # fmt: skip
+    j = judgeAll(f)
+    assert calls == [] and j.counts()[State.DONE] == onDisk.sum() and j.status(7).state is State.QUEUED

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyexputils.runner.causes import Cause, Verdict
-from pyexputils.runner.ledger import SCHEMA_VERSION, Ledger, LedgerBusy, LedgerError, Submission
+from pyexputils.runner.ledger import SCHEMA_VERSION, Ledger, LedgerBusy, LedgerError, Submission, taskRanges
 from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.statedir import StateDir
 
@@ -164,3 +166,80 @@ def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
                     led.record(sub(f"t-{k}", str(k)), [list(range(k * 50, k * 50 + 50))])
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+V2 = """
+PRAGMA user_version = 2;
+CREATE TABLE submissions (tag TEXT PRIMARY KEY, job_id TEXT NOT NULL, backend TEXT NOT NULL, experiment TEXT NOT NULL,
+    array_size INTEGER NOT NULL, resources TEXT NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
+    manifest TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+    provenance TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE attempts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, tag TEXT NOT NULL, task INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, PRIMARY KEY (experiment, idx, attempt));
+CREATE TABLE verdicts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, cause TEXT NOT NULL,
+    started INTEGER NOT NULL, exit INTEGER, time REAL NOT NULL, PRIMARY KEY (experiment, idx, attempt));
+CREATE TABLE run_resources (tag TEXT PRIMARY KEY, minutes INTEGER, mem_mb INTEGER, mem_key TEXT NOT NULL);
+CREATE TABLE sweeps (experiment TEXT PRIMARY KEY, runs INTEGER NOT NULL, time REAL NOT NULL);
+CREATE TABLE resets (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
+    PRIMARY KEY (experiment, idx));
+INSERT INTO submissions VALUES ('a', '5', 'slurm', '/e.json', 3, '{}', 1, 1.0, '/m/a.json', 0, 0, '{}');
+INSERT INTO submissions VALUES ('b', '6', 'slurm', '/e.json', 1, '{}', 2, 2.0, '/m/b.json', 0, 0, '{}');
+INSERT INTO attempts VALUES ('/e.json', 0, 'a', 0, 1), ('/e.json', 1, 'a', 0, 1), ('/e.json', 2, 'a', 1, 1),
+    ('/e.json', 3, 'a', 1, 1), ('/e.json', 7, 'a', 2, 1), ('/e.json', 2, 'b', 0, 2);
+INSERT INTO verdicts VALUES ('/e.json', 0, 1, 'COMPLETED', 1, 0, 3.0), ('/e.json', 1, 1, 'COMPLETED', 1, 0, 3.0),
+    ('/e.json', 2, 1, 'TIMEOUT', 1, NULL, 3.0), ('/e.json', 3, 1, 'COMPLETED', 1, 0, 3.0);
+INSERT INTO sweeps VALUES ('/e.json', 1, 1.0);
+INSERT INTO resets VALUES ('/e.json', 7, 1, 4.0);
+"""
+
+
+def test_a_version_2_ledger_is_read_as_it_is_and_migrated_to_ranges(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path))
+    state.make()
+    db = sqlite3.connect(state.ledger)
+    db.executescript(V2)
+    db.close()
+
+    def check(led: Ledger) -> None:
+        assert led.tasksOf("a") == ("/e.json", {0: [0, 1], 1: [2, 3], 2: [7]})
+        assert {i: (a.tag, a.task, a.attempt) for i, a in led.latest("/e.json").items()} == {
+            0: ("a", 0, 1), 1: ("a", 0, 1), 2: ("b", 0, 2), 3: ("a", 1, 1), 7: ("a", 2, 1)}  # fmt: skip
+        assert led.verdicts("/e.json") == {0: {1: Verdict(Cause.COMPLETED, True, 0)}, 1: {1: Verdict(Cause.COMPLETED, True, 0)},
+                                           2: {1: Verdict(Cause.TIMEOUT, True)}, 3: {1: Verdict(Cause.COMPLETED, True, 0)}}  # fmt: skip
+        assert led.unresolvedJobs() == ["5", "6"] and led.causeCounts() == {"COMPLETED": 3, "TIMEOUT": 1}
+        assert led.nextAttempts("/e.json", [2, 3, 9]) == {2: 3, 3: 2, 9: 1}
+        assert led.resets("/e.json") == {7: 1} and led.runs("/e.json") == 1
+
+    reader = Ledger.read(state)
+    assert reader is not None and reader.version == 2
+    with reader:
+        check(reader)
+    with Ledger.open(state) as led:
+        assert led.version == SCHEMA_VERSION == 3
+        check(led)
+        assert led.db.execute("SELECT COUNT(*) FROM attempt_ranges").fetchone()[0] == 3  # a: 0-3 (2 per task), 7; b: 2
+    tables = {r[0] for r in sqlite3.connect(state.ledger).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "attempts" not in tables and "verdicts" not in tables
+
+
+@given(st.lists(st.lists(st.integers(0, 40), max_size=6), max_size=8), st.dictionaries(st.integers(0, 40), st.integers(1, 3)))
+def test_task_ranges_give_back_every_task(tasks: list[list[int]], attempts: dict[int, int]) -> None:
+    tasks = [sorted(set(t)) for t in tasks]
+    seen: dict[tuple[int, int], int] = {}
+    for lo, n, task, per, attempt in taskRanges(tasks, attempts):
+        for k in range(n):
+            seen[(task + k // per, lo + k)] = attempt
+    assert seen == {(t, i): attempts.get(i, 1) for t, bundle in enumerate(tasks) for i in bundle}
+
+
+def test_an_array_of_a_million_one_run_tasks_is_one_row(tmp_path: Path) -> None:
+    with Ledger.open(str(tmp_path)) as led:
+        led.record(sub("a", "10"), [[i] for i in range(1_000_000)], {})
+        led.addVerdicts("/e.json", [(i, 1, Verdict(Cause.COMPLETED, True, 0)) for i in range(0, 1_000_000, 2)]
+                        + [(i, 1, Verdict(Cause.COMPLETED, True, 0)) for i in range(1, 1_000_000, 2)])  # fmt: skip
+        assert led.db.execute("SELECT COUNT(*) FROM attempt_ranges").fetchone()[0] == 1
+        assert led.db.execute("SELECT COUNT(*) FROM verdict_ranges").fetchone()[0] == 1
+        assert led.unresolvedJobs() == [] and led.causeCounts() == {"COMPLETED": 1_000_000}
+        v = led.view("/e.json", 1_000_000)
+        assert int(v.attempt.min()) == 1 and int(v.task[999_999]) == 999_999 and v.table[int(v.recorded[5])].cause is Cause.COMPLETED
+    assert os.path.getsize(StateDir(str(tmp_path)).ledger) < 100_000

@@ -8,14 +8,26 @@ COMPLETED, is not done, whatever its save folder holds (a run that checkpoints i
 before it finished); it shows as live, or as its cause with ``partial`` set when the folder is there. An
 index with no recorded attempt follows the seed's rule (the save folder exists, with every ``require``
 file): the rule of ``listMissingResults``, which analysis keeps.
+
+For a whole sweep, :func:`judgeAll` gives the same answer as :func:`judgeIndex` on every index (the
+reference: :func:`judgeEach`; tests/test_judge.py checks them against each other on random histories) at the
+cost of a few NumPy operations per sweep: an index never submitted, live, or whose latest attempt
+completed (recorded, or said by the runner's file) is judged by array operations; only the others (an
+attempt that failed, or ended without a record of its own) go through :func:`judgeIndex` one by one.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Iterator, Mapping, Sequence, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, classify, isLive, normaliseState
+from pyexputils.runner.ledger import LedgerView
 from pyexputils.runner.policy import Measure, Policy, Resources, decide
 
 
@@ -39,6 +51,7 @@ class State(str, enum.Enum):
 
 PENDING_STATES = frozenset({State.MISSING, State.RETRY})  # what submit / watch send
 ESCALATED = frozenset({Cause.TIMEOUT, Cause.OUT_OF_MEMORY})  # causes whose retry asks more
+REMOVED = "its results were removed after it completed"
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ def judgeIndex(index: int, onDisk: bool, live: str | None, latest: Latest | None
     if v.cause is Cause.COMPLETED:
         if onDisk:
             return ended(State.DONE, Cause.COMPLETED), new
-        return ended(State.MISSING, Cause.COMPLETED, reason="its results were removed after it completed", resources=base), new
+        return ended(State.MISSING, Cause.COMPLETED, reason=REMOVED, resources=base), new
     d = decide([*latest.history, v], latest.resources, policy, latest.measured() if latest.measured and v.cause in ESCALATED else None)
     if d.resources is None:
         return ended(State.FINAL, d.final or v.cause, partial=onDisk, reason=d.reason), new
@@ -119,3 +132,260 @@ def sinceLast(verdicts: Mapping[int, Verdict], attempt: int, reset: int = 0) -> 
         if n > reset:
             out = [] if verdicts[n].cause is Cause.COMPLETED else [*out, verdicts[n]]
     return out
+
+
+STATES: list[State] = list(State)
+CODE = {x: np.int8(k) for k, x in enumerate(STATES)}
+
+
+class LiveIndices(Mapping[int, str]):
+    """The indices held by live tasks (sorted) and whether a running task holds each: read as
+    ``{index: "RUNNING" | "PENDING"}``."""
+
+    def __init__(self, indices: npt.NDArray[np.int64] | None = None, running: npt.NDArray[np.bool_] | None = None) -> None:
+        self.idx = np.zeros(0, dtype=np.int64) if indices is None else indices
+        self.running = np.zeros(len(self.idx), dtype=bool) if running is None else running
+
+    @classmethod
+    def merge(cls, parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> "LiveIndices":
+        """Several (indices, running) parts; an index held by a running task and a pending one is running."""
+        if not parts:
+            return cls()
+        idx = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        run = np.concatenate([p[1] for p in parts]).astype(bool)
+        order = np.lexsort((~run, idx))  # per index, running first
+        idx, run = idx[order], run[order]
+        first = np.ones(len(idx), dtype=bool)
+        first[1:] = idx[1:] != idx[:-1]
+        return cls(idx[first], run[first])
+
+    def _pos(self, key: int) -> int:
+        k = int(np.searchsorted(self.idx, key))
+        return k if k < len(self.idx) and self.idx[k] == key else -1
+
+    def __getitem__(self, key: int) -> str:
+        k = self._pos(key)
+        if k < 0:
+            raise KeyError(key)
+        return "RUNNING" if self.running[k] else "PENDING"
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, (int, np.integer)) and self._pos(int(key)) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.idx.tolist())
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+@dataclass
+class Facts:
+    """Everything known about one sweep's indices ``0 … n − 1``, as arrays: what both :func:`judgeAll` and
+    :func:`judgeEach` judge."""
+
+    onDisk: npt.NDArray[np.bool_]  # the seed's rule, per index
+    live: LiveIndices  # the indices live tasks hold
+    view: LedgerView  # the ledger: latest attempts, recorded verdicts, resets
+    base: Resources
+    policy: Policy
+    resources: Sequence[Resources]  # per-run resources asked by each submission of ``view.tags``
+    evidence: Callable[[int], Evidence]  # of an index's unresolved latest attempt, not live
+    # the runner's record says the index's unresolved latest attempt COMPLETED: indices (sorted), and that
+    # verdict (an index into ``completedTable``); must agree with ``evidence``
+    completed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    completedId: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    completedTable: Sequence[Verdict] = ()
+    measure: Callable[[int], Measure | None] | None = None  # what runs of an index's setting measured (escalation)
+
+    @property
+    def n(self) -> int:
+        return len(self.onDisk)
+
+    def resetMask(self) -> npt.NDArray[np.bool_]:
+        """Indices ``retry`` gave a fresh budget after their latest attempt: judged as never submitted."""
+        reset = np.zeros(self.n, dtype=bool)
+        for i, a in self.view.resets.items():
+            if 0 <= i < self.n and 0 < self.view.attempt[i] <= a:
+                reset[i] = True
+        return reset
+
+    def latest(self, i: int, history: Mapping[int, Verdict]) -> Latest:
+        """Index ``i``'s latest attempt (it has one, not reset), as :func:`judgeIndex` reads it."""
+        v = self.view
+        a, t, r = int(v.attempt[i]), int(v.tag[i]), int(v.recorded[i])
+        recorded = v.table[r] if r >= 0 else None
+        ev = NO_EVIDENCE if recorded is not None else self.evidence(i)
+        return Latest(a, v.tags[t], int(v.task[i]), recorded, ev, sinceLast(history, a, v.resets.get(i, 0)), self.resources[t],
+                      None if self.measure is None else partial(self.measure, i))  # fmt: skip
+
+
+NO_EVIDENCE = Evidence(None, None)
+
+
+class NewVerdicts(Sequence[tuple[int, int, Verdict]]):
+    """Newly known verdicts (index, attempt, verdict), sorted by index: those found by array operations
+    (kept as arrays) and those of :func:`judgeIndex`."""
+
+    def __init__(self, idx: npt.NDArray[np.int64], attempt: npt.NDArray[np.int32], vid: npt.NDArray[np.int16],
+                 table: Sequence[Verdict], other: Sequence[tuple[int, int, Verdict]] = ()) -> None:  # fmt: skip
+        self._idx, self._attempt, self._vid, self._table = idx, attempt, vid, table
+        self._other = sorted(other)
+        self._all: list[tuple[int, int, Verdict]] | None = None
+
+    def _list(self) -> list[tuple[int, int, Verdict]]:
+        if self._all is None:
+            fast = [(i, a, self._table[v]) for i, a, v in zip(self._idx.tolist(), self._attempt.tolist(), self._vid.tolist())]
+            self._all = sorted(fast + self._other, key=lambda x: x[0]) if self._other else fast
+        return self._all
+
+    def __len__(self) -> int:
+        return len(self._idx) + len(self._other)
+
+    @overload
+    def __getitem__(self, k: int) -> tuple[int, int, Verdict]: ...
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[tuple[int, int, Verdict]]: ...
+    def __getitem__(self, k: int | slice) -> tuple[int, int, Verdict] | Sequence[tuple[int, int, Verdict]]:
+        return self._list()[k]
+
+    def __iter__(self) -> Iterator[tuple[int, int, Verdict]]:
+        return iter(self._list())
+
+    def failed(self) -> list[tuple[int, int, Verdict]]:
+        """Those that did not complete (the array part holds only COMPLETED ones)."""
+        return [x for x in self._other if x[2].cause is not Cause.COMPLETED]
+
+    def ranges(self) -> list[tuple[int, int, int, Verdict]]:
+        """As (lo, n, attempt, verdict) ranges of contiguous indices that ended alike."""
+        from pyexputils.runner.ledger import verdictRanges
+
+        out: list[tuple[int, int, int, Verdict]] = []
+        idx, att, vid = self._idx, self._attempt.astype(np.int64), self._vid.astype(np.int64)
+        if len(idx):
+            brk = np.ones(len(idx), dtype=bool)
+            brk[1:] = (np.diff(idx) != 1) | (att[1:] != att[:-1]) | (vid[1:] != vid[:-1])
+            starts = np.flatnonzero(brk)
+            ends = np.append(starts[1:], len(idx))
+            out = [(int(idx[s]), int(e - s), int(att[s]), self._table[int(vid[s])]) for s, e in zip(starts.tolist(), ends.tolist())]
+        return out + verdictRanges(self._other)
+
+
+@dataclass
+class Judged:
+    """Every index of a sweep judged: a state code per index, the :class:`IndexStatus` of those judged one
+    by one, and what the rest is rebuilt from on demand."""
+
+    facts: Facts
+    state: npt.NDArray[np.int8]  # CODE of each index's state
+    slow: dict[int, IndexStatus]  # indices judged by judgeIndex
+    verdicts: NewVerdicts
+    reset: npt.NDArray[np.bool_]
+
+    def status(self, i: int) -> IndexStatus:
+        got = self.slow.get(i)
+        if got is not None:
+            return got
+        f, v = self.facts, self.facts.view
+        state = STATES[int(self.state[i])]
+        has = v.attempt[i] > 0 and not self.reset[i]
+        disk = bool(f.onDisk[i]) and not self.reset[i]
+        tag, task = (v.tags[int(v.tag[i])], int(v.task[i])) if has else (None, None)
+        attempts = int(v.attempt[i]) if has else 0
+        if state in (State.QUEUED, State.RUNNING):
+            return IndexStatus(i, state, None, attempts, partial=disk, tag=tag, task=task)
+        if not has:
+            return IndexStatus(i, State.DONE) if state is State.DONE else IndexStatus(i, State.MISSING, resources=f.base)
+        r = int(v.recorded[i])
+        if r >= 0:
+            exit = v.table[r].exit
+        else:
+            k = int(np.searchsorted(f.completed, i))
+            exit = f.completedTable[int(f.completedId[k])].exit
+        if state is State.DONE:
+            return IndexStatus(i, State.DONE, Cause.COMPLETED, attempts, exit, tag=tag, task=task)
+        return IndexStatus(i, State.MISSING, Cause.COMPLETED, attempts, exit, reason=REMOVED, resources=f.base, tag=tag, task=task)
+
+    def counts(self) -> Counter[State]:
+        c = np.bincount(self.state, minlength=len(STATES))
+        return Counter({x: int(c[k]) for k, x in enumerate(STATES) if c[k]})
+
+    def causes(self, state: State) -> Counter[Cause]:
+        out: Counter[Cause] = Counter(s.cause for s in self.slow.values() if s.state is state and s.cause is not None)
+        if state in (State.DONE, State.MISSING):
+            v = self.facts.view
+            mask = (self.state == CODE[state]) & (v.attempt > 0) & ~self.reset
+            if len(self.slow):
+                mask[np.fromiter(self.slow, dtype=np.int64, count=len(self.slow))] = False
+            n = int(mask.sum())
+            if n:
+                out[Cause.COMPLETED] += n
+        return out
+
+    def partial(self) -> int:
+        live = self.facts.live.idx
+        if len(live) and self.slow:
+            live = live[~np.isin(live, np.fromiter(self.slow, dtype=np.int64, count=len(self.slow)))]
+        fast = int((self.facts.onDisk[live] & ~self.reset[live]).sum()) if len(live) else 0
+        return fast + sum(1 for s in self.slow.values() if s.partial)
+
+    def indices(self, states: Sequence[State]) -> npt.NDArray[np.int64]:
+        codes = [CODE[x] for x in states]
+        return np.flatnonzero(np.isin(self.state, codes))
+
+
+def judgeAll(f: Facts) -> Judged:
+    """Every index of the sweep, as :func:`judgeIndex` would judge it (see the module docstring)."""
+    v = f.view
+    reset = f.resetMask()
+    disk = f.onDisk & ~reset
+    state = np.where(disk, CODE[State.DONE], CODE[State.MISSING]).astype(np.int8)
+    live = f.live.idx
+    if len(live):
+        state[live] = np.where(f.live.running, CODE[State.RUNNING], CODE[State.QUEUED])
+    ended = np.flatnonzero(v.attempt > 0)
+    if len(ended) and reset.any():
+        ended = ended[~reset[ended]]
+    if len(ended) and len(live):
+        ended = ended[~np.isin(ended, live, assume_unique=True)]
+    rec = v.recorded[ended]
+    completedIds = [k for k, x in enumerate(v.table) if x.cause is Cause.COMPLETED]
+    # latest attempt recorded COMPLETED: done when on disk, else missing: the default above
+    others = ended[(rec >= 0) & ~np.isin(rec, completedIds)]
+    unresolved = ended[rec < 0]
+    pos = np.searchsorted(f.completed, unresolved)
+    hit = pos < len(f.completed)
+    hit[hit] = f.completed[pos[hit]] == unresolved[hit]
+    fastNew = unresolved[hit]  # the runner says COMPLETED: the same, and a verdict to record
+    slowIdx = np.union1d(others, unresolved[~hit])
+    slow: dict[int, IndexStatus] = {}
+    new: list[tuple[int, int, Verdict]] = []
+    histories = v.histories(slowIdx) if len(slowIdx) else {}
+    for i in slowIdx.tolist():
+        status, verdict = judgeIndex(i, bool(disk[i]), None, f.latest(i, histories.get(i, {})), f.base, f.policy)
+        slow[i] = status
+        state[i] = CODE[status.state]
+        if verdict is not None:
+            new.append((i, int(v.attempt[i]), verdict))
+    return Judged(f, state, slow, NewVerdicts(fastNew, v.attempt[fastNew], f.completedId[pos[hit]], f.completedTable, new), reset)
+
+
+def judgeEach(f: Facts) -> Judged:
+    """The reference: :func:`judgeIndex` on every index, one by one (what :func:`judgeAll` must agree with)."""
+    v = f.view
+    reset = f.resetMask()
+    slow: dict[int, IndexStatus] = {}
+    new: list[tuple[int, int, Verdict]] = []
+    state = np.zeros(f.n, dtype=np.int8)
+    allHistory = v.histories(np.arange(f.n, dtype=np.int64))
+    for i in range(f.n):
+        has = v.attempt[i] > 0 and not reset[i]
+        live = f.live.get(i)
+        latest = f.latest(i, allHistory[i]) if has else None
+        status, verdict = judgeIndex(i, bool(f.onDisk[i]) and not reset[i], live, latest, f.base, f.policy)
+        slow[i] = status
+        state[i] = CODE[status.state]
+        if verdict is not None:
+            new.append((i, int(v.attempt[i]), verdict))
+    z = np.zeros(0, dtype=np.int64)
+    return Judged(f, state, slow, NewVerdicts(z, z.astype(np.int32), z.astype(np.int16), (), new), reset)

@@ -14,10 +14,14 @@ written by column name. Tables:
   number of its indices), ``time``, ``manifest`` (path), ``adopted`` (found in the queue, not recorded at
   submit: the submitter died between sbatch and the ledger), ``cancelled`` (by ``pyexputils cancel``),
   ``provenance`` (JSON: git commit and whether the tree was dirty, the command line, pyexputils' version).
-- ``attempts``: one row per (index, submission): ``experiment``, ``idx``, ``tag``, ``task`` (array task
-  id), ``attempt`` (1 for an index's first submission, then +1).
-- ``verdicts``: how an attempt ended (``cause``, ``started``, ``exit``), written once it has ended
-  (:mod:`pyexputils.runner.causes`); an attempt without one is unresolved.
+- ``attempt_ranges``: which indices each submission holds, as ranges (schema 3; schema 2 had one row per
+  index): ``experiment``, ``tag``, indices ``lo`` … ``lo + n - 1``, index ``lo + k`` in array task
+  ``task + k // per``, ``attempt`` (1 for an index's first submission, then +1). A whole array of
+  contiguous indices bundled evenly is one row, whatever its size.
+- ``verdict_ranges``: how attempts ended (``cause``, ``started``, ``exit``), written once they have ended
+  (:mod:`pyexputils.runner.causes`), for indices ``lo`` … ``lo + n - 1`` at attempt ``attempt``: contiguous
+  indices that ended alike are one row. An attempt without one is unresolved; of two rows for the same
+  (index, attempt), the later counts.
 - ``run_resources``: the per-run time (minutes) and memory a submission asked for (what the policy
   escalates after TIMEOUT / OUT_OF_MEMORY).
 - ``sweeps``: the runs of each experiment, remembered from its latest submit.
@@ -25,6 +29,7 @@ written by column name. Tables:
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -33,7 +38,10 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.runner.causes import Cause, Verdict
@@ -41,7 +49,7 @@ from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.policy import Resources
 from pyexputils.runner.statedir import StateDir
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     tag TEXT PRIMARY KEY,
@@ -59,25 +67,28 @@ CREATE TABLE IF NOT EXISTS submissions (
 );
 CREATE INDEX IF NOT EXISTS submissions_job ON submissions (job_id);
 CREATE INDEX IF NOT EXISTS submissions_exp ON submissions (experiment);
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE TABLE IF NOT EXISTS attempt_ranges (
     experiment TEXT NOT NULL,
-    idx INTEGER NOT NULL,
     tag TEXT NOT NULL,
+    lo INTEGER NOT NULL,
+    n INTEGER NOT NULL,
     task INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    PRIMARY KEY (experiment, idx, attempt)
+    per INTEGER NOT NULL,
+    attempt INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attempts_tag ON attempts (tag, task);
-CREATE TABLE IF NOT EXISTS verdicts (
+CREATE INDEX IF NOT EXISTS attempt_ranges_tag ON attempt_ranges (tag);
+CREATE INDEX IF NOT EXISTS attempt_ranges_exp ON attempt_ranges (experiment);
+CREATE TABLE IF NOT EXISTS verdict_ranges (
     experiment TEXT NOT NULL,
-    idx INTEGER NOT NULL,
+    lo INTEGER NOT NULL,
+    n INTEGER NOT NULL,
     attempt INTEGER NOT NULL,
     cause TEXT NOT NULL,
     started INTEGER NOT NULL,
     exit INTEGER,
-    time REAL NOT NULL,
-    PRIMARY KEY (experiment, idx, attempt)
+    time REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS verdict_ranges_exp ON verdict_ranges (experiment);
 CREATE TABLE IF NOT EXISTS run_resources (
     tag TEXT PRIMARY KEY,
     minutes INTEGER,
@@ -100,6 +111,7 @@ CREATE TABLE IF NOT EXISTS resets (
 MIGRATIONS = {  # from version N to N + 1 (0: pyexputils 0.1's ledger, before versions)
     0: "ALTER TABLE submissions ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';",
     1: "",  # sweeps and resets: created by SCHEMA
+    2: "",  # per-index attempts and verdicts to ranges: _toRanges
 }
 LOCK_WAIT_S = 30.0
 BUSY = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
@@ -220,12 +232,15 @@ class Ledger:
             fresh = "submissions" not in self._tables
             if not fresh:
                 for version in range(self.version, SCHEMA_VERSION):
-                    if MIGRATIONS[version]:
+                    if version == 2:
+                        self.db.executescript(SCHEMA)
+                        _toRanges(self.db)
+                    elif MIGRATIONS[version]:
                         self.db.executescript(MIGRATIONS[version])
             self.db.executescript(SCHEMA)
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.version = SCHEMA_VERSION
-        self._tables |= {"submissions", "attempts", "verdicts", "run_resources", "sweeps", "resets"}
+        self._tables |= {"submissions", "attempt_ranges", "verdict_ranges", "run_resources", "sweeps", "resets"}
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -254,17 +269,19 @@ class Ledger:
     # --- writing ---------------------------------------------------------------------------------------
     def nextAttempts(self, experiment: str, indices: Iterable[int]) -> dict[int, int]:
         """The attempt number each index would get now (1 + its highest so far)."""
-        wanted = set(indices)
-        out = {i: 1 for i in wanted}
-        for r in self._rows("SELECT idx, MAX(attempt) AS a FROM attempts WHERE experiment = ? GROUP BY idx", (experiment,)):
-            if r["idx"] in wanted:
-                out[r["idx"]] = r["a"] + 1
-        return out
+        wanted = np.unique(np.fromiter(indices, dtype=np.int64))
+        best = np.zeros(len(wanted), dtype=np.int64)
+        for lo, n, _, _, attempt, _ in self._attemptRows(experiment):
+            a, b = np.searchsorted(wanted, [lo, lo + n])
+            if b > a:
+                np.maximum(best[a:b], attempt, out=best[a:b])
+        return dict(zip(wanted.tolist(), (best + 1).tolist()))
 
-    def record(self, sub: Submission, tasks: Sequence[Sequence[int]], attempts: dict[int, int] | None = None) -> None:
+    def record(self, sub: Submission, tasks: Sequence[Sequence[int]], attempts: Mapping[int, int] | None = None) -> None:
         """Record one submitted array job and its indices (one transaction)."""
         if attempts is None:
             attempts = self.nextAttempts(sub.experiment, (i for t in tasks for i in t))
+        ranges = taskRanges(tasks, attempts)
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO submissions (tag, job_id, backend, experiment, array_size, resources, attempt, "
@@ -273,9 +290,10 @@ class Ledger:
                  sub.attempt, sub.time, sub.manifest, int(sub.adopted), int(sub.cancelled),
                  json.dumps(sub.provenance, default=str)),
             )  # fmt: skip
+            db.execute("DELETE FROM attempt_ranges WHERE tag = ?", (sub.tag,))
             db.executemany(
-                "INSERT OR REPLACE INTO attempts (experiment, idx, tag, task, attempt) VALUES (?,?,?,?,?)",
-                ((sub.experiment, i, sub.tag, t, attempts.get(i, 1)) for t, bundle in enumerate(tasks) for i in bundle),
+                "INSERT INTO attempt_ranges (experiment, tag, lo, n, task, per, attempt) VALUES (?,?,?,?,?,?,?)",
+                ((sub.experiment, sub.tag, *r) for r in ranges),
             )
 
     def adopt(self, manifest: Manifest, manifestFile: str, jobId: str, backend: str) -> Submission:
@@ -298,12 +316,15 @@ class Ledger:
                        (tag, res.minutes, res.mem_mb, res.mem_key))  # fmt: skip
 
     def addVerdicts(self, experiment: str, verdicts: Sequence[tuple[int, int, Verdict]]) -> None:
-        """Record how attempts ended: (index, attempt, verdict) triples, one transaction."""
+        """Record how attempts ended: (index, attempt, verdict) triples, one transaction; contiguous indices
+        that ended alike are stored as one range. A sequence with ``ranges()`` (the session's new verdicts)
+        gives them directly."""
         now = time.time()
+        ranges = verdicts.ranges() if isinstance(verdicts, HasRanges) else verdictRanges(verdicts)
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO verdicts (experiment, idx, attempt, cause, started, exit, time) VALUES (?,?,?,?,?,?,?)",
-                ((experiment, i, a, str(v.cause), int(v.started), v.exit, now) for i, a, v in verdicts),
+                "INSERT INTO verdict_ranges (experiment, lo, n, attempt, cause, started, exit, time) VALUES (?,?,?,?,?,?,?,?)",
+                ((experiment, lo, n, a, str(v.cause), int(v.started), v.exit, now) for lo, n, a, v in ranges),
             )
 
     def setRuns(self, experiment: str, runs: int) -> None:
@@ -318,6 +339,27 @@ class Ledger:
                            ((experiment, i, a, now) for i, a in attempts.items()))  # fmt: skip
 
     # --- reading ---------------------------------------------------------------------------------------
+    def _attemptRows(self, experiment: str | None = None, tag: str | None = None) -> list[tuple[int, int, int, int, int, str]]:
+        """(lo, n, task, per, attempt, tag) of ``experiment``'s (or ``tag``'s) attempts, oldest row first
+        (a schema-2 ledger read before its migration: one range per index)."""
+        where, args = ("experiment = ?", (experiment,)) if tag is None else ("tag = ?", (tag,))
+        if self.version >= 3:
+            q = f"SELECT lo, n, task, per, attempt, tag FROM attempt_ranges WHERE {where} ORDER BY rowid"
+        else:
+            q = f"SELECT idx, 1, task, 1, attempt, tag FROM attempts WHERE {where} ORDER BY rowid"
+        with guarded(self.path):
+            return self.db.execute(q, args).fetchall()
+
+    def _verdictRows(self, experiment: str | None) -> list[tuple[int, int, int, str, int, int | None]]:
+        """(lo, n, attempt, cause, started, exit) of ``experiment``'s verdicts (all with None), oldest first."""
+        where, args = ("WHERE experiment = ?", (experiment,)) if experiment is not None else ("", ())
+        if self.version >= 3:
+            q = f"SELECT lo, n, attempt, cause, started, exit FROM verdict_ranges {where} ORDER BY rowid"
+        else:
+            q = f"SELECT idx, 1, attempt, cause, started, exit FROM verdicts {where} ORDER BY rowid"
+        with guarded(self.path):
+            return self.db.execute(q, args).fetchall()
+
     def submissions(self, experiment: str | None = None) -> list[Submission]:
         q = "SELECT * FROM submissions" + (" WHERE experiment = ?" if experiment else "") + " ORDER BY time"
         return [_submission(r) for r in self._rows(q, (experiment,) if experiment else ())]
@@ -329,24 +371,54 @@ class Ledger:
     def tags(self) -> set[str]:
         return {r["tag"] for r in self._rows("SELECT tag FROM submissions")}
 
-    def tasksOf(self, tag: str) -> tuple[str, dict[int, list[int]]] | None:
-        """(experiment, {array task: its indices}) of one submission; None when the ledger lacks it."""
+    def taskIndices(self, tag: str) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+        """(experiment, indices, their array tasks) of one submission, as arrays; None when the ledger lacks it."""
         sub = self._rows("SELECT experiment FROM submissions WHERE tag = ?", (tag,))
         if not sub:
             return None
+        idx, task = _expand(self._attemptRows(tag=tag))
+        return sub[0]["experiment"], idx, task
+
+    def tasksOf(self, tag: str) -> tuple[str, dict[int, list[int]]] | None:
+        """(experiment, {array task: its indices}) of one submission; None when the ledger lacks it."""
+        found = self.taskIndices(tag)
+        if found is None:
+            return None
+        experiment, idx, task = found
+        order = np.lexsort((idx, task))
         out: dict[int, list[int]] = {}
-        for r in self._rows("SELECT task, idx FROM attempts WHERE tag = ? ORDER BY task, idx", (tag,)):
-            out.setdefault(r["task"], []).append(r["idx"])
-        return sub[0]["experiment"], out
+        for t, i in zip(task[order].tolist(), idx[order].tolist()):
+            out.setdefault(t, []).append(i)
+        return experiment, out
+
+    def view(self, experiment: str, n: int) -> "LedgerView":
+        """What the ledger knows of ``experiment``'s indices ``0 … n − 1``, as arrays (see :class:`LedgerView`)."""
+        return LedgerView.build(self, experiment, n)
 
     def latest(self, experiment: str) -> dict[int, Attempt]:
         """The latest attempt of every index of ``experiment`` that was ever submitted."""
-        rows = self._rows(
-            "SELECT a.idx, a.tag, a.task, a.attempt, s.job_id, s.time, s.manifest FROM attempts a "
-            "JOIN submissions s ON a.tag = s.tag WHERE a.experiment = ? ORDER BY a.attempt",
-            (experiment,),
-        )
-        return {r["idx"]: Attempt(r["idx"], r["tag"], r["task"], r["attempt"], r["job_id"], r["time"], r["manifest"]) for r in rows}
+        rows = self._attemptRows(experiment)
+        if not rows:
+            return {}
+        v = self.view(experiment, max(lo + n for lo, n, *_ in rows))
+        subs = {s.tag: s for s in self.submissions(experiment)}
+        out: dict[int, Attempt] = {}
+        for i in np.flatnonzero(v.attempt).tolist():
+            tag = v.tags[v.tag[i]]
+            s = subs.get(tag)
+            if s is not None:
+                out[i] = Attempt(i, tag, int(v.task[i]), int(v.attempt[i]), s.job_id, s.time, s.manifest)
+        return out
+
+    def attempts(self, experiment: str | None = None) -> list[tuple[int, int, str]]:
+        """Every recorded attempt (index, attempt, tag), sorted (of ``experiment``, or of all)."""
+        if experiment is None:
+            names = [r["experiment"] for r in self._rows("SELECT DISTINCT experiment FROM submissions")]
+            return sorted(x for e in names for x in self.attempts(e))
+        out: list[tuple[int, int, str]] = []
+        for lo, n, _, _, attempt, tag in self._attemptRows(experiment):
+            out += [(i, attempt, tag) for i in range(lo, lo + n)]
+        return sorted(out)
 
     def runResources(self) -> dict[str, Resources]:
         """The per-run resources of every submission that recorded them, by tag."""
@@ -356,9 +428,11 @@ class Ledger:
     def verdicts(self, experiment: str) -> dict[int, dict[int, Verdict]]:
         """Every recorded verdict of ``experiment``: index -> attempt -> verdict."""
         out: dict[int, dict[int, Verdict]] = {}
-        for r in self._rows("SELECT idx, attempt, cause, started, exit FROM verdicts WHERE experiment = ? ORDER BY attempt", (experiment,)):
-            out.setdefault(r["idx"], {})[r["attempt"]] = Verdict(Cause(r["cause"]), bool(r["started"]), r["exit"])
-        return out
+        for lo, n, attempt, cause, started, exit in self._verdictRows(experiment):
+            v = Verdict(Cause(cause), bool(started), exit)
+            for i in range(lo, lo + n):
+                out.setdefault(i, {})[attempt] = v
+        return {i: dict(sorted(byAttempt.items())) for i, byAttempt in sorted(out.items())}
 
     def resets(self, experiment: str) -> dict[int, int]:
         """index -> the attempt up to which ``retry`` cleared its history."""
@@ -375,11 +449,12 @@ class Ledger:
 
     def causeCounts(self, experiments: Sequence[str] | None = None) -> dict[str, int]:
         """Verdicts recorded so far, by cause (of ``experiments``, or all)."""
+        table, n = ("verdict_ranges", "SUM(n)") if self.version >= 3 else ("verdicts", "COUNT(*)")
         if experiments is None:
-            rows = self._rows("SELECT cause, COUNT(*) AS n FROM verdicts GROUP BY cause")
+            rows = self._rows(f"SELECT cause, {n} AS n FROM {table} GROUP BY cause")
         else:
             marks = ",".join("?" * len(experiments))
-            rows = self._rows(f"SELECT cause, COUNT(*) AS n FROM verdicts WHERE experiment IN ({marks}) GROUP BY cause", experiments)
+            rows = self._rows(f"SELECT cause, {n} AS n FROM {table} WHERE experiment IN ({marks}) GROUP BY cause", experiments)
         return {r["cause"]: r["n"] for r in rows}
 
     def lastBackend(self) -> str | None:
@@ -389,13 +464,21 @@ class Ledger:
 
     def unresolvedJobs(self, backend: str | None = None) -> list[str]:
         """Job ids (of ``backend``'s submissions) with an attempt that has no verdict yet (the jobs worth
-        asking sacct about)."""
-        rows = self._rows(
-            "SELECT DISTINCT s.job_id FROM attempts a JOIN submissions s ON a.tag = s.tag "
-            "LEFT JOIN verdicts v ON v.experiment = a.experiment AND v.idx = a.idx AND v.attempt = a.attempt "
-            "WHERE v.cause IS NULL" + (" AND s.backend = ?" if backend else ""), (backend,) if backend else ()
-        )
-        return sorted({r["job_id"] for r in rows if r["job_id"] and r["job_id"] != "unknown"})
+        asking sacct about). Costs what the ledger's ranges number, not the indices."""
+        q = "SELECT tag, job_id, experiment FROM submissions" + (" WHERE backend = ?" if backend else "")
+        subs = self._rows(q, (backend,) if backend else ())
+        jobs: set[str] = set()
+        byExp: dict[str, dict[str, str]] = {}
+        for r in subs:
+            if r["job_id"] and r["job_id"] != "unknown":
+                byExp.setdefault(r["experiment"], {})[r["tag"]] = r["job_id"]
+        for experiment, tagJobs in byExp.items():
+            covered = _Coverage(self._verdictRows(experiment))
+            for lo, n, _, _, attempt, tag in self._attemptRows(experiment):
+                job = tagJobs.get(tag)
+                if job is not None and job not in jobs and not covered.covers(attempt, lo, lo + n):
+                    jobs.add(job)
+        return sorted(jobs)
 
     def cancelledTags(self) -> set[str]:
         """Tags of submissions the user cancelled with ``pyexputils cancel`` (also while a watch held the lock)."""
@@ -407,12 +490,208 @@ class Ledger:
 
     def attemptsOf(self, experiment: str, idx: int) -> list[Attempt]:
         """Every recorded attempt at one index, oldest first (``logs --attempt K``)."""
-        rows = self._rows(
-            "SELECT a.idx, a.tag, a.task, a.attempt, s.job_id, s.time, s.manifest FROM attempts a "
-            "JOIN submissions s ON a.tag = s.tag WHERE a.experiment = ? AND a.idx = ? ORDER BY a.attempt",
-            (experiment, idx),
-        )
-        return [Attempt(r["idx"], r["tag"], r["task"], r["attempt"], r["job_id"], r["time"], r["manifest"]) for r in rows]
+        subs = {x.tag: x for x in self.submissions(experiment)}
+        found: dict[int, Attempt] = {}
+        for lo, n, task, per, attempt, tag in self._attemptRows(experiment):
+            s = subs.get(tag)
+            if s is not None and lo <= idx < lo + n:  # of two rows for one attempt, the later
+                found[attempt] = Attempt(idx, tag, task + (idx - lo) // per, attempt, s.job_id, s.time, s.manifest)
+        return [found[a] for a in sorted(found)]
+
+    def size(self) -> int:
+        """The ledger file's size in bytes."""
+        return os.path.getsize(self.path)
+
+
+Range = tuple[int, int, int, int, int]  # lo, n, task, per, attempt: indices lo + k in task task + k // per
+
+
+def taskRanges(tasks: Sequence[Sequence[int]], attempts: Mapping[int, int]) -> list[Range]:
+    """Array tasks (their indices) as ranges: a run of tasks each holding the next ``per`` indices (same
+    attempt) is one range; anything else splits."""
+    out: list[list[int]] = []
+    cur: list[int] | None = None
+    get = attempts.get
+    for t, bundle in enumerate(tasks):
+        runs: list[list[int]] = []  # [lo, n, attempt]
+        prev = -2
+        for i in bundle:
+            a = get(i, 1)
+            if i == prev + 1 and runs and runs[-1][2] == a:
+                runs[-1][1] += 1
+            else:
+                runs.append([i, 1, a])
+            prev = i
+        if len(runs) == 1:
+            lo, n, a = runs[0]
+            if (cur is not None and cur[1] % cur[3] == 0 and n <= cur[3] and t == cur[2] + cur[1] // cur[3]
+                    and lo == cur[0] + cur[1] and a == cur[4]):  # fmt: skip
+                cur[1] += n
+                continue
+            cur = [lo, n, t, n, a]
+            out.append(cur)
+        else:
+            cur = None
+            out += [[lo, n, t, n, a] for lo, n, a in runs]
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in out]
+
+
+def _expand(rows: Sequence[tuple[int, int, int, int, int, str]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The indices of attempt ranges and their array tasks."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    idx = np.concatenate([np.arange(lo, lo + n, dtype=np.int64) for lo, n, *_ in rows])
+    task = np.concatenate([task + np.arange(n, dtype=np.int64) // per for _, n, task, per, *_ in rows])
+    return idx, task
+
+
+@runtime_checkable
+class HasRanges(Protocol):
+    def ranges(self) -> list[tuple[int, int, int, Verdict]]: ...
+
+
+def verdictRanges(verdicts: Iterable[tuple[int, int, Verdict]]) -> list[tuple[int, int, int, Verdict]]:
+    """(index, attempt, verdict) triples as (lo, n, attempt, verdict) ranges of contiguous indices."""
+    out: list[list[Any]] = []
+    for i, a, v in sorted(verdicts, key=lambda x: (x[0], x[1])):
+        last = out[-1] if out else None
+        if last is not None and last[0] + last[1] == i and last[2] == a and last[3] == v:
+            last[1] += 1
+        else:
+            out.append([i, 1, a, v])
+    return [(r[0], r[1], r[2], r[3]) for r in out]
+
+
+class _Coverage:
+    """Which (attempt, index) pairs the verdict ranges cover: per attempt, merged intervals."""
+
+    def __init__(self, rows: Sequence[tuple[int, int, int, str, int, int | None]]) -> None:
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for lo, n, attempt, *_ in rows:
+            spans.setdefault(attempt, []).append((lo, lo + n))
+        self._merged: dict[int, tuple[list[int], list[int]]] = {}
+        for attempt, items in spans.items():
+            starts: list[int] = []
+            ends: list[int] = []
+            for lo, hi in sorted(items):
+                if ends and lo <= ends[-1]:
+                    ends[-1] = max(ends[-1], hi)
+                else:
+                    starts.append(lo)
+                    ends.append(hi)
+            self._merged[attempt] = (starts, ends)
+
+    def covers(self, attempt: int, lo: int, hi: int) -> bool:
+        got = self._merged.get(attempt)
+        if got is None:
+            return False
+        starts, ends = got
+        j = bisect.bisect_right(starts, lo) - 1
+        return j >= 0 and ends[j] >= hi
+
+
+@dataclass
+class LedgerView:
+    """What the ledger knows of one experiment's indices ``0 … n − 1``, as arrays (a few bytes per index,
+    nothing per index in Python): the latest attempt of each, its submission and array task, and the
+    recorded verdict of that attempt. Earlier verdicts are kept as ranges and expanded per index on demand."""
+
+    attempt: npt.NDArray[np.int32]  # latest attempt (0: never submitted)
+    tag: npt.NDArray[np.int32]  # its submission: an index into ``tags`` (-1: none)
+    task: npt.NDArray[np.int32]  # its array task
+    recorded: npt.NDArray[np.int16]  # its verdict: an index into ``table`` (-1: none recorded)
+    tags: list[str]
+    table: list[Verdict]  # the distinct verdicts
+    spans: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]  # verdict rows: lo, hi, attempt, table id
+    resets: dict[int, int]
+
+    @classmethod
+    def empty(cls, n: int) -> "LedgerView":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros(n, np.int32), np.full(n, -1, np.int32), np.zeros(n, np.int32), np.full(n, -1, np.int16),
+                   [], [], (z, z, z, z), {})  # fmt: skip
+
+    @classmethod
+    def build(cls, ledger: Ledger, experiment: str, n: int) -> "LedgerView":
+        rows = ledger._attemptRows(experiment)
+        v = cls.empty(n)
+        v.resets = ledger.resets(experiment)
+        if not rows:
+            return v
+        tagIds: dict[str, int] = {}
+        for lo, count, task, per, attempt, tag in sorted(rows, key=lambda r: r[4]):  # stable: the later row wins a tie
+            hi = min(lo + count, n)
+            if hi <= lo:
+                continue
+            tid = tagIds.setdefault(tag, len(tagIds))
+            sl = slice(lo, hi)
+            keep = v.attempt[sl] <= attempt
+            if keep.all():
+                v.attempt[sl] = attempt
+                v.tag[sl] = tid
+                v.task[sl] = task + np.arange(hi - lo, dtype=np.int32) // per
+            else:
+                pos = np.flatnonzero(keep)
+                v.attempt[sl][pos] = attempt
+                v.tag[sl][pos] = tid
+                v.task[sl][pos] = task + pos.astype(np.int32) // per
+        v.tags = list(tagIds)
+        ids: dict[tuple[str, int, int | None], int] = {}
+        vrows = ledger._verdictRows(experiment)
+        los, his, atts, vids = (np.zeros(len(vrows), dtype=np.int64) for _ in range(4))
+        for k, (lo, count, attempt, cause, started, exit) in enumerate(vrows):
+            vid = ids.setdefault((cause, int(started), exit), len(ids))
+            los[k], his[k], atts[k], vids[k] = lo, lo + count, attempt, vid
+            hi = min(lo + count, n)
+            if hi > lo:
+                sl = slice(lo, hi)
+                mine = v.attempt[sl] == attempt
+                if mine.all():
+                    v.recorded[sl] = vid
+                elif mine.any():
+                    v.recorded[sl][mine] = vid
+        v.table = [Verdict(Cause(c), bool(s), e) for c, s, e in ids]
+        v.spans = (los, his, atts, vids)
+        return v
+
+    def histories(self, indices: npt.NDArray[np.int64]) -> dict[int, dict[int, Verdict]]:
+        """Every recorded verdict of each of ``indices`` (sorted): index -> attempt -> verdict. Costs the
+        verdict rows plus what is found, not the sweep."""
+        out: dict[int, dict[int, Verdict]] = {int(i): {} for i in indices.tolist()}
+        los, his, atts, vids = self.spans
+        if not len(indices) or not len(los):
+            return out
+        a = np.searchsorted(indices, los)
+        b = np.searchsorted(indices, his)
+        for k in np.flatnonzero(b > a).tolist():  # oldest row first: the later row wins
+            v, attempt = self.table[int(vids[k])], int(atts[k])
+            for i in indices[a[k] : b[k]].tolist():
+                out[i][attempt] = v
+        return {i: dict(sorted(h.items())) for i, h in out.items()}
+
+
+def _toRanges(db: sqlite3.Connection) -> None:
+    """Schema 2 to 3: the per-index ``attempts`` and ``verdicts`` rows as ranges; the old tables dropped."""
+    byTag: dict[str, tuple[str, dict[int, list[int]], dict[int, int]]] = {}
+    for experiment, idx, tag, task, attempt in db.execute(
+            "SELECT experiment, idx, tag, task, attempt FROM attempts ORDER BY tag, task, idx"):  # fmt: skip
+        _, tasks, attempts = byTag.setdefault(tag, (experiment, {}, {}))
+        tasks.setdefault(task, []).append(idx)
+        attempts[idx] = attempt
+    for tag, (experiment, tasks, attempts) in byTag.items():
+        top = max(tasks) + 1
+        listed = [tasks.get(t, []) for t in range(top)]
+        db.executemany("INSERT INTO attempt_ranges (experiment, tag, lo, n, task, per, attempt) VALUES (?,?,?,?,?,?,?)",
+                       ((experiment, tag, *r) for r in taskRanges(listed, attempts)))  # fmt: skip
+    byExp: dict[tuple[str, float], list[tuple[int, int, Verdict]]] = {}
+    for experiment, idx, attempt, cause, started, exit, t in db.execute(
+            "SELECT experiment, idx, attempt, cause, started, exit, time FROM verdicts"):  # fmt: skip
+        byExp.setdefault((experiment, t), []).append((idx, attempt, Verdict(Cause(cause), bool(started), exit)))
+    for (experiment, t), triples in sorted(byExp.items(), key=lambda kv: kv[0][1]):
+        db.executemany("INSERT INTO verdict_ranges (experiment, lo, n, attempt, cause, started, exit, time) VALUES (?,?,?,?,?,?,?,?)",
+                       ((experiment, lo, n, a, str(v.cause), int(v.started), v.exit, t) for lo, n, a, v in verdictRanges(triples)))  # fmt: skip
+    db.execute("DROP TABLE attempts")
+    db.execute("DROP TABLE verdicts")
 
 
 def _submission(r: sqlite3.Row) -> Submission:

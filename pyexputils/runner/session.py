@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib import resources as pkgfiles
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -37,11 +37,11 @@ from pyexputils.models import Config, ExperimentDescription, getConfig
 from pyexputils.models.loader import loadMapping
 from pyexputils.results import doneMask
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
-from pyexputils.runner.causes import Cause, Evidence, Verdict, normaliseState
+from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, isLive, normaliseState
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.durations import Durations, SubmissionInfo
-from pyexputils.runner.judge import PENDING_STATES, IndexStatus, Latest, State, judgeIndex, sinceLast
-from pyexputils.runner.ledger import Attempt, Ledger, Submission
+from pyexputils.runner.judge import NO_EVIDENCE, PENDING_STATES, Facts, IndexStatus, Judged, LiveIndices, State, judgeAll
+from pyexputils.runner.ledger import Ledger, LedgerView, Submission
 from pyexputils.runner.manifest import Manifest, writeAtomic
 from pyexputils.runner.options import ExperimentOptions, parseSlurm, settingGroups
 from pyexputils.runner.plan import ArrayPlan, Plan, Request, plan
@@ -51,7 +51,6 @@ from pyexputils.runner.render import checkLogPath, checkTemplate, makeTag, newSu
 from pyexputils.runner.statedir import StateDir
 from pyexputils.runner.status import IndexOutcome, outcomes
 
-NO_EVIDENCE = Evidence(None, None)
 _TAG = re.compile(r"^(?P<slug>.+)-\d{14}[0-9a-f]{4}-\d+$")
 
 
@@ -88,7 +87,7 @@ class Sweep:
 class Snapshot:
     """One look at the scheduler, resolved to indices."""
 
-    live: dict[str, dict[int, str]]  # experiment -> index -> the state of a live task that holds it
+    live: dict[str, LiveIndices]  # experiment -> the indices live tasks hold (read as {index: state})
     ended: dict[tuple[str, int | None], str]  # (job id, task) -> how it ended, where the scheduler still knows
     unresolved: list[LiveTask]  # live tasks of ours whose indices nothing here knows
     preemptible: bool
@@ -97,53 +96,82 @@ class Snapshot:
     adopted: list[str] = field(default_factory=list)  # tags adopted into the ledger in this look
 
 
+class StatusMap(Mapping[int, IndexStatus]):
+    """``Standing.statuses``: the indices with an attempt or in a live task, each built on demand."""
+
+    def __init__(self, judged: Judged) -> None:
+        self._j = judged
+        self._keys: npt.NDArray[np.int64] | None = None
+
+    def keys_(self) -> npt.NDArray[np.int64]:
+        if self._keys is None:
+            self._keys = np.union1d(np.flatnonzero(self._j.facts.view.attempt > 0), self._j.facts.live.idx).astype(np.int64)
+        return self._keys
+
+    def __getitem__(self, i: int) -> IndexStatus:
+        if i not in self:
+            raise KeyError(i)
+        return self._j.status(int(i))
+
+    def __contains__(self, i: object) -> bool:
+        if not isinstance(i, (int, np.integer)) or not 0 <= int(i) < self._j.facts.n:
+            return False
+        return bool(self._j.facts.view.attempt[int(i)] > 0) or int(i) in self._j.facts.live
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.keys_().tolist())
+
+    def __len__(self) -> int:
+        return len(self.keys_())
+
+
 @dataclass
 class Standing:
-    """Where every index of one sweep stands (see :func:`pyexputils.runner.judge.judgeIndex`)."""
+    """Where every index of one sweep stands (see :func:`pyexputils.runner.judge.judgeAll`): a state per
+    index in an array; an :class:`IndexStatus` is built only for the indices asked about."""
 
     sweep: Sweep
     onDisk: npt.NDArray[np.bool_]  # the seed's rule, per index
-    statuses: dict[int, IndexStatus]  # indices with an attempt or in a live task
-    verdicts: list[tuple[int, int, Verdict]]  # newly known verdicts (index, attempt, verdict): to record
+    statuses: Mapping[int, IndexStatus]  # indices with an attempt or in a live task
+    verdicts: Sequence[tuple[int, int, Verdict]]  # newly known verdicts (index, attempt, verdict): to record
     unknown: str | None = None  # why its indices cannot be submitted now
+    judged: Judged | None = None
+
+    @property
+    def _j(self) -> Judged:
+        assert self.judged is not None
+        return self.judged
 
     def status(self, index: int) -> IndexStatus:
-        got = self.statuses.get(index)
-        if got is None:
-            got = IndexStatus(index, State.DONE) if self.onDisk[index] else IndexStatus(index, State.MISSING, resources=self.sweep.options.base)  # fmt: skip
+        got = self._j.status(index)
         if self.unknown and got.state in PENDING_STATES:
             got = replace(got, state=State.UNKNOWN, reason=self.unknown)
         return got
 
-    def _fresh(self) -> npt.NDArray[np.intp]:
-        """Indices with no attempt, not live and not on disk."""
-        idx = np.flatnonzero(~self.onDisk)
-        if self.statuses:
-            idx = idx[~np.isin(idx, np.fromiter(self.statuses, dtype=np.intp, count=len(self.statuses)))]
-        return idx
-
     def counts(self) -> Counter[State]:
-        c: Counter[State] = Counter(s.state for s in self.statuses.values())
-        c[State.DONE] += int(self.onDisk.sum()) - sum(1 for i in self.statuses if self.onDisk[i])
-        c[State.MISSING] += int(self._fresh().size)
+        c = self._j.counts()
         if self.unknown:
             c[State.UNKNOWN] += c.pop(State.MISSING, 0) + c.pop(State.RETRY, 0)
         return +c
 
     def causes(self, state: State) -> Counter[Cause]:
-        return Counter(s.cause for s in self.statuses.values() if s.state is state and s.cause is not None)
+        return self._j.causes(state)
 
     def partial(self) -> int:
-        return sum(1 for s in self.statuses.values() if s.partial)
+        return self._j.partial()
+
+    def indexArray(self, states: Iterable[State]) -> npt.NDArray[np.int64]:
+        """The indices in ``states``, sorted, as an array (8 bytes an index)."""
+        wanted = set(states)
+        if self.unknown:
+            shown = wanted - PENDING_STATES
+            if State.UNKNOWN in wanted:
+                shown |= PENDING_STATES
+            wanted = shown
+        return self._j.indices(sorted(wanted))
 
     def indices(self, states: Iterable[State]) -> list[int]:
-        wanted = set(states)
-        out = [i for i, s in self.statuses.items() if self.status(i).state in wanted]
-        if (State.MISSING in wanted and not self.unknown) or (State.UNKNOWN in wanted and self.unknown):
-            out += self._fresh().tolist()
-        if State.DONE in wanted:
-            out += [i for i in np.flatnonzero(self.onDisk).tolist() if i not in self.statuses]
-        return sorted(out)
+        return self.indexArray(states).tolist()  # type: ignore[no-any-return]
 
     def pending(self) -> dict[Resources, list[int]]:
         """What ``submit``/``watch`` send: MISSING and RETRY indices, by the resources each asks."""
@@ -151,11 +179,11 @@ class Standing:
             return {}
         out: dict[Resources, list[int]] = {}
         base = self.sweep.options.base
-        fresh = self._fresh().tolist()
+        fresh = self._j.indices([State.MISSING]).tolist()
         if fresh:
             out[base] = fresh
-        for i, s in self.statuses.items():
-            if s.state in PENDING_STATES:
+        for i, s in self._j.slow.items():
+            if s.state is State.RETRY:
                 out.setdefault(s.resources or base, []).append(i)
         return {r: sorted(v) for r, v in out.items()}
 
@@ -311,27 +339,28 @@ class Session:
         if adopt and ledger is not None:
             adopted = self._adopt(ledger, liveTasks)
         ended = b.ended(ledger.unresolvedJobs(b.name)) if ledger is not None else {}
-        live: dict[str, dict[int, str]] = {}
+        parts: dict[str, list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]] = {}
         jobs: dict[str, set[str]] = {}
         unresolved: list[LiveTask] = []
-        cache: dict[str, tuple[str, dict[int, list[int]]] | None] = {}
+        byTag: dict[str, list[LiveTask]] = {}
         for t in liveTasks:
-            if t.tag is None:
-                continue
-            if t.tag not in cache:
-                cache[t.tag] = self._resolve(ledger, t.tag)
-            found = cache[t.tag]
+            if t.tag is not None and isLive(t.state):
+                byTag.setdefault(t.tag, []).append(t)
+        for tag, tasks in byTag.items():
+            found = self._resolveArrays(ledger, tag)
             if found is None:
-                unresolved.append(t)
+                unresolved += tasks
                 continue
-            experiment, tasks = found
-            bucket = live.setdefault(experiment, {})
-            jobs.setdefault(experiment, set()).add(t.job_id)
-            for k in (tasks if t.task is None else [t.task]):
-                for i in tasks.get(k, ()):
-                    # a running task wins over a pending one holding the same index
-                    if bucket.get(i) != "RUNNING":
-                        bucket[i] = t.state
+            experiment, idx, task = found
+            jobs.setdefault(experiment, set()).update(t.job_id for t in tasks)
+            running = {t.task for t in tasks if normaliseState(t.state) in RUNNING_STATES}
+            if any(t.task is None for t in tasks):  # the whole job: every task of it
+                held = np.ones(len(idx), dtype=bool)
+            else:
+                held = np.isin(task, np.fromiter((t.task for t in tasks), dtype=np.int64, count=len(tasks)))
+            run = np.isin(task, np.fromiter((r for r in running if r is not None), dtype=np.int64)) | (None in running)
+            parts.setdefault(experiment, []).append((idx[held], run[held]))
+        live = {experiment: LiveIndices.merge(p) for experiment, p in parts.items()}
         ours = {s.slug for s in sweeps}
         here = os.path.realpath(self.root)
         unresolved = [t for t in unresolved if (tagSlug(t.tag or "") in ours or not sweeps)
@@ -350,6 +379,20 @@ class Session:
         except PyExpUtilsError:
             return None
         return m.experiment, dict(enumerate(m.tasks))
+
+    def _resolveArrays(self, ledger: Ledger | None, tag: str) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:  # fmt: skip
+        """(experiment, indices, their array tasks) of a live tag: from the ledger, else from its manifest."""
+        if ledger is not None:
+            found = ledger.taskIndices(tag)
+            if found is not None and len(found[1]):
+                return found
+        try:
+            m = Manifest.read(self.state.manifest(tag))
+        except PyExpUtilsError:
+            return None
+        sizes = [len(t) for t in m.tasks]
+        idx = np.fromiter((i for t in m.tasks for i in t), dtype=np.int64, count=sum(sizes))
+        return m.experiment, idx, np.repeat(np.arange(len(m.tasks), dtype=np.int64), sizes)
 
     def _adopt(self, ledger: Ledger, live: Sequence[LiveTask]) -> list[str]:
         """Record what the ledger lacks: live jobs with a manifest (their submitter died between sbatch and
@@ -391,52 +434,81 @@ class Session:
 
     # --- the one verdict per index -----------------------------------------------------------------
     def standing(self, sweep: Sweep, snap: Snapshot, ledger: Ledger | None) -> Standing:
-        """Every index of ``sweep``: the disk, the ledger, the snapshot and the status files, judged."""
-        onDisk = doneMask(sweep.exp, sweep.runs)
-        live = snap.live.get(sweep.path, {})
-        latest: dict[int, Attempt] = ledger.latest(sweep.path) if ledger is not None else {}
-        statuses: dict[int, IndexStatus] = {}
-        new: list[tuple[int, int, Verdict]] = []
-        if latest or live:
-            history = ledger.verdicts(sweep.path) if ledger is not None else {}
-            resets = ledger.resets(sweep.path) if ledger is not None else {}
-            resources = ledger.runResources() if ledger is not None else {}
-            cancelled = ledger.cancelledTags() if ledger is not None else set()
-            files: dict[tuple[str, int], dict[int, IndexOutcome]] = {}
-            for att in latest.values():  # the runner's records of the attempts not resolved yet
-                if (att.tag, att.task) not in files and att.attempt not in history.get(att.idx, {}):
-                    files[(att.tag, att.task)] = outcomes([os.path.join(self.state.statusOf(att.tag), f"{att.task}.jsonl")])
-            cancelledJobs = cancelledArrays(snap.ended, latest, files, history)
-            o = sweep.options
-            disks: list[bool] = onDisk.tolist()
-            for idx in sorted(set(latest) | set(live)):
-                if idx >= len(disks):
-                    continue
-                a = latest.get(idx)
-                disk = disks[idx]
-                at: Latest | None = None
-                if a is not None and resets.get(idx, 0) >= a.attempt:
-                    disk = False  # `retry`: run it again, whatever its folder holds
-                elif a is not None:
-                    seen = history.get(idx, {})
-                    recorded = seen.get(a.attempt)
-                    ev = NO_EVIDENCE if recorded is not None else Evidence(  # a recorded verdict needs none
-                        snap.ended.get((a.job_id, a.task)) or snap.ended.get((a.job_id, None)),
-                        files.get((a.tag, a.task), {}).get(idx), a.tag in cancelled, disk, snap.preemptible,
-                        a.job_id in cancelledJobs, a.job_id in snap.ending)  # fmt: skip
-                    at = Latest(a.attempt, a.tag, a.task, recorded, ev, sinceLast(seen, a.attempt, resets.get(idx, 0)),
-                                resources.get(a.tag, o.base), partial(self._measure, sweep, idx))  # fmt: skip
-                status, verdict = judgeIndex(idx, disk, live.get(idx), at, o.base, o.policy)
-                statuses[idx] = status
-                if verdict is not None and a is not None:
-                    new.append((idx, a.attempt, verdict))
+        """Every index of ``sweep``: the disk, the ledger, the snapshot and the status files, judged
+        (:func:`pyexputils.runner.judge.judgeAll`). Costs a few array operations per sweep, plus what is
+        to be judged one by one: the attempts that ended without completing, and those that ended since
+        their verdicts were last recorded (their runner's status files are read: never a live task's)."""
+        f = self.facts(sweep, snap, ledger)
+        judged = judgeAll(f)
         unknown = None
         mine = [t for t in snap.unresolved if tagSlug(t.tag or "") == sweep.slug]
         if mine:
             jobs = sorted({t.job_id for t in mine})
             unknown = (f"job {', '.join(jobs)} ({JOB_PREFIX}{mine[0].tag}) is live and neither the ledger nor a manifest says "
                        f"which indices it runs: wait until it ends, or cancel it (scancel {' '.join(jobs)})")  # fmt: skip
-        return Standing(sweep, onDisk, statuses, new, unknown)
+        return Standing(sweep, f.onDisk, StatusMap(judged), judged.verdicts, unknown, judged)
+
+    def facts(self, sweep: Sweep, snap: Snapshot, ledger: Ledger | None) -> Facts:
+        """What is known of every index of ``sweep``, as arrays (:class:`pyexputils.runner.judge.Facts`)."""
+        onDisk = doneMask(sweep.exp, sweep.runs)
+        n = len(onDisk)
+        live = snap.live.get(sweep.path) or LiveIndices()
+        if len(live.idx) and live.idx[-1] >= n:
+            keep = live.idx < n
+            live = LiveIndices(live.idx[keep], live.running[keep])
+        view = ledger.view(sweep.path, n) if ledger is not None else LedgerView.empty(n)
+        o = sweep.options
+        measure = partial(self._measure, sweep)
+        if ledger is None or not view.tags:
+            return Facts(onDisk, live, view, o.base, o.policy, [], lambda i: NO_EVIDENCE, measure=measure)
+        runRes = ledger.runResources()
+        subs = {x.tag: x for x in ledger.submissions(sweep.path)}
+        jobOf = [subs[t].job_id if t in subs else "unknown" for t in view.tags]
+        cancelledTags = ledger.cancelledTags()
+        cancelled = [t in cancelledTags for t in view.tags]
+        # the runner's records of the latest attempts that ended unresolved (not live, no verdict, not reset)
+        open_ = (view.attempt > 0) & (view.recorded < 0)
+        if len(live.idx):
+            open_[live.idx] = False
+        for i, a in view.resets.items():
+            if 0 <= i < n and 0 < view.attempt[i] <= a:
+                open_[i] = False
+        unresolved = np.flatnonzero(open_)
+        del open_
+        files: dict[tuple[int, int], dict[int, IndexOutcome]] = {}
+        completed: list[int] = []
+        completedId: list[int] = []
+        table: dict[Verdict, int] = {}
+        cancelledJobs = {job for (job, _), state in snap.ended.items() if normaliseState(state) == "CANCELLED"}
+        if len(unresolved):
+            keys = view.tag[unresolved].astype(np.int64) << 32 | view.task[unresolved].astype(np.int64)
+            for key in np.unique(keys).tolist():
+                t, task = key >> 32, key & 0xFFFFFFFF
+                outs = outcomes([os.path.join(self.state.statusOf(view.tags[t]), f"{task}.jsonl")])
+                files[(t, task)] = outs
+                if any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
+                    cancelledJobs.add(jobOf[t])
+                for i, out in outs.items():
+                    if out.state == Cause.COMPLETED and 0 <= i < n and view.tag[i] == t and view.task[i] == task and view.recorded[i] < 0:
+                        completed.append(i)
+                        completedId.append(table.setdefault(Verdict(Cause.COMPLETED, out.started, out.exit), len(table)))
+        for k, x in enumerate(view.table):  # an array of which a task was seen cancelled in an earlier round
+            if x.cause is Cause.CANCELLED and x.started:
+                for t in np.unique(view.tag[view.recorded == k]).tolist():
+                    cancelledJobs.add(jobOf[t])
+        order = np.argsort(np.asarray(completed, dtype=np.int64), kind="stable")
+        done = np.asarray(completed, dtype=np.int64)[order]
+        keep = np.ones(len(done), dtype=bool)
+        keep[1:] = done[1:] != done[:-1]  # a live index's file read twice: once is enough
+
+        def evidence(i: int) -> Evidence:
+            t, task = int(view.tag[i]), int(view.task[i])
+            job = jobOf[t]
+            return Evidence(snap.ended.get((job, task)) or snap.ended.get((job, None)), files.get((t, task), {}).get(i),
+                            cancelled[t], bool(onDisk[i]), snap.preemptible, job in cancelledJobs, job in snap.ending)  # fmt: skip
+
+        return Facts(onDisk, live, view, o.base, o.policy, [runRes.get(t, o.base) for t in view.tags], evidence,
+                     done[keep], np.asarray(completedId, dtype=np.int16)[order][keep], list(table), measure)  # fmt: skip
 
     def logPaths(self, tag: str, index: int) -> tuple[str, str]:
         """stdout and stderr of one index in one submission."""
@@ -648,23 +720,6 @@ class Session:
                 pass
             self._provenance = info
         return self._provenance
-
-
-def cancelledArrays(ended: Mapping[tuple[str, int | None], str], latest: Mapping[int, Attempt],
-                    files: Mapping[tuple[str, int], Mapping[int, IndexOutcome]],
-                    verdicts: Mapping[int, Mapping[int, Verdict]]) -> set[str]:  # fmt: skip
-    """Job ids of arrays with a task seen cancelled: by the scheduler, by its own runner, or in an earlier
-    round (a recorded CANCELLED verdict)."""
-    out = {job for (job, _), state in ended.items() if normaliseState(state) == "CANCELLED"}
-    byTag = {a.tag: a.job_id for a in latest.values()}
-    for (tag, _), outs in files.items():
-        if tag in byTag and any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
-            out.add(byTag[tag])
-    for a in latest.values():
-        v = verdicts.get(a.idx, {}).get(a.attempt)
-        if v is not None and v.cause is Cause.CANCELLED and v.started:
-            out.add(a.job_id)
-    return out
 
 
 def makeBackend(config: Config, name: str | None = None) -> Backend:

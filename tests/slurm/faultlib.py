@@ -241,12 +241,18 @@ class History:
 def history(resultsRoot: Path) -> History:
     db = sqlite3.connect(resultsRoot / ".pyexputils" / "ledger.sqlite")
     try:
+        from pyexputils.runner.ledger import Ledger
+
         v: dict[int, list[str]] = {}
-        for idx, cause in db.execute("SELECT idx, cause FROM verdicts ORDER BY idx, attempt"):
-            v.setdefault(idx, []).append(cause)
         a: dict[int, list[tuple[int, str]]] = {}
-        for idx, att, tag in db.execute("SELECT idx, attempt, tag FROM attempts ORDER BY idx, attempt"):
-            a.setdefault(idx, []).append((att, tag))
+        ledger = Ledger.read(str(resultsRoot))
+        if ledger is not None:
+            with ledger:
+                for experiment in sorted({s.experiment for s in ledger.submissions()}):
+                    for idx, byAttempt in ledger.verdicts(experiment).items():
+                        v.setdefault(idx, []).extend(str(x.cause) for _, x in sorted(byAttempt.items()))
+                for idx, att, tag in ledger.attempts():
+                    a.setdefault(idx, []).append((att, tag))
         cols = [d[1] for d in db.execute("PRAGMA table_info(submissions)")]
         subs = {r[0]: dict(zip(cols, r)) for r in db.execute("SELECT * FROM submissions")}
         res = {r[0]: (r[1], r[2], r[3]) for r in db.execute("SELECT tag, minutes, mem_mb, mem_key FROM run_resources")}
