@@ -311,7 +311,7 @@ def _look(a: argparse.Namespace, paths: Sequence[str], runs: int | None) -> tupl
     ledger = s.readLedger()
     try:
         sweeps = s.load(paths, runs, ledger=ledger)
-        return s, s.round(ledger, sweeps, send=False)
+        return s, s.round(ledger, sweeps, send=False, planning=False)
     finally:
         if ledger is not None:
             ledger.close()
@@ -396,7 +396,7 @@ def cmdShow(a: argparse.Namespace) -> int:
         runs = a.runs if a.runs is not None else (ledger.runs(os.path.realpath(a.experiment)) if ledger else None)
         i = exp.checkIndex(a.index, runs if runs is not None else a.index // exp.numPermutations() + 1)
         sweeps = s.load([a.experiment], max(runs or 1, i // exp.numPermutations() + 1), ledger=ledger)
-        r = s.round(ledger, sweeps, send=False)
+        r = s.round(ledger, sweeps, send=False, planning=False)
         submissions = {x.tag: x for x in ledger.submissions(sweeps[0].path)} if ledger else {}
     finally:
         if ledger is not None:

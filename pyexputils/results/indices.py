@@ -69,6 +69,8 @@ def doneMask(
     required = list(exp.config.require if require is None else require)
     base = projectBase(exp, base)
     plan = planSavePath(exp, base)
+    if plan is not None and _listNames(plan.root) is None:
+        return mask  # no results folder yet: nothing is done (and no name of any setting is made)
     params = exp.paramsStrings() if plan is not None and plan.usesParams else [""]
     if any("/" in text for text in params):  # a value with "/" adds folders to {params}: check one by one
         plan = None

@@ -307,8 +307,8 @@ class Judged:
         return IndexStatus(i, State.MISSING, Cause.COMPLETED, attempts, exit, reason=REMOVED, resources=f.base, tag=tag, task=task)
 
     def counts(self) -> Counter[State]:
-        c = np.bincount(self.state, minlength=len(STATES))
-        return Counter({x: int(c[k]) for k, x in enumerate(STATES) if c[k]})
+        c = {x: int(np.count_nonzero(self.state == k)) for k, x in enumerate(STATES)}  # a byte an index at a time
+        return Counter({x: m for x, m in c.items() if m})
 
     def causes(self, state: State) -> Counter[Cause]:
         out: Counter[Cause] = Counter(s.cause for s in self.slow.values() if s.state is state and s.cause is not None)
@@ -338,21 +338,23 @@ def judgeAll(f: Facts) -> Judged:
     """Every index of the sweep, as :func:`judgeIndex` would judge it (see the module docstring)."""
     v = f.view
     reset = f.resetMask()
-    disk = f.onDisk & ~reset
-    state = np.where(disk, CODE[State.DONE], CODE[State.MISSING]).astype(np.int8)
+    state: npt.NDArray[np.int8] = np.where(f.onDisk & ~reset, CODE[State.DONE], CODE[State.MISSING])
     live = f.live.idx
     if len(live):
         state[live] = np.where(f.live.running, CODE[State.RUNNING], CODE[State.QUEUED])
-    ended = np.flatnonzero(v.attempt > 0)
-    if len(ended) and reset.any():
-        ended = ended[~reset[ended]]
-    if len(ended) and len(live):
-        ended = ended[~np.isin(ended, live, assume_unique=True)]
-    rec = v.recorded[ended]
+    ended = v.attempt > 0  # masks of a byte an index; index arrays only of what is judged one by one
+    ended &= ~reset
+    ended[live] = False
+    rec = v.recorded
     completedIds = [k for k, x in enumerate(v.table) if x.cause is Cause.COMPLETED]
     # latest attempt recorded COMPLETED: done when on disk, else missing: the default above
-    others = ended[(rec >= 0) & ~np.isin(rec, completedIds)]
-    unresolved = ended[rec < 0]
+    failed = ended & (rec >= 0)
+    for k in completedIds:
+        failed &= rec != k  # (np.isin would widen the int16 codes to 8 bytes an index)
+    others = np.flatnonzero(failed)
+    del failed
+    unresolved = np.flatnonzero(ended & (rec < 0))
+    del ended
     pos = np.searchsorted(f.completed, unresolved)
     hit = pos < len(f.completed)
     hit[hit] = f.completed[pos[hit]] == unresolved[hit]
@@ -362,7 +364,7 @@ def judgeAll(f: Facts) -> Judged:
     new: list[tuple[int, int, Verdict]] = []
     histories = v.histories(slowIdx) if len(slowIdx) else {}
     for i in slowIdx.tolist():
-        status, verdict = judgeIndex(i, bool(disk[i]), None, f.latest(i, histories.get(i, {})), f.base, f.policy)
+        status, verdict = judgeIndex(i, bool(f.onDisk[i]) and not reset[i], None, f.latest(i, histories.get(i, {})), f.base, f.policy)
         slow[i] = status
         state[i] = CODE[status.state]
         if verdict is not None:

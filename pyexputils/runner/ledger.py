@@ -629,7 +629,11 @@ class LedgerView:
             if keep.all():
                 v.attempt[sl] = attempt
                 v.tag[sl] = tid
-                v.task[sl] = task + np.arange(hi - lo, dtype=np.int32) // per
+                tasks = np.arange(hi - lo, dtype=np.int32)
+                tasks //= per
+                tasks += task
+                v.task[sl] = tasks
+                del tasks
             else:
                 pos = np.flatnonzero(keep)
                 v.attempt[sl][pos] = attempt

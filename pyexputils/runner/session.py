@@ -312,6 +312,7 @@ class Session:
                     note = f"--runs {runs} (submitted with {remembered} runs before)"
                 elif runs is None and remembered is not None:
                     note = f"{remembered} runs (remembered from its last submit)"
+                checkSize(shown, exp.numPermutations(), n)
                 exp.validateSavePath(n)
                 exp.checkPathComponents(n)
                 if command and self.config.command:
@@ -516,10 +517,11 @@ class Session:
         return base + ".out", base + ".err"
 
     def round(self, ledger: Ledger | None, sweeps: Sequence[Sweep], send: bool = True, testOnly: bool = False,
-              onSubmit: Callable[[JobSpec, str], None] | None = None) -> Round:  # fmt: skip
+              onSubmit: Callable[[JobSpec, str], None] | None = None, planning: bool = True) -> Round:  # fmt: skip
         """What ``submit`` does once and ``watch`` every round: look, judge every index, record the newly
         known verdicts, plan what is to be sent (MISSING and RETRY indices) and, with ``send`` and a
-        writable ledger, send it. ``testOnly``: every script goes through ``sbatch --test-only`` first."""
+        writable ledger, send it. ``testOnly``: every script goes through ``sbatch --test-only`` first.
+        ``planning=False`` (``status``, ``missing``, ``show``): look and judge only."""
         writable = ledger is not None and ledger.writable
         snap = self.snapshot(ledger, sweeps, adopt=writable)
         measured = self.measure(ledger, sweeps, snap, save=writable)
@@ -532,7 +534,7 @@ class Session:
                 if send and st.sweep.runs != st.sweep.remembered:  # a submit or watch remembers its runs
                     ledger.setRuns(st.sweep.path, st.sweep.runs)
                     st.sweep.remembered = st.sweep.runs
-        batches = [Batch(st.sweep, idx, res) for st in standings for res, idx in st.pending().items()]
+        batches = [Batch(st.sweep, idx, res) for st in standings for res, idx in st.pending().items()] if planning or send else []
         planned = self.plan(batches) if batches else None
         if testOnly and planned is not None:
             for job, _, _ in planned.jobs:
@@ -720,6 +722,17 @@ class Session:
                 pass
             self._provenance = info
         return self._provenance
+
+
+MAX_INDICES = 100_000_000  # a sweep is judged with a few bytes per index in memory: beyond this, refused
+
+
+def checkSize(shown: str, settings: int, runs: int) -> None:
+    """A sweep too large to judge in memory is refused at once, in one line (not after minutes of work)."""
+    total = settings * runs
+    if total > MAX_INDICES:
+        raise ExperimentError(f"{shown}: {total:,} indices ({settings:,} settings x {runs} runs) are more than pyexputils "
+                              f"can follow in one sweep ({MAX_INDICES:,}): split it into several experiment files")  # fmt: skip
 
 
 def makeBackend(config: Config, name: str | None = None) -> Backend:
