@@ -69,3 +69,30 @@ def test_a_sweep_too_large_to_follow_is_refused_at_once(tmp_path: Path) -> None:
                              capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.count("\n") == 1 and "1,000,000,000 indices" in out.stderr and "split it" in out.stderr
+
+
+def test_a_watch_round_lists_the_results_folder_once_then_looks_only_at_what_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    project(tmp_path, 200)
+    monkeypatch.chdir(tmp_path)
+    from pyexputils.models import config as configModule
+
+    configModule._cached.clear()
+    walks: list[int] = []
+    real = session.doneMask
+    monkeypatch.setattr(session, "doneMask", lambda exp, runs: walks.append(runs) or real(exp, runs))
+    fake = FakeBackend()
+    s = session.Session(backend=fake)
+    s.diskRescan = 3600.0
+    sweeps = s.load(["experiments/e.json"], 2, command=True)
+    with s.openLedger() as led:
+        first = s.round(led, sweeps)
+        assert first.sent is not None and first.standings[0].counts()[State.MISSING] == 400
+        quiet = s.round(led, sweeps)  # nothing ended: the disk is not looked at again
+        assert quiet.standings[0].counts()[State.QUEUED] == 400 and walks == [2]
+        fake.completeAll()
+        done = s.round(led, sweeps)
+        assert done.standings[0].counts()[State.DONE] == 400 and len(done.standings[0].verdicts) == 400
+        assert walks == [2]  # the ended indices were looked at one by one
+        s.diskRescan = 0.0
+        s.round(led, sweeps)
+        assert walks == [2, 2]

@@ -91,6 +91,25 @@ def doneMask(
     return mask
 
 
+def doneAt(
+    exp: ExperimentDescription,
+    indices: Sequence[int] | npt.NDArray[np.int64],
+    *,
+    require: Sequence[str] | None = None,
+    base: str = "",
+) -> npt.NDArray[np.bool_]:
+    """Whether each of ``indices`` is done (the rule of :func:`doneMask`), checked one by one: a few ``stat``
+    calls an index, for when only a few indices can have changed since a whole :func:`doneMask`."""
+    required = list(exp.config.require if require is None else require)
+    base = projectBase(exp, base)
+    out = np.zeros(len(indices), dtype=bool)
+    for k, i in enumerate(np.asarray(indices, dtype=np.int64).tolist()):
+        path = exp.interpolateSavePath(i)
+        path = os.path.join(base, path) if base else path
+        out[k] = os.path.exists(path) and all(os.path.exists(os.path.join(path, f)) for f in required)
+    return out
+
+
 def _walk(
     exp: ExperimentDescription, plan: PathPlan, params: list[str], runs: int, workers: int, paths: bool
 ) -> list[Any] | npt.NDArray[np.int64]:

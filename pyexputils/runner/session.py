@@ -36,6 +36,7 @@ from pyexputils.errors import ConfigError, ExperimentError, PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription, getConfig
 from pyexputils.models.loader import loadMapping
 from pyexputils.results import doneMask
+from pyexputils.results.indices import doneAt
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, isLive, normaliseState
 from pyexputils.runner.command import checkCommand
@@ -251,6 +252,10 @@ class Session:
         self._limits: dict[str | None, Limits] = {}
         self._templates: dict[str | None, str] = {}
         self._provenance: dict[str, object] | None = None
+        # a session that looks again and again (watch): the whole results folder is listed at most every
+        # ``diskRescan`` seconds; between, only the indices whose attempt ended since are looked at
+        self.diskRescan: float | None = None
+        self._disk: dict[str, tuple[float, int, npt.NDArray[np.bool_]]] = {}
 
     # --- the project ------------------------------------------------------------------------------
     @property
@@ -449,9 +454,21 @@ class Session:
                        f"which indices it runs: wait until it ends, or cancel it (scancel {' '.join(jobs)})")  # fmt: skip
         return Standing(sweep, f.onDisk, StatusMap(judged), judged.verdicts, unknown, judged)
 
+    def onDisk(self, sweep: Sweep) -> tuple[npt.NDArray[np.bool_], bool]:
+        """The seed's rule per index (:func:`pyexputils.results.doneMask`), and whether the results folder
+        was listed now (False: the mask of an earlier listing, within ``diskRescan`` seconds)."""
+        now = time.monotonic()
+        got = self._disk.get(sweep.path)
+        if self.diskRescan is not None and got is not None and got[1] == sweep.runs and now - got[0] < self.diskRescan:
+            return got[2], False
+        mask = doneMask(sweep.exp, sweep.runs)
+        if self.diskRescan is not None:
+            self._disk[sweep.path] = (now, sweep.runs, mask)
+        return mask, True
+
     def facts(self, sweep: Sweep, snap: Snapshot, ledger: Ledger | None) -> Facts:
         """What is known of every index of ``sweep``, as arrays (:class:`pyexputils.runner.judge.Facts`)."""
-        onDisk = doneMask(sweep.exp, sweep.runs)
+        onDisk, walked = self.onDisk(sweep)
         n = len(onDisk)
         live = snap.live.get(sweep.path) or LiveIndices()
         if len(live.idx) and live.idx[-1] >= n:
@@ -476,6 +493,8 @@ class Session:
                 open_[i] = False
         unresolved = np.flatnonzero(open_)
         del open_
+        if not walked and len(unresolved):  # what can have changed on disk since the last listing
+            onDisk[unresolved] = doneAt(sweep.exp, unresolved)
         files: dict[tuple[int, int], dict[int, IndexOutcome]] = {}
         completed: list[int] = []
         completedId: list[int] = []

@@ -44,6 +44,7 @@ class WatchOptions:
     poll: float = 10.0  # at most this many seconds between rounds (sooner after a change: nextPause)
     timeout: float | None = None  # give up after this many seconds (exit 3)
     cli: Mapping[str, Any] = field(default_factory=dict)  # --runs-per-task, --parallel, --throttle
+    rescan: float = 300.0  # list the whole results folder at most this often; between, only what ended is looked at
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Watcher:
         self.o = o
         self.d = display
         self._said: set[str] = set()
+        self.s.diskRescan = o.rescan
 
     def run(self) -> int:
         sweeps = self.s.load(self.paths, self.o.runs, self.o.cli, command=True)  # checked before anything is written
