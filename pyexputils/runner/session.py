@@ -505,13 +505,16 @@ class Session:
             for key in np.unique(keys).tolist():
                 t, task = key >> 32, key & 0xFFFFFFFF
                 outs = outcomes([os.path.join(self.state.statusOf(view.tags[t]), f"{task}.jsonl")])
-                files[(t, task)] = outs
                 if any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
                     cancelledJobs.add(jobOf[t])
+                kept: dict[int, IndexOutcome] = {}
                 for i, out in outs.items():
                     if out.state == Cause.COMPLETED and 0 <= i < n and view.tag[i] == t and view.task[i] == task and view.recorded[i] < 0:
-                        completed.append(i)
+                        completed.append(i)  # kept as arrays: a record per index only for the others
                         completedId.append(table.setdefault(Verdict(Cause.COMPLETED, out.started, out.exit), len(table)))
+                    else:
+                        kept[i] = out
+                files[(t, task)] = kept
         for k, x in enumerate(view.table):  # an array of which a task was seen cancelled in an earlier round
             if x.cause is Cause.CANCELLED and x.started:
                 for t in np.unique(view.tag[view.recorded == k]).tolist():
@@ -521,14 +524,21 @@ class Session:
         keep = np.ones(len(done), dtype=bool)
         keep[1:] = done[1:] != done[:-1]  # a live index's file read twice: once is enough
 
+        done, doneId, doneTable = done[keep], np.asarray(completedId, dtype=np.int16)[order][keep], list(table)
+
         def evidence(i: int) -> Evidence:
             t, task = int(view.tag[i]), int(view.task[i])
             job = jobOf[t]
-            return Evidence(snap.ended.get((job, task)) or snap.ended.get((job, None)), files.get((t, task), {}).get(i),
+            out = files.get((t, task), {}).get(i)
+            k = int(np.searchsorted(done, i))
+            if out is None and k < len(done) and done[k] == i:  # the runner said COMPLETED: what classify reads of it
+                v = doneTable[int(doneId[k])]
+                out = IndexOutcome(i, str(Cause.COMPLETED), v.exit, None, None, None, None, None, v.started)
+            return Evidence(snap.ended.get((job, task)) or snap.ended.get((job, None)), out,
                             cancelled[t], bool(onDisk[i]), snap.preemptible, job in cancelledJobs, job in snap.ending)  # fmt: skip
 
         return Facts(onDisk, live, view, o.base, o.policy, [runRes.get(t, o.base) for t in view.tags], evidence,
-                     done[keep], np.asarray(completedId, dtype=np.int16)[order][keep], list(table), measure)  # fmt: skip
+                     done, doneId, doneTable, measure)  # fmt: skip
 
     def logPaths(self, tag: str, index: int) -> tuple[str, str]:
         """stdout and stderr of one index in one submission."""

@@ -1,0 +1,242 @@
+"""Big sweeps: what a look at a sweep costs from 10^4 to 10^7 indices, each figure next to its baseline
+measured in the same run (finding the done indices alone, ``doneMask``; and judging every index one by one
+with ``judgeIndex``, the reference path ``judgeEach`` = the per-index loop of the code before issue 11).
+
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 1e4,1e5,1e6] [--big 1e7] [--one-run 1e6]
+
+Each size runs in its own process (``ru_maxrss`` is that process's peak), over the in-process fake backend,
+with the project in ``/dev/shm`` (the ledger's fsyncs are not what is measured). Per size: submit every
+index (auto bundling); status while every task is queued; a quiet watch round (nothing changed); every
+task ends COMPLETED (results and runner status files written, up to 10^5 indices: beyond, the fake
+completion itself takes minutes); status before the verdicts are recorded; the submit that records them;
+status after; a quiet watch round after. ``--big``: a fresh sweep of that many indices (no ledger, no
+results): status, missing and ``submit --dry-run``, each in its own process with its peak RSS.
+``--one-run``: submit of that many one-run tasks (``--runs-per-task 1``), with the ledger's size.
+Memory: tracemalloc's peak of each phase (a second, untimed run of it), per index.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pyexputils import cli  # noqa: E402
+from pyexputils.models import config as configModule  # noqa: E402
+from pyexputils.models import loadExperiment  # noqa: E402
+from pyexputils.results import doneMask  # noqa: E402
+from pyexputils.runner import judge, session  # noqa: E402
+from pyexputils.runner.fake import FakeBackend  # noqa: E402
+
+COMPLETE_UP_TO = 100_000
+
+
+def project(folder: str, n: int, runs: int = 10, slurm: dict[str, Any] | None = None) -> None:
+    os.chdir(folder)
+    os.makedirs("experiments", exist_ok=True)
+    Path("config.json").write_text(json.dumps({"command": "true", "slurm": {"time": "0:10:00", **(slurm or {})}}))
+    settings = max(1, n // runs)
+    side = max(1, settings // 100)
+    Path("experiments/e.json").write_text(json.dumps({"metaParameters": {"a": list(range(side)), "b": list(range(min(100, settings)))}}))
+    configModule._cached.clear()
+
+
+def command(*args: str) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(list(args))
+    assert code == 0, args
+
+
+def measure(fn: Callable[[], Any], memory: bool = True) -> tuple[float, float | None]:
+    """(seconds, tracemalloc peak in bytes of a second run, or None)."""
+    t0 = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - t0
+    if not memory:
+        return seconds, None
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return seconds, peak
+
+
+def reference(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with every index judged one by one (judgeEach: judgeIndex per index)."""
+
+    def run() -> Any:
+        real = session.judgeAll
+        session.judgeAll = judge.judgeEach  # type: ignore[assignment]
+        try:
+            return fn()
+        finally:
+            session.judgeAll = real
+
+    return run
+
+
+def child(n: int, out: str) -> None:
+    rows: list[dict[str, Any]] = []
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as folder:
+        project(folder, n)
+        fake = FakeBackend()
+        session.BACKENDS["fake"] = lambda config: fake
+        exp = loadExperiment("experiments/e.json")
+        total = exp.numPermutations() * 10
+        withRef = total <= 1_000_000
+
+        def row(label: str, fn: Callable[[], Any], baseline: float, ref: bool = withRef, memory: bool = True) -> None:
+            seconds, peak = measure(fn, memory)
+            r: dict[str, Any] = {"phase": label, "seconds": seconds, "baseline": baseline, "peak": peak}
+            if ref:
+                r["reference"] = measure(reference(fn), memory=False)[0]
+            rows.append(r)
+
+        def status() -> None:
+            command("status", "experiments/e.json", "--backend", "fake")
+
+        def missing() -> None:
+            command("missing", "experiments/e.json", "--backend", "fake")
+
+        watcher = session.Session(backend=fake)
+        watcher.diskRescan = 3600.0
+        sweeps = watcher.load(["experiments/e.json"], 10, command=True)
+
+        def quietRound() -> None:
+            with watcher.openLedger() as led:
+                watcher.round(led, sweeps)
+
+        dm = measure(lambda: doneMask(exp, 10), memory=False)[0]
+        t0 = time.perf_counter()
+        command("submit", "experiments/e.json", "--runs", "10", "--backend", "fake")
+        rows.append({"phase": "submit (auto bundling)", "seconds": time.perf_counter() - t0, "baseline": dm, "peak": None})
+        row("status, every task queued", status, dm)
+        quietRound()  # the watch's first round lists the results folder
+        row("quiet watch round, every task queued", quietRound, dm, ref=False)
+        if total <= COMPLETE_UP_TO:
+            fake.completeAll()
+            dm = measure(lambda: doneMask(exp, 10), memory=False)[0]
+            row("status, every task ended, no verdict recorded (runner files read)", status, dm)
+            t0 = time.perf_counter()
+            command("submit", "experiments/e.json", "--backend", "fake")
+            rows.append({"phase": "submit that records every verdict", "seconds": time.perf_counter() - t0, "baseline": dm, "peak": None})
+            row("status, verdicts recorded", status, dm)
+            row("missing, verdicts recorded", missing, dm)
+            watcher.diskRescan = 0.0
+            quietRound()
+            watcher.diskRescan = 3600.0
+            row("quiet watch round, all done", quietRound, dm, ref=False)
+        ledgerSize = sum(f.stat().st_size for f in Path(".").rglob("ledger.sqlite"))
+    result = {"n": total, "arrays": len(fake.jobs), "rows": rows, "ledger_bytes": ledgerSize,
+              "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+    Path(out).write_text(json.dumps(result))
+
+
+def oneRun(n: int, out: str) -> None:
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as folder:
+        project(folder, n, runs=1, slurm={"runs_per_task": 1})
+        fake = FakeBackend()
+        session.BACKENDS["fake"] = lambda config: fake
+        exp = loadExperiment("experiments/e.json")
+        t0 = time.perf_counter()
+        doneMask(exp, 1)
+        dm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        command("submit", "experiments/e.json", "--backend", "fake")
+        seconds = time.perf_counter() - t0
+        ledger = next(Path(".").rglob("ledger.sqlite"))
+        result = {"n": exp.numPermutations(), "seconds": seconds, "baseline": dm, "ledger_bytes": ledger.stat().st_size,
+                  "arrays": len(fake.jobs), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+    Path(out).write_text(json.dumps(result))
+
+
+def bigCommand(n: int, what: str, out: str) -> None:
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as folder:
+        project(folder, n, runs=1)
+        fake = FakeBackend()
+        session.BACKENDS["fake"] = lambda config: fake
+        args = {"status": ["status"], "missing": ["missing"], "dry-run": ["submit", "--dry-run", "--out", "scripts"],
+                "doneMask": []}[what]  # fmt: skip
+        t0 = time.perf_counter()
+        if args:
+            command(*args, "experiments/e.json", "--backend", "fake")
+        else:
+            doneMask(loadExperiment("experiments/e.json"), 1)
+        seconds = time.perf_counter() - t0
+    Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def spawn(*args: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    try:
+        subprocess.run([sys.executable, __file__, *args, "--out", out], check=True)
+        return json.loads(Path(out).read_text())  # type: ignore[no-any-return]
+    finally:
+        os.unlink(out)
+
+
+def fmtPeak(peak: float | None, n: int) -> str:
+    return "-" if peak is None else f"{peak / 2**20:.1f} MB ({peak / n:.1f} B/index)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1e4,1e5,1e6")
+    p.add_argument("--big", default="1e7", help="fresh-sweep commands at this size ('' to skip)")
+    p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
+    p.add_argument("--child", type=float)
+    p.add_argument("--child-one-run", type=float)
+    p.add_argument("--child-big", nargs=2)
+    p.add_argument("--out")
+    a = p.parse_args()
+    if a.child:
+        return child(int(a.child), a.out)
+    if a.child_one_run:
+        return oneRun(int(a.child_one_run), a.out)
+    if a.child_big:
+        return bigCommand(int(float(a.child_big[0])), a.child_big[1], a.out)
+    print("| indices | phase | time | baseline: doneMask | ratio | judgeIndex per index (reference) | new / reference | tracemalloc peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in [int(float(x)) for x in a.sizes.split(",") if x]:
+        r = spawn("--child", str(size))
+        for row in r["rows"]:
+            ref = row.get("reference")
+            refText = "-" if ref is None else f"{ref:.3f} s"
+            vsRef = "-" if ref is None else f"{row['seconds'] / ref:.2f}x"
+            print(f"| {r['n']:,} | {row['phase']} | {row['seconds']:.3f} s | {row['baseline']:.3f} s | "
+                  f"{row['seconds'] / row['baseline']:.1f}x | {refText} | {vsRef} | {fmtPeak(row['peak'], r['n'])} |")  # fmt: skip
+        print(f"| {r['n']:,} | (whole process: peak RSS {r['maxrss_mb']:.0f} MB; ledger {r['ledger_bytes'] / 1e6:.2f} MB; {r['arrays']} arrays) | | | | | | |")
+    if a.one_run:
+        n = int(float(a.one_run))
+        r = spawn("--child-one-run", str(n))
+        print(f"\nsubmit of {r['n']:,} one-run tasks ({r['arrays']} arrays): {r['seconds']:.2f} s "
+              f"(doneMask {r['baseline']:.3f} s); ledger {r['ledger_bytes'] / 1e6:.3f} MB; peak RSS {r['maxrss_mb']:.0f} MB")  # fmt: skip
+    if a.big:
+        n = int(float(a.big))
+        print(f"\nfresh sweep of {n:,} indices (no ledger, no results), each command in its own process:")
+        base = spawn("--child-big", str(n), "doneMask")
+        print(f"  doneMask alone: {base['seconds']:.2f} s, peak RSS {base['maxrss_mb']:.0f} MB")
+        for what in ("status", "missing", "dry-run"):
+            r = spawn("--child-big", str(n), what)
+            print(f"  {what}: {r['seconds']:.2f} s ({r['seconds'] / max(base['seconds'], 1e-3):.1f}x doneMask), "
+                  f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
