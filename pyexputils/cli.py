@@ -23,6 +23,7 @@ from pyexputils.runner.command import buildCommand
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import LedgerBusy, noteCancelled
 from pyexputils.runner.plan import indexRanges
+from pyexputils.results.indices import rangesText
 from pyexputils.runner.service import Mode, preflight
 from pyexputils.runner.session import BACKENDS, Round, Session, Standing
 from pyexputils.runner.watch import Watcher, WatchOptions
@@ -379,10 +380,10 @@ def cmdMissing(a: argparse.Namespace) -> int:
     notDone = [x for x in State if x is not State.DONE]
     if a.json:
         print(json.dumps([{"experiment": st.sweep.shown, "runs": st.sweep.runs, "total": st.sweep.total, "count": len(idx),
-                           "indices": indexRanges(idx)} for st in r.standings for idx in [st.indices(notDone)]], indent=1))  # fmt: skip
+                           "indices": rangesText(idx)} for st in r.standings for idx in [st.indexArray(notDone)]], indent=1))  # fmt: skip
         return 0
     for st in r.standings:
-        ranges = indexRanges(st.indices(notDone))
+        ranges = rangesText(st.indexArray(notDone))
         print(ranges if len(r.standings) == 1 else f"{st.sweep.shown}: {ranges}")
     return 0
 

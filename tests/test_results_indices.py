@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -224,3 +225,11 @@ def test_a_value_with_a_slash_adds_folders(tmp_path: Path, monkeypatch: pytest.M
     for i in (0, 3, 5):
         os.makedirs(exp.interpolateSavePath(i))
     assert listMissingResults(exp, runs=2) == [1, 2, 4, 6, 7]
+
+
+@given(st.sets(st.integers(0, 60)))
+def test_ranges_text_is_index_ranges(indices: set[int]) -> None:
+    from pyexputils.results.indices import rangesText
+    from pyexputils.runner.plan import indexRanges
+
+    assert rangesText(np.array(sorted(indices), dtype=np.int64)) == indexRanges(sorted(indices))

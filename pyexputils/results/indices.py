@@ -91,6 +91,16 @@ def doneMask(
     return mask
 
 
+def rangesText(indices: npt.NDArray[np.int64]) -> str:
+    """Sorted, distinct indices as ranges (``0-99,140``), costing the ranges, not the indices."""
+    if not len(indices):
+        return ""
+    cut = np.flatnonzero(np.diff(indices) != 1)
+    starts = np.concatenate([indices[:1], indices[cut + 1]]).tolist()
+    ends = np.concatenate([indices[cut], indices[-1:]]).tolist()
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(starts, ends))
+
+
 def doneAt(
     exp: ExperimentDescription,
     indices: Sequence[int] | npt.NDArray[np.int64],

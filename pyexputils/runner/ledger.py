@@ -612,12 +612,21 @@ class LedgerView:
                    [], [], (z, z, z, z), {})  # fmt: skip
 
     @classmethod
+    def none(cls, n: int) -> "LedgerView":
+        """Nothing recorded: read-only arrays that take no memory per index."""
+        z = np.zeros(0, dtype=np.int64)
+        return cls(np.broadcast_to(np.int32(0), (n,)), np.broadcast_to(np.int32(-1), (n,)), np.broadcast_to(np.int32(0), (n,)),
+                   np.broadcast_to(np.int16(-1), (n,)), [], [], (z, z, z, z), {})  # fmt: skip
+
+    @classmethod
     def build(cls, ledger: Ledger, experiment: str, n: int) -> "LedgerView":
         rows = ledger._attemptRows(experiment)
+        if not rows:
+            v = cls.none(n)
+            v.resets = ledger.resets(experiment)
+            return v
         v = cls.empty(n)
         v.resets = ledger.resets(experiment)
-        if not rows:
-            return v
         tagIds: dict[str, int] = {}
         for lo, count, task, per, attempt, tag in sorted(rows, key=lambda r: r[4]):  # stable: the later row wins a tie
             hi = min(lo + count, n)

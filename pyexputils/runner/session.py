@@ -474,7 +474,7 @@ class Session:
         if len(live.idx) and live.idx[-1] >= n:
             keep = live.idx < n
             live = LiveIndices(live.idx[keep], live.running[keep])
-        view = ledger.view(sweep.path, n) if ledger is not None else LedgerView.empty(n)
+        view = ledger.view(sweep.path, n) if ledger is not None else LedgerView.none(n)
         o = sweep.options
         measure = partial(self._measure, sweep)
         if ledger is None or not view.tags:

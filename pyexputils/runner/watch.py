@@ -23,7 +23,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.runner.backend import BackendError, JobSpec
 from pyexputils.runner.causes import Cause
-from pyexputils.runner.judge import State
+from pyexputils.runner.judge import NewVerdicts, State
 from pyexputils.runner.ledger import Ledger, LedgerBusy
 from pyexputils.runner.session import Round, Session, Sweep
 
@@ -186,7 +186,8 @@ class Watcher:
     def tally(self, r: Round) -> Tally:
         t = Tally()
         for st in r.standings:
-            for idx, attempt, v in st.verdicts:
+            ended = st.verdicts.failed() if isinstance(st.verdicts, NewVerdicts) else st.verdicts  # not one per completed index
+            for idx, attempt, v in ended:
                 if v.cause is not Cause.COMPLETED:
                     self.d.event("ended", experiment=st.sweep.path, index=idx, attempt=attempt, cause=str(v.cause), exit=v.exit)
             c = st.counts()
