@@ -69,7 +69,7 @@ def doneMask(
     required = list(exp.config.require if require is None else require)
     base = projectBase(exp, base)
     plan = planSavePath(exp, base)
-    if plan is not None and _listNames(plan.root) is None:
+    if plan is not None and not _exists(plan.root):
         return mask  # no results folder yet: nothing is done (and no name of any setting is made)
     params = exp.paramsStrings() if plan is not None and plan.usesParams else [""]
     if any("/" in text for text in params):  # a value with "/" adds folders to {params}: check one by one
@@ -302,6 +302,17 @@ class ResultsUnreadable(PyExpUtilsError):
 def unreadable(path: str, e: OSError) -> ResultsUnreadable:
     return ResultsUnreadable(f"{path}: cannot read this results folder ({e.strerror}): fix its permissions; "
                              "whether its runs are done cannot be known")  # fmt: skip
+
+
+def _exists(path: str) -> bool:
+    """One ``stat``: whether ``path`` exists (a listing is left to the walk, which says why it cannot)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _hasAll(folder: str, required: list[str]) -> bool:
