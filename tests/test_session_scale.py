@@ -25,8 +25,9 @@ def project(root: Path, settings: int) -> None:
 
 
 def peakPerIndex(root: Path, settings: int, runs: int, monkeypatch: pytest.MonkeyPatch) -> float:
-    """tracemalloc's peak per index of one look at a sweep whose every index was submitted (tasks of 7) and
-    whose verdicts are recorded: a third failed once (retried), the rest completed; nothing on disk."""
+    """tracemalloc's peak per index of one look at a sweep (the scheduler, then every index judged) whose every
+    index was submitted (tasks of 7) and whose verdicts are recorded: 100 failed once (retried), the rest
+    completed; nothing on disk."""
     sub = root / f"p{settings}"
     sub.mkdir()
     project(sub, settings)
@@ -44,8 +45,9 @@ def peakPerIndex(root: Path, settings: int, runs: int, monkeypatch: pytest.Monke
     with ledger:
         sweeps = s.load(["experiments/e.json"], runs, ledger=ledger)
         tracemalloc.start()
-        r = s.round(ledger, sweeps, send=False, planning=False)  # what status and missing do
-        c = r.standings[0].counts()
+        snap = s.snapshot(ledger, sweeps)  # what status and missing do (the planner's measured run times apart)
+        st = s.standing(sweeps[0], snap, ledger)
+        c = st.counts()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert c[State.RETRY] == 100 and c[State.MISSING] == n - 100  # completed, results gone: missing again
