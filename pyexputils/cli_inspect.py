@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from pyexputils.display import table
 from pyexputils.errors import PyExpUtilsError
@@ -25,6 +25,7 @@ from pyexputils.models import ExperimentDescription, loadExperiment
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.inspect import errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans
 from pyexputils.runner.judge import IndexStatus, State
+from pyexputils.runner.ledger import Submission
 from pyexputils.runner.session import Round, Session, Standing
 from pyexputils.runner.status import readEvents
 
@@ -66,6 +67,7 @@ def register(sub: Any, backends: Sequence[str]) -> dict[str, Handler]:
     ls.add_argument("--cause", type=_cause, action="append", metavar="CAUSE",
                     help="only indices whose latest attempt ended with this cause; repeatable")  # fmt: skip
     ls.add_argument("--plain", action="store_true", help="tab-separated lines, no header or summary (for a pager, grep, awk)")
+    ls.add_argument("--provenance", action="store_true", help="also the job, git commit and pyexputils version of each range's submission")
 
     lg = sub.add_parser("logs", help="stdout and stderr of one attempt at one index")
     lg.add_argument("experiment", metavar="EXP")
@@ -152,10 +154,19 @@ def _span(values: Sequence[float]) -> str:
     return elapsed(lo) if elapsed(lo) == elapsed(hi) else f"{elapsed(lo)}-{elapsed(hi)}"
 
 
-def lsGroups(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> list[dict[str, Any]]:
+def provenance(sub: Submission) -> dict[str, Any]:
+    p = sub.provenance
+    return {"tag": sub.tag, "job": sub.job_id, "backend": sub.backend, "git_commit": p.get("git_commit"),
+            "git_dirty": p.get("git_dirty"), "version": p.get("version"), "argv": p.get("argv")}  # fmt: skip
+
+
+def lsGroups(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None,
+             subs: Mapping[str, Submission] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """``ls``'s rows of one sweep; with ``subs`` (tag -> submission), each row's submissions' provenance."""
     out = []
     for g in groupRuns(_rows(s, st, states, causes)):
         x = g.items[0].status
+        tags = sorted({r.status.tag for r in g.items if r.status.tag is not None})
         secs = [r.facts.seconds for r in g.items if r.facts is not None and r.facts.seconds is not None]
         hosts = sorted({r.facts.host for r in g.items if r.facts is not None and r.facts.host})
         out.append({
@@ -163,8 +174,10 @@ def lsGroups(s: Session, st: Standing, states: set[State] | None, causes: set[Ca
             "state": str(x.state), "cause": None if x.cause is None else str(x.cause), "attempts": x.attempts, "exit": x.exit,
             "elapsed_s": None if not secs else [round(min(secs), 3), round(max(secs), 3)], "elapsed": _span(secs),
             "hosts": hosts, "log": None if x.tag is None else s.relPath(s.logPaths(x.tag, g.first)[1]), "partial": sum(1 for r in g.items if r.status.partial),
-            "reason": x.reason or None,
+            "reason": x.reason or None, "tags": tags,
         })  # fmt: skip
+        if subs is not None:
+            out[-1]["submissions"] = [provenance(subs[t]) for t in tags if t in subs]
     return out
 
 
@@ -172,15 +185,21 @@ def cmdLs(a: argparse.Namespace) -> int:
     s, r = _look(a)
     states = set(a.state) if a.state else None
     causes = set(a.cause) if a.cause else None
-    everything = [(st, lsGroups(s, st, states, causes)) for st in r.standings]
+    subs: dict[str, dict[str, Submission]] = {}
+    if a.provenance:
+        ledger = s.readLedger()
+        if ledger is not None:
+            with ledger:
+                subs = {st.sweep.path: {x.tag: x for x in ledger.submissions(st.sweep.path)} for st in r.standings}
+    everything = [(st, lsGroups(s, st, states, causes, subs.get(st.sweep.path, {}) if a.provenance else None)) for st in r.standings]
     if a.json:
-        print(json.dumps([g for _, gs in everything for g in gs], indent=1))
+        print(json.dumps([g for _, gs in everything for g in gs], indent=1, default=str))
         return 0
-    head = ["indices", "count", "state", "cause", "attempts", "exit", "elapsed", "host", "log"]
+    head = ["indices", "count", "state", "cause", "attempts", "exit", "elapsed", "host", *(["job", "commit", "version"] if a.provenance else []), "log"]
     for k, (st, groups) in enumerate(everything):
         cells = [[g["indices"], str(g["count"]), g["state"] + ("*" if g["partial"] else ""), g["cause"] or "-",
                   str(g["attempts"]), "-" if g["exit"] is None else str(g["exit"]), g["elapsed"], _hosts(g["hosts"]),
-                  g["log"] or "-"] for g in groups]  # fmt: skip
+                  *(_provenanceCells(g["submissions"]) if a.provenance else []), g["log"] or "-"] for g in groups]  # fmt: skip
         if a.plain:
             for c in cells:
                 sys.stdout.write("\t".join([st.sweep.shown, *c]) + "\n")
@@ -199,6 +218,17 @@ def cmdLs(a: argparse.Namespace) -> int:
             if any(g["partial"] for g in groups):
                 print("* results on disk are partial (cut off, or failed after writing)")
     return 0
+
+
+def _provenanceCells(subs: Sequence[dict[str, Any]]) -> list[str]:
+    """job, commit, version of a range's submission (``N jobs`` ... when it has several)."""
+    if not subs:
+        return ["-", "-", "-"]
+    if len(subs) > 1:
+        return [f"{len(subs)} jobs", f"{len({x['git_commit'] for x in subs})} commits", f"{len({x['version'] for x in subs})} versions"]
+    x = subs[0]
+    commit = "no git" if not x["git_commit"] else str(x["git_commit"])[:12] + ("+dirty" if x["git_dirty"] else "")
+    return [str(x["job"]), commit, str(x["version"] or "?")]
 
 
 def _hosts(hosts: Sequence[str]) -> str:

@@ -184,7 +184,8 @@ def test_submit_on_the_local_backend_speaks_local_terms_and_fails_when_runs_fail
 COMMANDS = [["ls", "experiments/a.json"], ["ls", "experiments/a.json", "--plain"], ["errors", "experiments/a.json"],
             ["logs", "experiments/a.json", "3"], ["status", "experiments/a.json"], ["missing", "experiments/a.json"],
             ["show", "experiments/a.json", "3"], ["cancel", "experiments/a.json"], ["submit", "experiments/a.json", "--dry-run"],
-            ["watch", "experiments/a.json", "--json"], ["ls", "experiments/a.json", "--json"]]  # fmt: skip
+            ["watch", "experiments/a.json", "--json"], ["ls", "experiments/a.json", "--json"],
+            ["retry", "experiments/a.json", "--cause", "TIMEOUT"], ["service", "status"], ["status", "experiments/a.json", "--efficiency"]]  # fmt: skip
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:1] + a[2:]))
@@ -198,3 +199,22 @@ def test_a_closed_pipe_is_no_traceback(sweep: Path, args: list[str]) -> None:
     finally:
         os.close(w)
     assert p.returncode in (0, 1) and "Traceback" not in p.stderr and "Exception" not in p.stderr, p.stderr
+
+
+def test_ls_prints_the_provenance_of_each_range(tmp_path: Path) -> None:
+    makeProject(tmp_path)
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "prog.py", "config.json"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert cli(tmp_path, "submit", "experiments/a.json").returncode == 1
+    out = cli(tmp_path, "ls", "experiments/a.json", "--provenance")
+    lines = out.stdout.splitlines()
+    assert lines[1].split()[8:11] == ["job", "commit", "version"]
+    first = lines[2].split()
+    assert first[8].startswith("local-") and first[9] == head[:12] and first[10] != "?"
+    rows = json.loads(cli(tmp_path, "ls", "experiments/a.json", "--provenance", "--json").stdout)
+    sub = rows[0]["submissions"][0]
+    assert (sub["git_commit"], sub["git_dirty"], sub["backend"]) == (head, False, "local") and sub["argv"][-2:] == ["submit", "experiments/a.json"]
+    assert "submissions" not in json.loads(cli(tmp_path, "ls", "experiments/a.json", "--json").stdout)[0]
