@@ -7,10 +7,11 @@ Given what earlier runs of the same settings took (:class:`Measured`, kept by
   class; each class goes to arrays of its own (a 1x run is not asked the time of an 8x one). Settings with no
   measurement of their own take the experiment's overall one.
 - **runs per task**: an explicit ``runs_per_task`` stays (made smaller only when its task would not fit
-  MaxTime). ``auto`` starts from the bundle that keeps the
-  experiment at ``max_tasks`` array tasks, then grows while the task is predicted to use less than
-  :data:`EFFICIENCY` of what it asks (whole minutes of a short run are mostly idle), within the partition's
-  MaxTime; the bundles of a class are then evened out (same number of tasks, sizes within one).
+  MaxTime). ``auto`` starts from the bundle that keeps the experiment at ``max_tasks`` array tasks, and
+  tries fewer, fuller tasks (bundles evened out: sizes within one), within the partition's MaxTime: it
+  takes the most tasks whose predicted use of what they ask (used / requested core-time: whole minutes of
+  a short run are mostly idle) reaches :data:`EFFICIENCY`, or, when no number of tasks does, is within
+  :data:`TOLERANCE` of the best any reaches.
 - **task time**: the smallest whole number of minutes such that the p95 of every task's predicted time
   (:func:`pyexputils.runner.plan.predictTask`) is at most :data:`SHARE` of it, capped by MaxTime (when a
   single run's p95 does not fit, the plan says so).
@@ -28,7 +29,8 @@ import numpy as np
 from pyexputils.runner.plan import PlanOptions, Request, RunTime, predictSame, predictTask
 
 SHARE = 0.8  # p95 of a task's predicted time <= this share of its limit
-EFFICIENCY = 0.7  # grow auto bundles until a task is predicted to use this share of what it asks
+EFFICIENCY = 0.7  # grow auto bundles until the tasks are predicted to use this share of what they ask
+TOLERANCE = 0.03  # ... or, when no bundle size gets there, come this close to the best one
 CLASS_RATIO = 1.5  # settings whose p95 differ by more go to different arrays
 SCAN_LIMIT = 100_000  # bundle sizes tried at most per class
 
@@ -52,8 +54,8 @@ def taskMinutes(p95: float, share: float = SHARE) -> int:
 
 def fitBundle(rt: RunTime, n: int, parallel: int, start: int, maxTime: int | None, grow: bool) -> int:
     """Runs per task for ``n`` runs of time ``rt``: ``start`` (the bundle planned without measurements),
-    shrunk until a task fits ``maxTime``; with ``grow``, fewer and fuller tasks (bundles evened out) until
-    the tasks are predicted to use :data:`EFFICIENCY` of what they ask (the best one tried when none does)."""
+    shrunk until a task fits ``maxTime``; with ``grow``, evened out over the most tasks that are predicted
+    to use :data:`EFFICIENCY` of what they ask (or nearly the best share any number of tasks reaches)."""
 
     def minutes(b: int) -> int:
         return taskMinutes(predictSame(rt, b, parallel)[1])
@@ -71,22 +73,21 @@ def fitBundle(rt: RunTime, n: int, parallel: int, start: int, maxTime: int | Non
     if not grow:
         return b
     tasks = math.ceil(n / b)
-    b = math.ceil(n / tasks)
 
     def efficiency(t: int) -> float:
         return n * rt.mean / (parallel * t * minutes(math.ceil(n / t)) * 60)
 
-    best, bestEff = b, efficiency(tasks)
-    t = tasks
-    while bestEff < EFFICIENCY and t > 1 and tasks - t < SCAN_LIMIT:
-        t -= 1
-        k = math.ceil(n / t)
-        if not fits(k):
+    tried: list[tuple[int, float]] = []  # (tasks, efficiency), from the most tasks down
+    for t in range(tasks, max(0, tasks - SCAN_LIMIT), -1):
+        if not fits(math.ceil(n / t)):
             break
-        e = efficiency(t)
-        if e > bestEff + 1e-12:
-            best, bestEff = k, e
-    return best
+        tried.append((t, efficiency(t)))
+    if not tried:
+        return math.ceil(n / tasks)
+    best = max(e for _, e in tried)
+    want = EFFICIENCY if best >= EFFICIENCY else best - TOLERANCE
+    t = next(t for t, e in tried if e >= want)  # the most tasks (the shortest wait) that does about as well
+    return math.ceil(n / t)
 
 
 def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, list[int]]], list[int]]:
