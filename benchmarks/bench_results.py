@@ -207,8 +207,13 @@ def main() -> int:
     table = render(rows, versions, strace)
     print(table)
     if args.out:
+        kept = ""  # the sections other benchmarks keep in the same file (``## ...``, e.g. bench_fit.py's)
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                old = f.read()
+            kept = old[old.index("\n## ") :] if "\n## " in old else ""
         with open(args.out, "w") as f:
-            f.write(table)
+            f.write(table + kept)
     for line in failed:
         print(f"TARGET MISSED: {line}", file=sys.stderr)
     return 1 if failed else 0
