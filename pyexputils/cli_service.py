@@ -11,17 +11,16 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from pyexputils.cli_analysis import Handler
+from pyexputils.display import table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import getConfig
 from pyexputils.runner.backend import BackendError
 from pyexputils.runner.service import Chain, Mode, liveOf, runWatcher, startService, stopService
 from pyexputils.runner.session import Session
 from pyexputils.runner.statedir import StateDir
-
-Handler = Callable[[argparse.Namespace], int]
-
 
 def register(sub: Any) -> dict[str, Handler]:
     """Add ``service`` to the command line's subparsers."""
@@ -59,9 +58,8 @@ def cmdService(a: argparse.Namespace) -> int:
 def detach(a: argparse.Namespace, s: Session) -> int:
     """``--detach`` / ``--daemon``: start the service and say how to follow it."""
     mode = Mode.DAEMON if a.daemon else Mode.SLURM
-    runs = a.runs if a.runs is not None else None
     cli = {k: getattr(a, k, None) for k in ("throttle", "runs_per_task", "parallel")}
-    chain, who = startService(s, a.experiments, runs, cli, mode, poll=a.poll)
+    chain, who = startService(s, a.experiments, a.runs, cli, mode, poll=a.poll)
     if mode is Mode.DAEMON:
         print(f"watch daemon pid {who} keeps the sweep going on this machine; log {s.relPath(s.state.serviceFile('daemon.log'))}")
     else:
@@ -135,8 +133,6 @@ def status(s: Session, chain: Chain | None, asJson: bool) -> int:
     if sweepErr:
         print(f"  cannot read the sweep: {sweepErr}")
     if rows:
-        from pyexputils.display import table
-
         keys = ["runs", "total", "done", "queued", "running", "missing", "retry", "final", "unknown"]
         head = ["experiment", "runs", "total", "done", "queued", "running", "to submit", "to retry", "final", "unknown"]
         print("\n".join("  " + line for line in table([head] + [[r["experiment"], *(str(r[k]) for k in keys)] for r in rows]).splitlines()))
@@ -223,4 +219,4 @@ def _readJson(path: str) -> dict[str, Any] | None:
         return None
 
 
-__all__: Sequence[str] = ["detach", "register"]
+__all__ = ["detach", "register"]
