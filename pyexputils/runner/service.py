@@ -43,7 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.runner import slurm
-from pyexputils.runner.backend import Backend, BackendError
+from pyexputils.runner.backend import Backend, BackendError, SubmitRejected
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import Ledger, LedgerBusy
@@ -384,7 +384,8 @@ class ServiceWatcher(Watcher):
         if self.me is None or self.broken:
             return
         try:
-            submit, extra = successorAction(slurm.jobsNamed(self.chain.name), self.me)
+            jobs = slurm.jobsNamed(self.chain.name)
+            submit, extra = successorAction(jobs, self.me)
             if extra:
                 slurm.run(["scancel", *extra])
                 self.log(f"cancelled surplus successors {' '.join(extra)}")
@@ -392,11 +393,15 @@ class ServiceWatcher(Watcher):
                 script = watcherScript(self.chain, self.so, self.s.state)
                 self.successor = slurm.submitScript(script, self.chain.root, f"the watcher of {self.chain.name}")
                 self.log(f"successor job {self.successor} queued (starts when this watcher ends)")
-        except BackendError as e:
+            else:
+                self.successor = next(j for j, st in jobs if st == "PENDING" and j != self.me)
+        except SubmitRejected as e:  # refused (not "no answer", not "queue full": those are tried next round)
             self.broken = str(e).splitlines()[0]
             self.log(f"cannot queue a successor: {self.broken}")
             with open(self.s.state.serviceFile("problem.txt"), "w", encoding="utf-8") as f:
                 f.write(f"{time.time():.0f} watcher {self.me}: cannot queue a successor: {self.broken}\n")
+        except BackendError as e:
+            self.log(f"no successor queued this round (trying again next round): {str(e).splitlines()[0]}")
 
     def endChain(self) -> None:
         if self.me is None:
