@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
 from pyexputils.errors import PyExpUtilsError
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -19,6 +17,8 @@ def loadMapping(path: str, error: type[PyExpUtilsError] = PyExpUtilsError) -> di
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror or e}") from None
     if path.endswith(YAML_SUFFIXES):
+        import yaml  # here: JSON projects (and every in-job runner) do without its import time
+
         try:
             d = yaml.safe_load(text)
         except yaml.YAMLError as e:
