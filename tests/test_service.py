@@ -1,5 +1,5 @@
 """The watcher service's pure parts (the `watch` block, the watcher script, the successor rule, the summary)
-and the daemon end to end on the local backend (no Slurm; the watcher jobs are in tests/slurm/test_service.py)."""
+and the daemon end to end on the local backend (no Slurm; the watcher jobs are in tests/slurm/test_service_slurm.py)."""
 from __future__ import annotations
 
 import io
