@@ -139,12 +139,12 @@ class Row:
 
 
 def _rows(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> Iterator[tuple[int, tuple[Any, ...], Row]]:
-    facts = runFacts(s, st.statuses.values())
-    for i in range(st.sweep.total):
-        x = st.status(i)
-        if (states is not None and x.state not in states) or (causes is not None and x.cause not in causes):
-            continue
-        yield i, (x.state, x.cause, x.attempts, x.exit), Row(x, facts.get(i))
+    """Each shown index's standing (one ``Standing.status`` each) and what its runner wrote."""
+    indices: Iterable[int] = range(st.sweep.total) if states is None else st.indices(states)
+    xs = [x for x in map(st.status, indices) if causes is None or x.cause in causes]
+    facts = runFacts(s, xs)
+    for x in xs:
+        yield x.index, (x.state, x.cause, x.attempts, x.exit), Row(x, facts.get(x.index))
 
 
 def _span(values: Sequence[float]) -> str:
