@@ -383,7 +383,7 @@ def cmdMissing(a: argparse.Namespace) -> int:
                            "indices": rangesText(idx)} for st in r.standings for idx in [st.indexArray(notDone)]], indent=1))  # fmt: skip
         return 0
     for st in r.standings:
-        ranges = rangesText(st.indexArray(notDone))
+        ranges = rangesText(st.indexMask(notDone))
         print(ranges if len(r.standings) == 1 else f"{st.sweep.shown}: {ranges}")
     return 0
 

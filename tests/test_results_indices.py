@@ -233,3 +233,6 @@ def test_ranges_text_is_index_ranges(indices: set[int]) -> None:
     from pyexputils.runner.plan import indexRanges
 
     assert rangesText(np.array(sorted(indices), dtype=np.int64)) == indexRanges(sorted(indices))
+    mask = np.zeros(61, dtype=bool)
+    mask[sorted(indices)] = True
+    assert rangesText(mask) == indexRanges(sorted(indices))

@@ -91,13 +91,19 @@ def doneMask(
     return mask
 
 
-def rangesText(indices: npt.NDArray[np.int64]) -> str:
-    """Sorted, distinct indices as ranges (``0-99,140``), costing the ranges, not the indices."""
-    if not len(indices):
-        return ""
-    cut = np.flatnonzero(np.diff(indices) != 1)
-    starts = np.concatenate([indices[:1], indices[cut + 1]]).tolist()
-    ends = np.concatenate([indices[cut], indices[-1:]]).tolist()
+def rangesText(indices: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> str:
+    """Sorted, distinct indices (or a mask: the indices where it is True) as ranges (``0-99,140``), costing
+    the ranges, not the indices (a mask: a byte an index)."""
+    if indices.dtype == np.bool_:
+        edges = np.diff(indices.view(np.int8), prepend=np.int8(0), append=np.int8(0))  # +1 where a range starts, -1 after it ends
+        starts = np.flatnonzero(edges == 1).tolist()
+        ends = (np.flatnonzero(edges == -1) - 1).tolist()
+    else:
+        if not len(indices):
+            return ""
+        cut = np.flatnonzero(np.diff(indices) != 1)
+        starts = np.concatenate([indices[:1], indices[cut + 1]]).tolist()
+        ends = np.concatenate([indices[cut], indices[-1:]]).tolist()
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(starts, ends))
 
 

@@ -329,9 +329,15 @@ class Judged:
         fast = int((self.facts.onDisk[live] & ~self.reset[live]).sum()) if len(live) else 0
         return fast + sum(1 for s in self.slow.values() if s.partial)
 
+    def mask(self, states: Sequence[State]) -> npt.NDArray[np.bool_]:
+        """True at the indices in ``states`` (a byte an index)."""
+        out = np.zeros(len(self.state), dtype=bool)
+        for x in states:
+            out |= self.state == CODE[x]
+        return out
+
     def indices(self, states: Sequence[State]) -> npt.NDArray[np.int64]:
-        codes = [CODE[x] for x in states]
-        return np.flatnonzero(np.isin(self.state, codes))
+        return np.flatnonzero(self.mask(states))
 
 
 def judgeAll(f: Facts) -> Judged:

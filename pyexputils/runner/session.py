@@ -161,15 +161,23 @@ class Standing:
     def partial(self) -> int:
         return self._j.partial()
 
-    def indexArray(self, states: Iterable[State]) -> npt.NDArray[np.int64]:
-        """The indices in ``states``, sorted, as an array (8 bytes an index)."""
+    def _shown(self, states: Iterable[State]) -> list[State]:
+        """The judged states that show as ``states`` (with ``unknown``, MISSING and RETRY show as UNKNOWN)."""
         wanted = set(states)
         if self.unknown:
             shown = wanted - PENDING_STATES
             if State.UNKNOWN in wanted:
                 shown |= PENDING_STATES
             wanted = shown
-        return self._j.indices(sorted(wanted))
+        return sorted(wanted)
+
+    def indexArray(self, states: Iterable[State]) -> npt.NDArray[np.int64]:
+        """The indices in ``states``, sorted, as an array (8 bytes an index)."""
+        return self._j.indices(self._shown(states))
+
+    def indexMask(self, states: Iterable[State]) -> npt.NDArray[np.bool_]:
+        """True at the indices in ``states`` (a byte an index)."""
+        return self._j.mask(self._shown(states))
 
     def indices(self, states: Iterable[State]) -> list[int]:
         return self.indexArray(states).tolist()  # type: ignore[no-any-return]
