@@ -513,6 +513,15 @@ def taskRanges(tasks: Sequence[Sequence[int]], attempts: Mapping[int, int]) -> l
     cur: list[int] | None = None
     get = attempts.get
     for t, bundle in enumerate(tasks):
+        if len(bundle) == 1:  # the common one-run task, without the general case's lists
+            i = bundle[0]
+            a = get(i, 1)
+            if cur is not None and cur[3] == 1 and t == cur[2] + cur[1] and i == cur[0] + cur[1] and a == cur[4]:
+                cur[1] += 1
+            else:
+                cur = [i, 1, t, 1, a]
+                out.append(cur)
+            continue
         runs: list[list[int]] = []  # [lo, n, attempt]
         prev = -2
         for i in bundle:
