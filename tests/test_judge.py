@@ -167,3 +167,15 @@ def test_indices_never_submitted_cost_no_call_of_judgeIndex(monkeypatch: pytest.
               lambda i: Evidence(None, None))  # fmt: skip
     j = judgeAll(f)
     assert calls == [] and j.counts()[State.DONE] == onDisk.sum() and j.status(7).state is State.QUEUED
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=12), max_size=3))
+def test_live_indices_merge_running_wins(parts: list[list[tuple[int, bool]]]) -> None:
+    arrays = [(np.array([i for i, _ in p], dtype=np.int64), np.array([r for _, r in p], dtype=bool)) for p in parts]
+    want: dict[int, str] = {}
+    for p in parts:
+        for i, r in p:
+            if want.get(i) != "RUNNING":
+                want[i] = "RUNNING" if r else "PENDING"
+    got = LiveIndices.merge(arrays)
+    assert dict(got) == want and list(got) == sorted(want)

@@ -151,6 +151,10 @@ class LiveIndices(Mapping[int, str]):
         """Several (indices, running) parts; an index held by a running task and a pending one is running."""
         if not parts:
             return cls()
+        if len(parts) == 1:  # one array job: its indices are usually sorted and distinct already
+            idx, run = parts[0]
+            if len(idx) < 2 or bool((idx[1:] > idx[:-1]).all()):
+                return cls(idx.astype(np.int64, copy=False), run.astype(bool, copy=False))
         idx = np.concatenate([p[0] for p in parts]).astype(np.int64)
         run = np.concatenate([p[1] for p in parts]).astype(bool)
         order = np.lexsort((~run, idx))  # per index, running first
