@@ -18,7 +18,7 @@ from pyexputils.errors import ConfigError
 from pyexputils.models.config import Config
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.service import (
-    Chain, LogDisplay, Mode, chainName, claimOnce, crashLoop, parseWatchBlock, successorAction, summarize, watcherScript,
+    Chain, LogDisplay, Mode, chainName, claimOnce, crashLoop, processAlive, parseWatchBlock, successorAction, summarize, watcherScript,
 )  # fmt: skip
 from pyexputils.runner.slurm import parseDuration
 from pyexputils.runner.statedir import StateDir
@@ -241,7 +241,7 @@ def test_daemon_runs_the_sweep_detached_and_notifies_once(tmp_path: Path) -> Non
     pid = int(out.stdout.split("pid ")[1].split()[0])
     state = tmp_path / "results" / ".pyexputils" / "service"
     waitFor(lambda: (state / "summary.json").exists(), 90, "the daemon to settle the sweep")
-    waitFor(lambda: not _alive(pid), 30, "the daemon to exit")
+    waitFor(lambda: not processAlive(pid), 30, "the daemon to exit")
     notes = [json.loads(line) for line in (tmp_path / "notified.jsonl").read_text().splitlines()]
     assert len(notes) == 1
     assert (notes[0]["event"], notes[0]["total"], notes[0]["done"], notes[0]["final"]) == ("end", 6, 4, 2)
@@ -268,7 +268,7 @@ def test_daemon_stop_leaves_the_runs_and_a_fresh_start_finishes(tmp_path: Path) 
     waitFor(lambda: "submitted 3 runs" in (tmp_path / "results/.pyexputils/service/daemon.log").read_text(), 30, "the submit")
     stop = cli(tmp_path, "service", "stop")
     assert stop.returncode == 0 and f"cancelled daemon pid {pid}" in stop.stdout
-    assert not _alive(pid)
+    assert not processAlive(pid)
     status = json.loads(cli(tmp_path, "service", "status", "--json").stdout)
     assert status["running"] == [] and status["stopped"] is True
     row = status["experiments"][0]
@@ -282,16 +282,3 @@ def test_daemon_stop_leaves_the_runs_and_a_fresh_start_finishes(tmp_path: Path) 
     waitFor(lambda: (tmp_path / "notified.jsonl").exists(), 60, "the fresh daemon to settle the sweep")
     notes = [json.loads(line) for line in (tmp_path / "notified.jsonl").read_text().splitlines()]
     assert [(n["chain"], n["done"], n["final"]) for n in notes] == [(second["chain"], 2, 1)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (our grandchild, reaped by init later) counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-

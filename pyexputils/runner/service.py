@@ -511,7 +511,8 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
     if chain.backend == "local":  # runs in a pool of their own: stopping the watcher does not stop them
         backend = LocalBackend.fromConfig(s.config, detach=True)
     s = Session(s.config, backend)
-    lockFd = holdDaemonLock(state) if daemon else None
+    if daemon:
+        holdDaemonLock(state)  # held until this process ends (the kernel lets go of it then)
     left = slurm.timeLeft(me) if me else None
     if me and left is None:
         left = o.limit_s
@@ -536,9 +537,6 @@ def runWatcher(chainId: str, daemon: bool = False) -> int:
     except Stopped as e:
         log(f"{who} stops: {e} ({w.usage()}); the ledger is released")
         return 0
-    finally:
-        if lockFd is not None:
-            os.close(lockFd)
 
 
 # --- starting and stopping ---------------------------------------------------------------------------------
@@ -622,9 +620,21 @@ def stopService(state: StateDir, chain: Chain, wait: float = 60.0) -> list[str]:
         if chain.mode is not Mode.DAEMON and now.pending:  # queued by a watcher in the middle of its round meanwhile
             slurm.run(["scancel", *now.pending])
         time.sleep(0.5)
+    if chain.mode is Mode.DAEMON and live.running and live.running[0] != "-1":
+        while time.monotonic() < until and processAlive(int(live.running[0])):  # its lock goes first, then it
+            time.sleep(0.1)
     if liveOf(chain, state).running:
         raise PyExpUtilsError(f"the watcher ({' '.join(live.running)}) still runs {wait:.0f} s after it was told to stop")
     return live.running + live.pending
+
+
+def processAlive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def peakMB() -> float:
