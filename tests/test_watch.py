@@ -78,6 +78,7 @@ def test_fail_once_retried_fail_always_final_with_its_log(tmp_path: Path) -> Non
     line = next(ln for ln in out.stderr.splitlines() if "index 2: FAILED" in ln)
     log = line.rsplit("log ", 1)[1]
     assert "failing on purpose (attempt 2)" in (tmp_path / log).read_text()
+    assert f"watch:   pyexputils errors {exp} groups them by their error" in out.stderr
     assert "\r" not in out.stderr
     assert out.stdout == ""
 

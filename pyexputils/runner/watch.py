@@ -28,6 +28,7 @@ from pyexputils.runner.ledger import Ledger, LedgerBusy
 from pyexputils.runner.session import Round, Session, Sweep
 
 BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
+SHOWN_FINALS = 10  # finals listed one per line at the end of a watch; `errors` groups them all
 FIRST_POLL_S = 1.0  # the round after one that saw a change comes this soon; each quiet round doubles it, up to poll
 
 
@@ -161,10 +162,11 @@ class Watcher:
             self.d.log(f"all {t.total} runs done")
             return 0
         self.d.log(f"{t.done}/{t.total} runs done; {len(t.finals)} ended with a final cause:")
-        for f in t.finals[:50]:
+        for f in t.finals[:SHOWN_FINALS]:
             self.d.log(f"  {self.s.relPath(f.experiment)} index {f.index}: {f.cause} ({f.reason}); log {f.log or '-'}")
-        if len(t.finals) > 50:
-            self.d.log(f"  ... and {len(t.finals) - 50} more (pyexputils status)")
+        exps = " ".join(sorted({self.s.relPath(f.experiment) for f in t.finals}))
+        more = f"... and {len(t.finals) - SHOWN_FINALS} more; " if len(t.finals) > SHOWN_FINALS else ""
+        self.d.log(f"  {more}pyexputils errors {exps} groups them by their error, pyexputils ls {exps} --state FINAL lists them")
         return 1
 
     def round(self, ledger: Ledger, sweeps: Sequence[Sweep]) -> Tally | None:
