@@ -322,8 +322,14 @@ def cmdStatus(a: argparse.Namespace) -> int:
     s, r = _look(a, a.experiments, a.runs)
     rows = [statusRow(s, st) for st in r.standings]
     if a.efficiency:
+        ledger = s.readLedger()
+        try:
+            measured = s.measure(ledger, [st.sweep for st in r.standings], r.snapshot)
+        finally:
+            if ledger is not None:
+                ledger.close()
         for row, st in zip(rows, r.standings):
-            d = r.measured.get(st.sweep.path)
+            d = measured.get(st.sweep.path)
             row["efficiency"] = d.efficiency() if d is not None else []
             row["efficiency_total"] = efficiencyTotal(row["efficiency"])
     if a.json:

@@ -84,6 +84,13 @@ class Durations:
         self.path = path
         self.experiment = experiment
         self.settings = settings
+        self.arrays: dict[str, dict[str, Any]] = {}  # tag -> its record
+        self.changed = False
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._empty = True  # the per-setting arrays are made when a run is added (a look at a sweep never
+        self._allocate(0)  # measured costs nothing per setting)
+
+    def _allocate(self, settings: int) -> None:
         self.n = np.zeros(settings, np.int64)
         self.sum = np.zeros(settings, np.float64)
         self.sumsq = np.zeros(settings, np.float64)
@@ -92,9 +99,7 @@ class Durations:
         self.timeouts = np.zeros(settings, np.int64)
         self.censored = np.zeros(settings, np.float64)
         self.ring = np.zeros((settings, RING), np.float32)
-        self.arrays: dict[str, dict[str, Any]] = {}  # tag -> its record
-        self.changed = False
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._empty = settings == 0
 
     # --- the file -----------------------------------------------------------------------------------
     @classmethod
@@ -108,6 +113,7 @@ class Durations:
                     return d
                 for name in _FIELDS:
                     setattr(d, name, z[name].copy())
+                d._empty = d.n.size == 0
                 d._cache = None
                 d.arrays = meta.get("arrays", {})
         except (OSError, KeyError, ValueError, zlib.error):
@@ -194,6 +200,8 @@ class Durations:
 
     def add(self, index: int, cause: str, seconds: float, memMB: float | None = None) -> None:
         """One ended run of ``index``: a COMPLETED one's time is a sample, a TIMEOUT's a lower bound."""
+        if self._empty:
+            self._allocate(self.settings)
         s = index % self.settings
         if memMB is not None:
             self.mem[s] = max(self.mem[s], memMB)
@@ -233,7 +241,7 @@ class Durations:
         return self._cache
 
     def _runTime(self, s: int) -> RunTime | None:
-        if self.n[s] == 0:
+        if self._empty or self.n[s] == 0:
             if self.timeouts[s]:
                 t = 2.0 * float(self.censored[s])  # at least this long: the policy's doubling
                 return RunTime(t, 0.0, t)
@@ -243,6 +251,8 @@ class Durations:
 
     def measured(self) -> Measured | None:
         """Per setting and over all, for :mod:`pyexputils.runner.planfit`; None when nothing is known."""
+        if self._empty:
+            return None
         seen = np.flatnonzero((self.n > 0) | (self.timeouts > 0))
         if seen.size == 0:
             return None
@@ -263,6 +273,8 @@ class Durations:
     def measure(self, index: int) -> Measure | None:
         """What the policy escalates from after a TIMEOUT / OUT_OF_MEMORY of ``index``: its setting's p95
         run time and largest peak memory, where known."""
+        if self._empty:
+            return None
         s = index % self.settings
         rt = self._runTime(s) if self.n[s] else None
         mem = float(self.mem[s]) or None

@@ -561,7 +561,7 @@ class Session:
         ``planning=False`` (``status``, ``missing``, ``show``): look and judge only."""
         writable = ledger is not None and ledger.writable
         snap = self.snapshot(ledger, sweeps, adopt=writable)
-        measured = self.measure(ledger, sweeps, snap, save=writable)
+        measured = self.measure(ledger, sweeps, snap, save=writable) if planning or send or writable else {}
         standings = [self.standing(s, snap, ledger) for s in sweeps]
         if writable:
             assert ledger is not None
