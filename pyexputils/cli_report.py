@@ -112,7 +112,7 @@ def submitJson(s: Session, r: Round, dry: bool, outcome: Sequence[dict[str, Any]
     jobs: list[dict[str, Any]] = []
     if r.planned is not None:
         sentIds = {job.tag: jobId for job, jobId in (r.sent.submitted if r.sent else [])}
-        for job, res, sweep in r.planned.jobs:
+        for (job, res, sweep), arr in zip(r.planned.jobs, arrays):
             if not dry and job.tag not in sentIds:
                 continue
             entry: dict[str, Any] = {
@@ -123,6 +123,10 @@ def submitJson(s: Session, r: Round, dry: bool, outcome: Sequence[dict[str, Any]
             }  # fmt: skip
             if not isLocal(s):
                 entry["cpus_per_task"] = job.cpus_per_task
+                entry.update(settings=arr.label or None, runs_per_task=arr.runs_per_task,  # what it costs (issue 12)
+                             predicted_task_s=None if arr.predicted_s is None else round(arr.predicted_s, 1),
+                             core_hours=round(arr.coreMinutes() / 60, 4) if arr.time_minutes else None,
+                             core_hours_predicted=None if arr.predicted_core_minutes is None else round(arr.predicted_core_minutes / 60, 4))  # fmt: skip
             if scripts:
                 entry["script"] = localScript(s, r, job) if isLocal(s) else job.script
             jobs.append(entry)

@@ -84,6 +84,9 @@ def test_a_second_pass_is_fitted_and_says_what_it_costs(proj: Project) -> None:
     m = re.search(r"fitted to measured run times: 120 runs in 1 arrays, ([\d.]+) core-hours asked, ([\d.]+) predicted", dry)
     assert m is not None and float(m.group(1)) == 0.05 and float(m.group(2)) / float(m.group(1)) >= 0.6, dry
     assert "3         40          1     1024M    0:01:00             40s" in dry
+    (job,) = json.loads(proj.ok("submit", A, "--dry-run", "--json").out)["jobs"]
+    assert (job["settings"], job["runs_per_task"], job["tasks"], job["core_hours"]) == ("~1 s/run", 40, 3, 0.05)
+    assert job["predicted_task_s"] == 40.0 and 0.6 * 0.05 <= job["core_hours_predicted"] <= 0.05
 
 
 def test_cost_table_golden() -> None:
