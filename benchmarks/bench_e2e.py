@@ -1,7 +1,7 @@
 """End to end on the local Slurm: N trivial runs from one command to every result on disk, pyexputils against a
 hand-written ``sbatch --array`` that loops over its runs (the baseline, measured in the same run).
 
-    eval "$(scripts/slurm-cluster env)"; .venv/bin/python benchmarks/bench_e2e.py [--runs 1000 10000] [--repeat 1]
+    .venv/bin/python benchmarks/bench_e2e.py [--runs 1000 10000]      # the local cluster up (scripts/slurm-cluster up)
 
 Each run creates its save folder (``mkdir -p``), nothing else. Variants, one after the other on an idle cluster:
 
@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from slurmenv import useTestCluster  # benchmarks/slurmenv.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 PER_TASK = 10
@@ -98,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, nargs="+", default=[1000])
     args = ap.parse_args()
+    useTestCluster()
     for n in args.runs:
         base = Path(tempfile.mkdtemp(prefix="pyx-e2e-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         try:

@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from slurmenv import useTestCluster  # benchmarks/slurmenv.py (this script's folder is on sys.path)
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,11 +77,7 @@ def main() -> int:
     p.add_argument("--rpt", type=int, default=4, help="(a): runs_per_task (default 4)")
     p.add_argument("--time", default="0:01:00", help="(a): time of one run a user would pick (default 0:01:00)")
     a = p.parse_args()
-    if "SLURM_CONF" not in os.environ:
-        env = subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "env"], capture_output=True, text=True).stdout
-        for line in env.splitlines():
-            k, _, v = line.removeprefix("export ").partition("=")
-            os.environ[k] = v
+    useTestCluster()
     cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()
     sleeps = [round(a.base * f, 3) for f in (1, 2, 4, 8)]
     print(f"cluster: SLURM_CONF={os.environ.get('SLURM_CONF')}, CPUs per node {cpus[:1]}; "

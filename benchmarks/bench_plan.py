@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from slurmenv import useTestCluster  # benchmarks/slurmenv.py (this script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -69,11 +71,7 @@ def waitUntil(cond: "object", timeout: float = 900) -> None:
 
 
 def cmdE2E(a: argparse.Namespace) -> None:
-    if "SLURM_CONF" not in os.environ:
-        env = subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "env"], capture_output=True, text=True).stdout
-        for line in env.splitlines():
-            k, _, v = line.removeprefix("export ").partition("=")
-            os.environ[k] = v
+    useTestCluster()
     cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()
     print(f"cluster: SLURM_CONF={os.environ.get('SLURM_CONF')}, CPUs per node {cpus[:1]}")
     n = a.n
