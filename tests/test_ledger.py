@@ -115,12 +115,18 @@ INSERT INTO verdicts VALUES ('/e.json', 0, 1, 'TIMEOUT', 1, NULL, 2.0);
 """
 
 
-def test_a_version_0_ledger_is_read_and_migrated(tmp_path: Path) -> None:
+def oldLedger(tmp_path: Path, script: str) -> StateDir:
+    """A state folder whose ledger was written by an older pyexputils (``script``: its SQL)."""
     state = StateDir(str(tmp_path))
     state.make()
     db = sqlite3.connect(state.ledger)
-    db.executescript(V0)
+    db.executescript(script)
     db.close()
+    return state
+
+
+def test_a_version_0_ledger_is_read_and_migrated(tmp_path: Path) -> None:
+    state = oldLedger(tmp_path, V0)
     reader = Ledger.read(state)  # read-only: old tables as they are, new ones empty
     assert reader is not None and reader.version == 0
     with reader:
@@ -194,11 +200,7 @@ INSERT INTO resets VALUES ('/e.json', 7, 1, 4.0);
 
 
 def test_a_version_2_ledger_is_read_as_it_is_and_migrated_to_ranges(tmp_path: Path) -> None:
-    state = StateDir(str(tmp_path))
-    state.make()
-    db = sqlite3.connect(state.ledger)
-    db.executescript(V2)
-    db.close()
+    state = oldLedger(tmp_path, V2)
 
     def check(led: Ledger) -> None:
         assert led.tasksOf("a") == ("/e.json", {0: [0, 1], 1: [2, 3], 2: [7]})
