@@ -11,6 +11,9 @@ task ends COMPLETED (results and runner status files written, up to 10^5 indices
 completion itself takes minutes); status before the verdicts are recorded; the submit that records them;
 status after; a quiet watch round after. ``--big``: a fresh sweep of that many indices (no ledger, no
 results): status, missing and ``submit --dry-run``, each in its own process with its peak RSS.
+``--big-queued``: a sweep of that many indices submitted (auto bundling) and every task queued: status and a
+quiet watch round (ledger and fake backend), each in its own process with its peak RSS (the submit that
+sets it up runs in a process of its own, not measured).
 ``--one-run``: submit of that many one-run tasks (``--runs-per-task 1``), with the ledger's size.
 Memory: tracemalloc's peak of each phase (a second, untimed run of it), per index.
 """
@@ -193,6 +196,46 @@ def bigCommand(n: int, what: str, out: str) -> None:
     Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def bigQueued(n: int, what: str, folder: str, out: str) -> None:
+    """``setup``: the project in ``folder`` and a submit of every index; ``status`` / ``watch``: that look,
+    over a fake backend that holds the submitted arrays, every task PENDING."""
+    if what == "setup":
+        project(folder, n)
+        fake = FakeBackend()
+        session.BACKENDS["fake"] = lambda config: fake
+        t0 = time.perf_counter()
+        command("submit", "experiments/e.json", "--runs", "10", "--backend", "fake")
+        Path(out).write_text(json.dumps({"seconds": time.perf_counter() - t0, "arrays": len(fake.jobs),
+                                         "tasks": sum(len(j.tasks) for j in fake.jobs.values())}))  # fmt: skip
+        return
+    from pyexputils.runner.ledger import Ledger
+
+    os.chdir(folder)
+    configModule._cached.clear()
+    fake = FakeBackend()
+    session.BACKENDS["fake"] = lambda config: fake
+    state = next(Path(".").rglob("ledger.sqlite")).parent
+    reader = Ledger.read(str(state.parent))
+    assert reader is not None
+    with reader:
+        for sub in reader.submissions():  # in submission order: the fake's job ids are 1, 2, ...
+            assert fake.add(sub.tag, sub.array_size).id == sub.job_id
+        ledgerBytes = reader.size()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if what == "status":
+        command("status", "experiments/e.json", "--backend", "fake")
+    else:
+        watcher = session.Session(backend=fake)
+        sweeps = watcher.load(["experiments/e.json"], 10, command=True)
+        with watcher.openLedger() as led:
+            r = watcher.round(led, sweeps)
+        assert r.sent is None and r.standings[0].counts().get(judge.State.QUEUED) == n, r.standings[0].counts()
+    seconds = time.perf_counter() - t0
+    Path(out).write_text(json.dumps({"seconds": seconds, "before_mb": before, "ledger_bytes": ledgerBytes,
+                                     "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+
+
 def spawn(*args: str) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
@@ -211,10 +254,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1e4,1e5,1e6")
     p.add_argument("--big", default="1e7", help="fresh-sweep commands at this size ('' to skip)")
+    p.add_argument("--big-queued", default="1e7", help="status and a quiet watch round of a queued sweep of this size ('' to skip)")
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
     p.add_argument("--child", type=float)
     p.add_argument("--child-one-run", type=float)
     p.add_argument("--child-big", nargs=2)
+    p.add_argument("--child-big-queued", nargs=3)
     p.add_argument("--out")
     a = p.parse_args()
     if a.child:
@@ -223,6 +268,8 @@ def main() -> None:
         return oneRun(int(a.child_one_run), a.out)
     if a.child_big:
         return bigCommand(int(float(a.child_big[0])), a.child_big[1], a.out)
+    if a.child_big_queued:
+        return bigQueued(int(float(a.child_big_queued[0])), a.child_big_queued[1], a.child_big_queued[2], a.out)
     print("| indices | phase | time | baseline: doneMask | ratio | judgeIndex per index (reference) | new / reference | tracemalloc peak |")
     print("|---|---|---|---|---|---|---|---|")
     for size in [int(float(x)) for x in a.sizes.split(",") if x]:
@@ -248,6 +295,18 @@ def main() -> None:
             r = spawn("--child-big", str(n), what)
             print(f"  {what}: {r['seconds']:.2f} s ({r['seconds'] / max(base['seconds'], 1e-3):.1f}x doneMask), "
                   f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index)")  # fmt: skip
+
+    if a.big_queued:
+        n = int(float(a.big_queued))
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        with tempfile.TemporaryDirectory(dir=base) as folder:
+            setup = spawn("--child-big-queued", str(n), "setup", folder)
+            print(f"\nqueued sweep of {n:,} indices ({setup['arrays']} arrays, {setup['tasks']:,} tasks; submit {setup['seconds']:.1f} s, "
+                  "not measured), each look in its own process (RSS before it: the interpreter, imports and the fake):")  # fmt: skip
+            for what, label in (("status", "status"), ("watch", "quiet watch round")):
+                r = spawn("--child-big-queued", str(n), what, folder)
+                print(f"  {label}: {r['seconds']:.2f} s, peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; "
+                      f"{r['before_mb']:.0f} MB before it); ledger {r['ledger_bytes'] / 1e6:.2f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":
