@@ -112,19 +112,24 @@ def facts(draw: st.DrawFn) -> Facts:
     n = draw(st.integers(1, 14))
     onDisk = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     liveSet = sorted(draw(st.sets(st.integers(0, n - 1))))
-    live = LiveIndices(np.array(liveSet, dtype=np.int64), np.array([draw(st.booleans()) for _ in liveSet], dtype=bool))
-    view = LedgerView.empty(n)
-    view.tags = ["t0", "t1", "t2"]
-    view.table = draw(st.lists(VERDICTS, min_size=1, max_size=5))
-    for i in range(n):
-        view.attempt[i] = draw(st.integers(0, 4))
-        if view.attempt[i]:
-            view.tag[i] = draw(st.integers(0, 2))
-            view.task[i] = draw(st.integers(0, 3))
-            view.recorded[i] = draw(st.integers(-1, len(view.table) - 1))
-    rows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 4), st.integers(1, 4), st.integers(0, len(view.table) - 1)), max_size=8))  # fmt: skip
-    view.spans = tuple(np.array([r[k] if k != 1 else r[0] + r[1] for r in rows], dtype=np.int64) for k in range(4))  # type: ignore[assignment]
-    view.resets = draw(st.dictionaries(st.integers(0, n - 1), st.integers(0, 4), max_size=3))
+    live = LiveIndices.fromIndices(np.array(liveSet, dtype=np.int64), np.array([draw(st.booleans()) for _ in liveSet], dtype=bool))
+    resets = draw(st.dictionaries(st.integers(0, n - 1), st.integers(0, 4), max_size=3))
+    if draw(st.booleans()):  # per index: any attempt, submission, task and recorded verdict
+        table = draw(st.lists(VERDICTS, min_size=1, max_size=5))
+        attempt = [draw(st.integers(0, 4)) for _ in range(n)]
+        tag = [draw(st.integers(0, 2)) if a else 0 for a in attempt]
+        task = [draw(st.integers(0, 3)) if a else 0 for a in attempt]
+        recorded = [draw(st.integers(-1, len(table) - 1)) if a else -1 for a in attempt]
+        view = LedgerView.of(attempt, tag, task, recorded, ["t0", "t1", "t2"], table)
+        rows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 4), st.integers(1, 4), st.integers(0, len(view.table) - 1)), max_size=8))  # fmt: skip
+        view.spans = tuple(np.array([r[k] if k != 1 else r[0] + r[1] for r in rows], dtype=np.int64) for k in range(4))  # type: ignore[assignment]
+        view.resets = resets
+    else:  # as the ledger's rows make it: attempt ranges bundled in tasks, verdict ranges, later rows winning
+        arows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 6), st.integers(0, 3), st.integers(1, 3),
+                                        st.integers(1, 4), st.sampled_from(["t0", "t1", "t2"])), max_size=6))  # fmt: skip
+        vrows = [(lo, k, a, v.cause.value, int(v.started), v.exit) for lo, k, a, v in
+                 draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 6), st.integers(1, 4), VERDICTS), max_size=8))]  # fmt: skip
+        view = LedgerView.fromRows(arows, vrows, resets, n)
     evidence = [Evidence(draw(SCHEDULER), draw(outcomes_(i)), draw(st.booleans()), bool(onDisk[i]), draw(st.booleans()),
                          draw(st.booleans()), draw(st.booleans())) for i in range(n)]  # fmt: skip
     table: list[Verdict] = []
@@ -163,7 +168,7 @@ def test_indices_never_submitted_cost_no_call_of_judgeIndex(monkeypatch: pytest.
     n = 100_000
     onDisk = np.zeros(n, dtype=bool)
     onDisk[::3] = True
-    f = Facts(onDisk, LiveIndices(np.array([5, 7]), np.array([True, False])), LedgerView.empty(n), BASE, POLICY, [],
+    f = Facts(onDisk, LiveIndices.fromIndices(np.array([5, 7]), np.array([True, False])), LedgerView.empty(n), BASE, POLICY, [],
               lambda i: Evidence(None, None))  # fmt: skip
     j = judgeAll(f)
     assert calls == [] and j.counts()[State.DONE] == onDisk.sum() and j.status(7).state is State.QUEUED
@@ -171,11 +176,22 @@ def test_indices_never_submitted_cost_no_call_of_judgeIndex(monkeypatch: pytest.
 
 @given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=12), max_size=3))
 def test_live_indices_merge_running_wins(parts: list[list[tuple[int, bool]]]) -> None:
-    arrays = [(np.array([i for i, _ in p], dtype=np.int64), np.array([r for _, r in p], dtype=bool)) for p in parts]
+    arrays = [LiveIndices.fromIndices(np.array([i for i, _ in p], dtype=np.int64), np.array([r for _, r in p], dtype=bool)) for p in parts]
     want: dict[int, str] = {}
     for p in parts:
         for i, r in p:
             if want.get(i) != "RUNNING":
                 want[i] = "RUNNING" if r else "PENDING"
     got = LiveIndices.merge(arrays)
-    assert dict(got) == want and list(got) == sorted(want)
+    assert dict(got) == want and list(got) == sorted(want) and len(got) == len(want)
+    assert all(i not in got for i in range(-2, 34) if i not in want)
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 9), st.integers(0, 6), st.integers(1, 4)), max_size=5),
+       st.one_of(st.none(), st.lists(st.integers(0, 12), max_size=8)))  # fmt: skip
+def test_the_ranges_live_tasks_hold_are_their_indices(rows: list[tuple[int, int, int, int]], tasks: list[int] | None) -> None:
+    from pyexputils.runner.session import heldRanges
+
+    want = {lo + k for lo, n, task, per in rows for k in range(n) if tasks is None or task + k // per in tasks}
+    got = LiveIndices(heldRanges(rows, tasks))
+    assert list(got) == sorted(want)

@@ -243,5 +243,5 @@ def test_an_array_of_a_million_one_run_tasks_is_one_row(tmp_path: Path) -> None:
         assert led.db.execute("SELECT COUNT(*) FROM verdict_ranges").fetchone()[0] == 1
         assert led.unresolvedJobs() == [] and led.causeCounts() == {"COMPLETED": 1_000_000}
         v = led.view("/e.json", 1_000_000)
-        assert int(v.attempt.min()) == 1 and int(v.task[999_999]) == 999_999 and v.table[int(v.recorded[5])].cause is Cause.COMPLETED
+        assert int(v.attempt.min()) == 1 and v.taskOf(999_999) == 999_999 and v.table[int(v.recorded[5])].cause is Cause.COMPLETED
     assert os.path.getsize(StateDir(str(tmp_path)).ledger) < 100_000

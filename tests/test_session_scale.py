@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from pyexputils.runner import session
 from pyexputils.runner.causes import Cause, Verdict
+from pyexputils.runner.durations import Durations
 from pyexputils.runner.fake import FakeBackend
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import Ledger, Submission
@@ -24,40 +27,102 @@ def project(root: Path, settings: int) -> None:
     (root / "experiments" / "e.json").write_text(json.dumps({"metaParameters": {"a": list(range(settings // 100)), "b": list(range(100))}}))
 
 
-def peakPerIndex(root: Path, settings: int, runs: int, monkeypatch: pytest.MonkeyPatch) -> float:
-    """tracemalloc's peak per index of one look at a sweep (the scheduler, then every index judged) whose every
-    index was submitted (tasks of 7) and whose verdicts are recorded: 100 failed once (retried), the rest
-    completed; nothing on disk."""
-    sub = root / f"p{settings}"
+TAG = "e-20240101120000abcd-0"
+
+
+def recordSweep(root: Path, settings: int, runs: int, per: int, verdicts: bool) -> tuple[session.Session, FakeBackend, int]:
+    """A project under ``root`` whose every index was submitted in one array (tasks of ``per``): with
+    ``verdicts``, every verdict recorded (100 failed once: retried; the rest completed) and the job gone; else
+    the job in the fake's queue, every task pending but the first two (running)."""
+    sub = root / f"p{settings}-{per}-{verdicts}"
     sub.mkdir()
     project(sub, settings)
-    monkeypatch.chdir(sub)
-    s = session.Session(backend=FakeBackend())
+    os.chdir(sub)
+    fake = FakeBackend()
+    s = session.Session(backend=fake)
     n = settings * runs
     path = os.path.realpath("experiments/e.json")
     with s.openLedger() as led:
-        led.record(Submission("e-20240101120000abcd-0", "1", "fake", path, -(-n // 7), {}, 1, 1.0, "/m.json"),
-                   [list(range(k, min(k + 7, n))) for k in range(0, n, 7)], {})  # fmt: skip
-        ok, bad = Verdict(Cause.COMPLETED, True, 0), Verdict(Cause.FAILED, True, 1)
-        led.addVerdicts(path, [(i, 1, bad if i % 3 == 0 and i < 300 else ok) for i in range(n)])
-    ledger = s.readLedger()
+        led.record(Submission(TAG, "1", "fake", path, -(-n // per), {}, 1, 1.0, "/m.json"),
+                   [list(range(k, min(k + per, n))) for k in range(0, n, per)], {})  # fmt: skip
+        if verdicts:
+            ok, bad = Verdict(Cause.COMPLETED, True, 0), Verdict(Cause.FAILED, True, 1)
+            led.addVerdicts(path, [(i, 1, bad if i % 3 == 0 and i < 300 else ok) for i in range(n)])
+        else:
+            for t in fake.add(TAG, -(-n // per)).tasks[:2]:
+                t.state = "RUNNING"
+    return s, fake, n
+
+
+def peak(fn: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def lookPerIndex(root: Path, settings: int, runs: int, verdicts: bool) -> float:
+    """tracemalloc's peak per index of one look at a sweep, as status and missing make it (the scheduler, then
+    every index judged): every verdict recorded (nothing on disk), or every task queued or running."""
+    s, _, n = recordSweep(root, settings, runs, 7 if verdicts else 50, verdicts)  # tasks of 50: the fake's queue
+    ledger = s.readLedger()  # holds an object per task, as squeue's lines would
     assert ledger is not None
     with ledger:
         sweeps = s.load(["experiments/e.json"], runs, ledger=ledger)
-        tracemalloc.start()
-        snap = s.snapshot(ledger, sweeps)  # what status and missing do (the planner's measured run times apart)
-        st = s.standing(sweeps[0], snap, ledger)
-        c = st.counts()
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    assert c[State.RETRY] == 100 and c[State.MISSING] == n - 100  # completed, results gone: missing again
-    return peak / n
+        got: list[Counter[State]] = []
+        p = peak(lambda: got.append(s.standing(sweeps[0], s.snapshot(ledger, sweeps), ledger).counts()))
+    if verdicts:
+        assert got[0][State.RETRY] == 100 and got[0][State.MISSING] == n - 100  # completed, results gone: missing again
+    else:
+        assert got[0][State.RUNNING] == 100 and got[0][State.QUEUED] == n - 100
+    return p / n
 
 
-def test_memory_per_index_stays_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    small = peakPerIndex(tmp_path, 10_000, 2, monkeypatch)
-    large = peakPerIndex(tmp_path, 100_000, 2, monkeypatch)
-    assert large <= 24, f"{large:.1f} bytes per index"  # arrays of a few bytes per index, no object per index
+def watchPerIndex(root: Path, settings: int, runs: int) -> float:
+    """tracemalloc's peak per index of a watch round (the ledger written, measured run times loaded) of a
+    queued sweep whose every setting was measured before, and a task of which ended since the last round."""
+    sub = root / f"w{settings}"
+    sub.mkdir()
+    project(sub, settings)
+    os.chdir(sub)
+    from pyexputils.models import config as configModule
+
+    configModule._cached.clear()
+    fake = FakeBackend()
+    s = session.Session(backend=fake)
+    n = settings * runs
+    path = os.path.realpath("experiments/e.json")
+    d = Durations(s.state.durations(path), path, settings)
+    for i in range(settings):
+        d.add(i, "COMPLETED", 2.0, 100.0)  # one class of run time: contiguous bundles (see the notes on strided ones)
+    d.save()
+    del d
+    s.diskRescan = 3600.0
+    with s.openLedger() as led:
+        sweeps = s.load(["experiments/e.json"], runs, ledger=led, command=True)
+        s.round(led, sweeps)  # submits every index (and lists the results folder)
+        s.round(led, sweeps)
+        fake.start("1", 0)
+        fake.end("1", 0)
+        per = len(fake.spec("1").manifest.tasks[0])
+        rounds: list[session.Round] = []
+        p = peak(lambda: rounds.append(s.round(led, sweeps)))
+    c = rounds[0].standings[0].counts()
+    assert c[State.DONE] == per and c[State.QUEUED] == n - per, c
+    assert rounds[0].measured[path].arrays  # the ended task was folded
+    return p / n
+
+
+@pytest.mark.parametrize("look", ["recorded", "queued"])
+def test_memory_per_index_stays_bounded(look: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    if look == "watch":
+        small, large = watchPerIndex(tmp_path, 10_000, 2), watchPerIndex(tmp_path, 100_000, 2)
+    else:
+        small, large = (lookPerIndex(tmp_path, k, 2, look == "recorded") for k in (10_000, 100_000))
+    assert large <= 16, f"{large:.1f} bytes per index"  # arrays of a byte or two per index, no object per index
     assert large <= small * 1.5, (small, large)  # the fixed part fades: no cost per index that grows
 
 

@@ -21,7 +21,7 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterator, Mapping, Sequence, overload
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -138,49 +138,107 @@ STATES: list[State] = list(State)
 CODE = {x: np.int8(k) for k, x in enumerate(STATES)}
 
 
-class LiveIndices(Mapping[int, str]):
-    """The indices held by live tasks (sorted) and whether a running task holds each: read as
-    ``{index: "RUNNING" | "PENDING"}``."""
+Spans = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]  # sorted, disjoint, non-adjacent ranges [lo, hi)
 
-    def __init__(self, indices: npt.NDArray[np.int64] | None = None, running: npt.NDArray[np.bool_] | None = None) -> None:
-        self.idx = np.zeros(0, dtype=np.int64) if indices is None else indices
-        self.running = np.zeros(len(self.idx), dtype=bool) if running is None else running
+
+def spans(ranges: Iterable[tuple[int, int]] | Spans) -> Spans:
+    """Ranges ``[lo, hi)`` (any order, overlapping or touching) as sorted disjoint ones."""
+    if isinstance(ranges, tuple) and len(ranges) == 2 and isinstance(ranges[0], np.ndarray):
+        lo, hi = np.asarray(ranges[0], dtype=np.int64), np.asarray(ranges[1], dtype=np.int64)
+    else:
+        pairs = np.asarray([r for r in ranges if r[1] > r[0]], dtype=np.int64).reshape(-1, 2)
+        lo, hi = pairs[:, 0], pairs[:, 1]
+    keep = hi > lo
+    lo, hi = lo[keep], hi[keep]
+    if len(lo) < 2:
+        return lo.copy(), hi.copy()
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], np.maximum.accumulate(hi[order])
+    start = np.ones(len(lo), dtype=bool)
+    start[1:] = lo[1:] > hi[:-1]  # a gap before it: a new range starts
+    first = np.flatnonzero(start)
+    last = np.append(first[1:], len(lo)) - 1
+    return lo[first], hi[last]
+
+
+def indexSpans(indices: npt.NDArray[np.int64]) -> Spans:
+    """Indices (any order, repeats allowed) as ranges."""
+    idx = np.unique(np.asarray(indices, dtype=np.int64))
+    if not len(idx):
+        return idx, idx.copy()
+    brk = np.flatnonzero(np.diff(idx) != 1) + 1
+    return idx[np.append(0, brk)], idx[np.append(brk, len(idx)) - 1] + 1
+
+
+class LiveIndices(Mapping[int, str]):
+    """The indices held by live tasks, as ranges (nothing per index), and those of them a running task holds:
+    read as ``{index: "RUNNING" | "PENDING"}``. Judging writes them into per-index arrays a range at a time
+    (:meth:`fill`)."""
+
+    def __init__(self, held: Spans | None = None, running: Spans | None = None) -> None:
+        z = np.zeros(0, dtype=np.int64)
+        run = (z, z) if running is None else running
+        self.held = spans((np.concatenate([(z if held is None else held[0]), run[0]]),
+                           np.concatenate([(z if held is None else held[1]), run[1]])))  # fmt: skip
+        self.running = spans(run)
 
     @classmethod
-    def merge(cls, parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> "LiveIndices":
-        """Several (indices, running) parts; an index held by a running task and a pending one is running."""
-        if not parts:
-            return cls()
-        if len(parts) == 1:  # one array job: its indices are usually sorted and distinct already
-            idx, run = parts[0]
-            if len(idx) < 2 or bool((idx[1:] > idx[:-1]).all()):
-                return cls(idx.astype(np.int64, copy=False), run.astype(bool, copy=False))
-        idx = np.concatenate([p[0] for p in parts]).astype(np.int64)
-        run = np.concatenate([p[1] for p in parts]).astype(bool)
-        order = np.lexsort((~run, idx))  # per index, running first
-        idx, run = idx[order], run[order]
-        first = np.ones(len(idx), dtype=bool)
-        first[1:] = idx[1:] != idx[:-1]
-        return cls(idx[first], run[first])
+    def fromIndices(cls, indices: npt.NDArray[np.int64], running: npt.NDArray[np.bool_]) -> "LiveIndices":
+        """From index arrays: the indices, and whether a running task holds each."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return cls(indexSpans(idx), indexSpans(idx[np.asarray(running, dtype=bool)]))
 
-    def _pos(self, key: int) -> int:
-        k = int(np.searchsorted(self.idx, key))
-        return k if k < len(self.idx) and self.idx[k] == key else -1
+    @classmethod
+    def merge(cls, parts: Sequence["LiveIndices"]) -> "LiveIndices":
+        """Several parts; an index held by a running task and a pending one is running."""
+        if len(parts) == 1:
+            return parts[0]
+        z = np.zeros(0, dtype=np.int64)
+
+        def cat(xs: Iterable[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+            return np.concatenate([z, *xs])
+
+        return cls((cat(p.held[0] for p in parts), cat(p.held[1] for p in parts)),
+                   (cat(p.running[0] for p in parts), cat(p.running[1] for p in parts)))  # fmt: skip
+
+    def clip(self, n: int) -> "LiveIndices":
+        """Only the indices below ``n``."""
+        if not len(self.held[0]) or self.held[1][-1] <= n:
+            return self
+        def cut(s: Spans) -> Spans:
+            return s[0][s[0] < n], np.minimum(s[1][s[0] < n], n)
+
+        return LiveIndices(cut(self.held), cut(self.running))
+
+    def fill(self, arr: npt.NDArray[Any], value: Any, running: bool = False) -> None:
+        """``arr[i] = value`` at every live index (with ``running``: every index a running task holds)."""
+        lo, hi = self.running if running else self.held
+        for a, b in zip(lo.tolist(), hi.tolist()):
+            arr[a:b] = value
+
+    def count(self, mask: npt.NDArray[np.bool_]) -> int:
+        """The live indices where ``mask`` holds."""
+        return sum(int(np.count_nonzero(mask[a:b])) for a, b in zip(self.held[0].tolist(), self.held[1].tolist()))
+
+    @staticmethod
+    def _in(s: Spans, key: int) -> bool:
+        k = int(np.searchsorted(s[0], key, side="right")) - 1
+        return k >= 0 and key < s[1][k]
 
     def __getitem__(self, key: int) -> str:
-        k = self._pos(key)
-        if k < 0:
+        if not self._in(self.held, key):
             raise KeyError(key)
-        return "RUNNING" if self.running[k] else "PENDING"
+        return "RUNNING" if self._in(self.running, key) else "PENDING"
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, (int, np.integer)) and self._pos(int(key)) >= 0
+        return isinstance(key, (int, np.integer)) and self._in(self.held, int(key))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.idx.tolist())
+        for a, b in zip(self.held[0].tolist(), self.held[1].tolist()):
+            yield from range(a, b)
 
     def __len__(self) -> int:
-        return len(self.idx)
+        return int((self.held[1] - self.held[0]).sum())
 
 
 @dataclass
@@ -208,6 +266,8 @@ class Facts:
 
     def resetMask(self) -> npt.NDArray[np.bool_]:
         """Indices ``retry`` gave a fresh budget after their latest attempt: judged as never submitted."""
+        if not self.view.resets:
+            return np.broadcast_to(np.False_, (self.n,))  # read-only, nothing per index
         reset = np.zeros(self.n, dtype=bool)
         for i, a in self.view.resets.items():
             if 0 <= i < self.n and 0 < self.view.attempt[i] <= a:
@@ -217,10 +277,10 @@ class Facts:
     def latest(self, i: int, history: Mapping[int, Verdict]) -> Latest:
         """Index ``i``'s latest attempt (it has one, not reset), as :func:`judgeIndex` reads it."""
         v = self.view
-        a, t, r = int(v.attempt[i]), int(v.tag[i]), int(v.recorded[i])
+        a, t, r = int(v.attempt[i]), v.tagOf(i), int(v.recorded[i])
         recorded = v.table[r] if r >= 0 else None
         ev = NO_EVIDENCE if recorded is not None else self.evidence(i)
-        return Latest(a, v.tags[t], int(v.task[i]), recorded, ev, sinceLast(history, a, v.resets.get(i, 0)), self.resources[t],
+        return Latest(a, v.tags[t], v.taskOf(i), recorded, ev, sinceLast(history, a, v.resets.get(i, 0)), self.resources[t],
                       None if self.measure is None else partial(self.measure, i))  # fmt: skip
 
 
@@ -294,7 +354,7 @@ class Judged:
         state = STATES[int(self.state[i])]
         has = v.attempt[i] > 0 and not self.reset[i]
         disk = bool(f.onDisk[i]) and not self.reset[i]
-        tag, task = (v.tags[int(v.tag[i])], int(v.task[i])) if has else (None, None)
+        tag, task = (v.tags[v.tagOf(i)], v.taskOf(i)) if has else (None, None)
         attempts = int(v.attempt[i]) if has else 0
         if state in (State.QUEUED, State.RUNNING):
             return IndexStatus(i, state, None, attempts, partial=disk, tag=tag, task=task)
@@ -327,10 +387,11 @@ class Judged:
         return out
 
     def partial(self) -> int:
-        live = self.facts.live.idx
-        if len(live) and self.slow:
-            live = live[~np.isin(live, np.fromiter(self.slow, dtype=np.int64, count=len(self.slow)))]
-        fast = int((self.facts.onDisk[live] & ~self.reset[live]).sum()) if len(live) else 0
+        f, live = self.facts, self.facts.live
+        fast = 0
+        for a, b in zip(live.held[0].tolist(), live.held[1].tolist()):
+            fast += int(np.count_nonzero(f.onDisk[a:b] & ~self.reset[a:b]))
+        fast -= sum(1 for i in self.slow if i in live and f.onDisk[i] and not self.reset[i])  # counted below
         return fast + sum(1 for s in self.slow.values() if s.partial)
 
     def mask(self, states: Sequence[State]) -> npt.NDArray[np.bool_]:
@@ -348,13 +409,16 @@ def judgeAll(f: Facts) -> Judged:
     """Every index of the sweep, as :func:`judgeIndex` would judge it (see the module docstring)."""
     v = f.view
     reset = f.resetMask()
-    state: npt.NDArray[np.int8] = np.where(f.onDisk & ~reset, CODE[State.DONE], CODE[State.MISSING])
-    live = f.live.idx
-    if len(live):
-        state[live] = np.where(f.live.running, CODE[State.RUNNING], CODE[State.QUEUED])
+    state = np.full(f.n, CODE[State.MISSING], dtype=np.int8)
+    np.copyto(state, CODE[State.DONE], where=f.onDisk)
+    if f.view.resets:
+        state[reset] = CODE[State.MISSING]
+    f.live.fill(state, CODE[State.QUEUED])  # ranges: nothing per index
+    f.live.fill(state, CODE[State.RUNNING], running=True)
     ended = v.attempt > 0  # masks of a byte an index; index arrays only of what is judged one by one
-    ended &= ~reset
-    ended[live] = False
+    if f.view.resets:
+        ended &= ~reset
+    f.live.fill(ended, False)
     rec = v.recorded
     completedIds = [k for k, x in enumerate(v.table) if x.cause is Cause.COMPLETED]
     # latest attempt recorded COMPLETED: done when on disk, else missing: the default above
@@ -379,7 +443,7 @@ def judgeAll(f: Facts) -> Judged:
         state[i] = CODE[status.state]
         if verdict is not None:
             new.append((i, int(v.attempt[i]), verdict))
-    return Judged(f, state, slow, NewVerdicts(fastNew, v.attempt[fastNew], f.completedId[pos[hit]], f.completedTable, new), reset)
+    return Judged(f, state, slow, NewVerdicts(fastNew, v.attempt[fastNew].astype(np.int32), f.completedId[pos[hit]], f.completedTable, new), reset)
 
 
 def judgeEach(f: Facts) -> Judged:

@@ -38,7 +38,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, overload, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -371,6 +371,14 @@ class Ledger:
     def tags(self) -> set[str]:
         return {r["tag"] for r in self._rows("SELECT tag FROM submissions")}
 
+    def taskRangesOf(self, tag: str) -> tuple[str, list["TaskRange"]] | None:
+        """(experiment, its attempt ranges (lo, n, task, per)) of one submission: index ``lo + k`` in array task
+        ``task + k // per``; None when the ledger lacks it."""
+        sub = self._rows("SELECT experiment FROM submissions WHERE tag = ?", (tag,))
+        if not sub:
+            return None
+        return sub[0]["experiment"], [(lo, n, task, per) for lo, n, task, per, _, _ in self._attemptRows(tag=tag)]
+
     def taskIndices(self, tag: str) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
         """(experiment, indices, their array tasks) of one submission, as arrays; None when the ledger lacks it."""
         sub = self._rows("SELECT experiment FROM submissions WHERE tag = ?", (tag,))
@@ -404,10 +412,10 @@ class Ledger:
         subs = {s.tag: s for s in self.submissions(experiment)}
         out: dict[int, Attempt] = {}
         for i in np.flatnonzero(v.attempt).tolist():
-            tag = v.tags[v.tag[i]]
+            tag = v.tags[v.tagOf(i)]
             s = subs.get(tag)
             if s is not None:
-                out[i] = Attempt(i, tag, int(v.task[i]), int(v.attempt[i]), s.job_id, s.time, s.manifest)
+                out[i] = Attempt(i, tag, v.taskOf(i), int(v.attempt[i]), s.job_id, s.time, s.manifest)
         return out
 
     def attempts(self, experiment: str | None = None) -> list[tuple[int, int, str]]:
@@ -504,6 +512,7 @@ class Ledger:
 
 
 Range = tuple[int, int, int, int, int]  # lo, n, task, per, attempt: indices lo + k in task task + k // per
+TaskRange = tuple[int, int, int, int]  # lo, n, task, per
 
 
 def taskRanges(tasks: Sequence[Sequence[int]], attempts: Mapping[int, int]) -> list[Range]:
@@ -599,67 +608,119 @@ class _Coverage:
         return j >= 0 and ends[j] >= hi
 
 
+def smallest(top: int, signed: bool = True) -> type[np.integer[Any]]:
+    """The narrowest integer dtype holding ``0 … top`` (and -1 when ``signed``)."""
+    for t in ((np.int8, np.int16, np.int32) if signed else (np.uint8, np.uint16, np.uint32)):
+        if top <= np.iinfo(t).max:
+            return t
+    return np.int64
+
+
 @dataclass
 class LedgerView:
     """What the ledger knows of one experiment's indices ``0 … n − 1``, as arrays (a few bytes per index,
-    nothing per index in Python): the latest attempt of each, its submission and array task, and the
-    recorded verdict of that attempt. Earlier verdicts are kept as ranges and expanded per index on demand."""
+    nothing per index in Python): the latest attempt of each, the attempt range (ledger row) it comes from
+    (its submission and array task: :meth:`tagOf`, :meth:`taskOf`), and the recorded verdict of that attempt.
+    Each per-index array has the narrowest dtype its values need (usually a byte or two). Earlier verdicts
+    are kept as ranges and expanded per index on demand."""
 
-    attempt: npt.NDArray[np.int32]  # latest attempt (0: never submitted)
-    tag: npt.NDArray[np.int32]  # its submission: an index into ``tags`` (-1: none)
-    task: npt.NDArray[np.int32]  # its array task
-    recorded: npt.NDArray[np.int16]  # its verdict: an index into ``table`` (-1: none recorded)
+    attempt: npt.NDArray[np.integer[Any]]  # latest attempt (0: never submitted)
+    row: npt.NDArray[np.integer[Any]]  # its attempt range: an index into ``rows`` (-1: none)
+    recorded: npt.NDArray[np.integer[Any]]  # its verdict: an index into ``table`` (-1: none recorded)
     tags: list[str]
     table: list[Verdict]  # the distinct verdicts
     spans: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]  # verdict rows: lo, hi, attempt, table id
     resets: dict[int, int]
+    rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] = field(
+        default_factory=lambda: tuple(np.zeros(0, dtype=np.int64) for _ in range(4)))  # type: ignore[assignment]  # attempt ranges: lo, task, per, tag id  # fmt: skip
 
     @classmethod
     def empty(cls, n: int) -> "LedgerView":
         z = np.zeros(0, dtype=np.int64)
-        return cls(np.zeros(n, np.int32), np.full(n, -1, np.int32), np.zeros(n, np.int32), np.full(n, -1, np.int16),
-                   [], [], (z, z, z, z), {})  # fmt: skip
+        return cls(np.zeros(n, np.uint8), np.full(n, -1, np.int16), np.full(n, -1, np.int16), [], [], (z, z, z, z), {})
 
     @classmethod
     def none(cls, n: int) -> "LedgerView":
         """Nothing recorded: read-only arrays that take no memory per index."""
         z = np.zeros(0, dtype=np.int64)
-        return cls(np.broadcast_to(np.int32(0), (n,)), np.broadcast_to(np.int32(-1), (n,)), np.broadcast_to(np.int32(0), (n,)),
-                   np.broadcast_to(np.int16(-1), (n,)), [], [], (z, z, z, z), {})  # fmt: skip
+        return cls(np.broadcast_to(np.uint8(0), (n,)), np.broadcast_to(np.int16(-1), (n,)), np.broadcast_to(np.int16(-1), (n,)),
+                   [], [], (z, z, z, z), {})  # fmt: skip
+
+    @classmethod
+    def of(cls, attempt: Sequence[int], tag: Sequence[int], task: Sequence[int], recorded: Sequence[int], tags: list[str],
+           table: list[Verdict]) -> "LedgerView":  # fmt: skip
+        """From per-index lists (tests): a range of its own for every index with an attempt."""
+        n = len(attempt)
+        v = cls.empty(n)
+        v.attempt = np.asarray(attempt, dtype=smallest(max(attempt, default=0), signed=False))
+        v.recorded = np.asarray(recorded, dtype=np.int16)
+        has = [i for i in range(n) if attempt[i] > 0]
+        v.row = np.full(n, -1, dtype=smallest(len(has)))
+        v.row[has] = np.arange(len(has))
+        v.rows = (np.asarray(has, dtype=np.int64), np.asarray([task[i] for i in has], dtype=np.int64),
+                  np.ones(len(has), dtype=np.int64), np.asarray([tag[i] for i in has], dtype=np.int64))  # fmt: skip
+        v.tags, v.table = tags, table
+        return v
+
+    @overload
+    def tagOf(self, i: int) -> int: ...
+    @overload
+    def tagOf(self, i: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+    def tagOf(self, i: int | npt.NDArray[np.int64]) -> int | npt.NDArray[np.int64]:
+        """The submission (an index into ``tags``) of the latest attempt of ``i`` (it has one)."""
+        got = self.rows[3][self.row[i]]
+        return int(got) if isinstance(i, (int, np.integer)) else got
+
+    @overload
+    def taskOf(self, i: int) -> int: ...
+    @overload
+    def taskOf(self, i: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+    def taskOf(self, i: int | npt.NDArray[np.int64]) -> int | npt.NDArray[np.int64]:
+        """The array task of the latest attempt of ``i`` (it has one)."""
+        r = self.row[i]
+        lo, task, per, _ = self.rows
+        got = task[r] + (i - lo[r]) // per[r]
+        return int(got) if isinstance(i, (int, np.integer)) else got
 
     @classmethod
     def build(cls, ledger: Ledger, experiment: str, n: int) -> "LedgerView":
         rows = ledger._attemptRows(experiment)
+        return cls.fromRows(rows, ledger._verdictRows(experiment) if rows else [], ledger.resets(experiment), n)
+
+    @classmethod
+    def fromRows(cls, rows: Sequence[tuple[int, int, int, int, int, str]], vrows: Sequence[tuple[int, int, int, str, int, int | None]],
+                 resets: dict[int, int], n: int) -> "LedgerView":  # fmt: skip
+        """From the ledger's attempt rows (lo, n, task, per, attempt, tag) and verdict rows (lo, n, attempt,
+        cause, started, exit), oldest first: an index's latest attempt, and of two rows for it the later."""
         if not rows:
             v = cls.none(n)
-            v.resets = ledger.resets(experiment)
+            v.resets = resets
             return v
-        v = cls.empty(n)
-        v.resets = ledger.resets(experiment)
+        z = np.zeros(0, dtype=np.int64)
+        rowType = smallest(len(rows))
+        v = cls(np.zeros(n, smallest(max(r[4] for r in rows), signed=False)), np.full(n, -1, rowType), np.full(n, -1, np.int16),
+                [], [], (z, z, z, z), resets)  # fmt: skip
         tagIds: dict[str, int] = {}
-        for lo, count, task, per, attempt, tag in sorted(rows, key=lambda r: r[4]):  # stable: the later row wins a tie
+        rowLo, rowTask, rowPer, rowTag = (np.zeros(len(rows), dtype=np.int64) for _ in range(4))
+        order = sorted(range(len(rows)), key=lambda k: rows[k][4])  # stable: the later row wins a tie
+        for k in order:
+            lo, count, task, per, attempt, tag = rows[k]
+            rowLo[k], rowTask[k], rowPer[k], rowTag[k] = lo, task, per, tagIds.setdefault(tag, len(tagIds))
             hi = min(lo + count, n)
             if hi <= lo:
                 continue
-            tid = tagIds.setdefault(tag, len(tagIds))
             sl = slice(lo, hi)
             keep = v.attempt[sl] <= attempt
             if keep.all():
                 v.attempt[sl] = attempt
-                v.tag[sl] = tid
-                tasks = np.arange(hi - lo, dtype=np.int32)
-                tasks //= per
-                tasks += task
-                v.task[sl] = tasks
-                del tasks
+                v.row[sl] = k
             else:
-                pos = np.flatnonzero(keep)
-                v.attempt[sl][pos] = attempt
-                v.tag[sl][pos] = tid
-                v.task[sl][pos] = task + pos.astype(np.int32) // per
+                v.attempt[sl][keep] = attempt
+                v.row[sl][keep] = k
+            del keep
         v.tags = list(tagIds)
+        v.rows = (rowLo, rowTask, rowPer, rowTag)
         ids: dict[tuple[str, int, int | None], int] = {}
-        vrows = ledger._verdictRows(experiment)
         los, his, atts, vids = (np.zeros(len(vrows), dtype=np.int64) for _ in range(4))
         for k, (lo, count, attempt, cause, started, exit) in enumerate(vrows):
             vid = ids.setdefault((cause, int(started), exit), len(ids))

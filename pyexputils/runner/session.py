@@ -41,8 +41,8 @@ from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, Live
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, isLive, normaliseState
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.durations import Durations, SubmissionInfo
-from pyexputils.runner.judge import NO_EVIDENCE, PENDING_STATES, Facts, IndexStatus, Judged, LiveIndices, State, judgeAll
-from pyexputils.runner.ledger import Ledger, LedgerView, Submission
+from pyexputils.runner.judge import NO_EVIDENCE, PENDING_STATES, Facts, IndexStatus, Judged, LiveIndices, Spans, State, indexSpans, judgeAll
+from pyexputils.runner.ledger import Ledger, LedgerView, Submission, TaskRange
 from pyexputils.runner.manifest import Manifest, writeAtomic
 from pyexputils.runner.options import ExperimentOptions, parseSlurm, settingGroups
 from pyexputils.runner.plan import ArrayPlan, Plan, Request, plan
@@ -106,7 +106,9 @@ class StatusMap(Mapping[int, IndexStatus]):
 
     def keys_(self) -> npt.NDArray[np.int64]:
         if self._keys is None:
-            self._keys = np.union1d(np.flatnonzero(self._j.facts.view.attempt > 0), self._j.facts.live.idx).astype(np.int64)
+            mask = self._j.facts.view.attempt > 0
+            self._j.facts.live.fill(mask, True)
+            self._keys = np.flatnonzero(mask).astype(np.int64)
         return self._keys
 
     def __getitem__(self, i: int) -> IndexStatus:
@@ -353,7 +355,7 @@ class Session:
         if adopt and ledger is not None:
             adopted = self._adopt(ledger, liveTasks)
         ended = b.ended(ledger.unresolvedJobs(b.name)) if ledger is not None else {}
-        parts: dict[str, list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]] = {}
+        parts: dict[str, list[LiveIndices]] = {}
         jobs: dict[str, set[str]] = {}
         unresolved: list[LiveTask] = []
         byTag: dict[str, list[LiveTask]] = {}
@@ -361,19 +363,17 @@ class Session:
             if t.tag is not None and isLive(t.state):
                 byTag.setdefault(t.tag, []).append(t)
         for tag, tasks in byTag.items():
-            found = self._resolveArrays(ledger, tag)
+            found = self._resolveRanges(ledger, tag)
             if found is None:
                 unresolved += tasks
                 continue
-            experiment, idx, task = found
+            experiment, rows = found
             jobs.setdefault(experiment, set()).update(t.job_id for t in tasks)
-            running = {t.task for t in tasks if normaliseState(t.state) in RUNNING_STATES}
-            if any(t.task is None for t in tasks):  # the whole job: every task of it
-                held = np.ones(len(idx), dtype=bool)
-            else:
-                held = np.isin(task, np.fromiter((t.task for t in tasks), dtype=np.int64, count=len(tasks)))
-            run = np.isin(task, np.fromiter((r for r in running if r is not None), dtype=np.int64)) | (None in running)
-            parts.setdefault(experiment, []).append((idx[held], run[held]))
+            whole = any(t.task is None for t in tasks)  # the whole job: every task of it
+            running = [t.task for t in tasks if normaliseState(t.state) in RUNNING_STATES]
+            held = heldRanges(rows, None if whole else [t.task for t in tasks if t.task is not None])
+            run = heldRanges(rows, None if None in running else [r for r in running if r is not None])
+            parts.setdefault(experiment, []).append(LiveIndices(held, run))
         live = {experiment: LiveIndices.merge(p) for experiment, p in parts.items()}
         ours = {s.slug for s in sweeps}
         here = os.path.realpath(self.root)
@@ -394,19 +394,21 @@ class Session:
             return None
         return m.experiment, dict(enumerate(m.tasks))
 
-    def _resolveArrays(self, ledger: Ledger | None, tag: str) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:  # fmt: skip
-        """(experiment, indices, their array tasks) of a live tag: from the ledger, else from its manifest."""
+    def _resolveRanges(self, ledger: Ledger | None, tag: str) -> tuple[str, list[TaskRange]] | None:
+        """(experiment, its attempt ranges (lo, n, task, per)) of a live tag: from the ledger, else from its manifest."""
         if ledger is not None:
-            found = ledger.taskIndices(tag)
-            if found is not None and len(found[1]):
+            found = ledger.taskRangesOf(tag)
+            if found is not None and found[1]:
                 return found
         try:
             m = Manifest.read(self.state.manifest(tag))
         except PyExpUtilsError:
             return None
-        sizes = [len(t) for t in m.tasks]
-        idx = np.fromiter((i for t in m.tasks for i in t), dtype=np.int64, count=sum(sizes))
-        return m.experiment, idx, np.repeat(np.arange(len(m.tasks), dtype=np.int64), sizes)
+        rows: list[TaskRange] = []
+        for task, bundle in enumerate(m.tasks):  # a range of its own for each run of contiguous indices
+            lo, hi = indexSpans(np.asarray(bundle, dtype=np.int64))
+            rows += [(a, b - a, task, b - a) for a, b in zip(lo.tolist(), hi.tolist())]
+        return m.experiment, rows
 
     def _adopt(self, ledger: Ledger, live: Sequence[LiveTask]) -> list[str]:
         """Record what the ledger lacks: live jobs with a manifest (their submitter died between sbatch and
@@ -478,10 +480,7 @@ class Session:
         """What is known of every index of ``sweep``, as arrays (:class:`pyexputils.runner.judge.Facts`)."""
         onDisk, walked = self.onDisk(sweep)
         n = len(onDisk)
-        live = snap.live.get(sweep.path) or LiveIndices()
-        if len(live.idx) and live.idx[-1] >= n:
-            keep = live.idx < n
-            live = LiveIndices(live.idx[keep], live.running[keep])
+        live = (snap.live.get(sweep.path) or LiveIndices()).clip(n)
         view = ledger.view(sweep.path, n) if ledger is not None else LedgerView.none(n)
         o = sweep.options
         measure = partial(self._measure, sweep)
@@ -493,9 +492,9 @@ class Session:
         cancelledTags = ledger.cancelledTags()
         cancelled = [t in cancelledTags for t in view.tags]
         # the runner's records of the latest attempts that ended unresolved (not live, no verdict, not reset)
-        open_ = (view.attempt > 0) & (view.recorded < 0)
-        if len(live.idx):
-            open_[live.idx] = False
+        open_ = view.attempt > 0
+        open_ &= view.recorded < 0
+        live.fill(open_, False)
         for i, a in view.resets.items():
             if 0 <= i < n and 0 < view.attempt[i] <= a:
                 open_[i] = False
@@ -509,15 +508,18 @@ class Session:
         table: dict[Verdict, int] = {}
         cancelledJobs = {job for (job, _), state in snap.ended.items() if normaliseState(state) == "CANCELLED"}
         if len(unresolved):
-            keys = view.tag[unresolved].astype(np.int64) << 32 | view.task[unresolved].astype(np.int64)
+            keys = view.tagOf(unresolved) << 32 | view.taskOf(unresolved)
             for key in np.unique(keys).tolist():
                 t, task = key >> 32, key & 0xFFFFFFFF
                 outs = outcomes([os.path.join(self.state.statusOf(view.tags[t]), f"{task}.jsonl")])
                 if any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
                     cancelledJobs.add(jobOf[t])
                 kept: dict[int, IndexOutcome] = {}
+                found = np.fromiter((i for i in outs if 0 <= i < n), dtype=np.int64)
+                ours = found[(view.row[found] >= 0) & (view.recorded[found] < 0)]
+                latest = set(ours[(view.tagOf(ours) == t) & (view.taskOf(ours) == task)].tolist())  # its latest attempt's file
                 for i, out in outs.items():
-                    if out.state == Cause.COMPLETED and 0 <= i < n and view.tag[i] == t and view.task[i] == task and view.recorded[i] < 0:
+                    if out.state == Cause.COMPLETED and i in latest:
                         completed.append(i)  # kept as arrays: a record per index only for the others
                         completedId.append(table.setdefault(Verdict(Cause.COMPLETED, out.started, out.exit), len(table)))
                     else:
@@ -525,8 +527,8 @@ class Session:
                 files[(t, task)] = kept
         for k, x in enumerate(view.table):  # an array of which a task was seen cancelled in an earlier round
             if x.cause is Cause.CANCELLED and x.started:
-                for t in np.unique(view.tag[view.recorded == k]).tolist():
-                    cancelledJobs.add(jobOf[t])
+                for r in np.unique(view.row[view.recorded == k]).tolist():
+                    cancelledJobs.add(jobOf[int(view.rows[3][r])])
         order = np.argsort(np.asarray(completed, dtype=np.int64), kind="stable")
         done = np.asarray(completed, dtype=np.int64)[order]
         keep = np.ones(len(done), dtype=bool)
@@ -535,7 +537,7 @@ class Session:
         done, doneId, doneTable = done[keep], np.asarray(completedId, dtype=np.int16)[order][keep], list(table)
 
         def evidence(i: int) -> Evidence:
-            t, task = int(view.tag[i]), int(view.task[i])
+            t, task = view.tagOf(i), view.taskOf(i)
             job = jobOf[t]
             out = files.get((t, task), {}).get(i)
             k = int(np.searchsorted(done, i))
@@ -759,6 +761,26 @@ class Session:
                 pass
             self._provenance = info
         return self._provenance
+
+
+def heldRanges(rows: Sequence[TaskRange], tasks: Sequence[int] | None) -> Spans:
+    """The index ranges that array ``tasks`` (None: all) hold, of attempt ranges (lo, n, task, per): index
+    ``lo + k`` in task ``task + k // per``. Costs the ranges and the tasks, nothing per index."""
+    lo, n, task, per = (np.asarray([r[k] for r in rows], dtype=np.int64) for k in range(4))
+    if tasks is None:
+        return lo, lo + n
+    wanted = np.unique(np.asarray(tasks, dtype=np.int64))
+    a = np.searchsorted(wanted, task)
+    b = np.searchsorted(wanted, task + -(-n // per))
+    whole = b - a == -(-n // per)  # every task of the range: the whole range (a range of one task, often)
+    los, his = [lo[whole]], [(lo + n)[whole]]
+    for k in np.flatnonzero((b > a) & ~whole).tolist():  # some of its tasks: by runs of consecutive tasks
+        mine = wanted[a[k] : b[k]]
+        brk = np.flatnonzero(np.diff(mine) != 1) + 1
+        first, last = mine[np.append(0, brk)], mine[np.append(brk, len(mine)) - 1]
+        los.append(lo[k] + (first - task[k]) * per[k])
+        his.append(np.minimum(lo[k] + (last - task[k] + 1) * per[k], lo[k] + n[k]))
+    return np.concatenate(los), np.concatenate(his)
 
 
 MAX_INDICES = 100_000_000  # a sweep is judged with a few bytes per index in memory: beyond this, refused
