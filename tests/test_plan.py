@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pyexputils.errors import ConfigError
 from pyexputils.runner.backend import Limits
-from pyexputils.runner.plan import PlanOptions, Request, freeSlots, indexRanges, plan
+from pyexputils.runner.plan import TASKS_PER_SLOT, PlanOptions, Request, autoBundle, freeSlots, indexRanges, plan, taskSlots
 
 indexSets = st.lists(st.integers(0, 5000), max_size=400, unique=True).map(sorted)
 options = st.builds(
@@ -27,6 +27,8 @@ limitsS = st.builds(
     max_job_count=st.one_of(st.none(), st.integers(1, 200)),
     max_submit_jobs=st.one_of(st.none(), st.integers(1, 200)),
     max_time_minutes=st.one_of(st.none(), st.integers(1, 600)),
+    cpus=st.one_of(st.none(), st.integers(1, 64)),
+    task_slots=st.one_of(st.none(), st.integers(1, 8)),
 )
 
 
@@ -75,6 +77,44 @@ def test_auto_bundles_to_max_tasks_and_time() -> None:
     # MaxTime 30 min: at most 3 rounds of 2 => bundles of 6
     p = plan([Request("e", range(1000), o)], Limits(max_time_minutes=30))
     assert p.arrays[0].runs_per_task == 6 and p.arrays[0].time_minutes == 30
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 20000), st.integers(1, 256), st.integers(1, 4), st.integers(1, 2000))
+def test_auto_fills_every_slot_and_no_more(n: int, cpus: int, cpusPerTask: int, maxTasks: int) -> None:
+    o = PlanOptions(cpus_per_task=cpusPerTask, max_tasks=maxTasks)
+    limits = Limits(cpus=cpus)
+    slots = taskSlots(o, limits)
+    assert slots == max(1, cpus // cpusPerTask)
+    b = autoBundle(o, n, limits)
+    tasks = math.ceil(n / b)
+    most = min(maxTasks, TASKS_PER_SLOT * slots)
+    assert tasks <= most  # never more tasks than can run at once, nor than max_tasks
+    assert b == 1 or math.ceil(n / (b - 1)) > most  # the smallest such bundle
+    if most == TASKS_PER_SLOT * slots:
+        assert tasks >= min(n, slots) / 2  # the slots bound bundles: at least half of them get a task
+    assert b >= autoBundle(o, n, Limits())  # never smaller than max_tasks alone makes it
+    # equal runs end after b run times: no bundle that fits the slots ends sooner
+    assert b == max(1, math.ceil(n / most))
+
+
+def test_auto_bundles_to_the_slots_of_the_partition_or_the_local_workers() -> None:
+    # 1,000 runs on a 16-CPU partition: 16 tasks of 63 runs (not 1,000 one-run tasks)
+    p = plan([Request("e", range(1000), PlanOptions())], Limits(cpus=16))
+    assert (p.tasks, p.arrays[0].runs_per_task) == (16, 63)
+    # 4 CPUs a run: 4 slots, 4 tasks; local workers count as slots whatever the CPUs
+    assert plan([Request("e", range(1000), PlanOptions(cpus_per_task=4))], Limits(cpus=16)).tasks == 4
+    assert plan([Request("e", range(1000), PlanOptions(cpus_per_task=4))], Limits(cpus=3, task_slots=3)).tasks == 3
+    # a big partition: max_tasks decides, as before; a small sweep: one run per task
+    assert plan([Request("e", range(10**5), PlanOptions())], Limits(cpus=10**4)).tasks == 1000
+    assert plan([Request("e", range(16), PlanOptions())], Limits(cpus=16)).arrays[0].runs_per_task == 1
+    # 20 runs on 16 CPUs: 10 tasks of 2, done in two run times, as 20 tasks of one would be
+    assert plan([Request("e", range(20), PlanOptions())], Limits(cpus=16)).tasks == 10
+    # several experiments share the slots by their size
+    p = plan([Request("a", range(750), PlanOptions()), Request("b", range(250), PlanOptions())], Limits(cpus=16))
+    assert [a.size for a in p.arrays] == [12, 4]
+    # an explicit runs_per_task stays
+    assert plan([Request("e", range(1000), PlanOptions(runs_per_task=1))], Limits(cpus=16)).tasks == 1000
 
 
 def test_queue_slots_bundle_then_defer() -> None:

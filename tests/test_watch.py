@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyexputils.display import WatchDisplay
 from pyexputils.models import loadConfig
@@ -218,7 +220,19 @@ def test_submit_watch_is_watch(tmp_path: Path) -> None:
 def test_next_pause_backs_off_while_quiet_and_never_exceeds_poll() -> None:
     from pyexputils.runner.watch import nextPause
 
-    assert [nextPause(10, q, 0.01) for q in range(6)] == [1, 2, 4, 8, 10, 10]
-    assert nextPause(10, 0, 3.5) == 3.5  # a slow round: at most half the time goes to rounds
-    assert nextPause(0.2, 0, 0.01) == 0.2 and nextPause(0.2, 0, 5.0) == 0.2  # never more than --poll
-    assert nextPause(30, 1000, 0.1) == 30
+    # a tenth of the watch's age, from 0.25 s (a short sweep is followed closely) up to --poll
+    assert [nextPause(10, 0.01, age) for age in (0, 1, 2.5, 5, 50, 100, 10**5)] == [0.25, 0.25, 0.25, 0.5, 5, 10, 10]
+    assert nextPause(10, 3.5, 10) == 3.5  # a slow round: at most half the time goes to rounds
+    assert nextPause(0.2, 0.01, 10) == 0.2 and nextPause(0.2, 5.0, 10) == 0.2  # never more than --poll
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0.01, 600), st.floats(0, 60), st.floats(0, 10**6), st.floats(0, 10**6))
+def test_next_pause_is_bounded_and_grows_with_age(poll: float, took: float, age: float, later: float) -> None:
+    from pyexputils.runner.watch import MIN_PAUSE_S, nextPause
+
+    p = nextPause(poll, took, age)
+    assert p <= poll and (p >= min(poll, MIN_PAUSE_S) and p >= min(poll, took))  # bounded both ways
+    assert nextPause(poll, took, age + later) >= p
+    if age <= 10 * poll:  # the wait after the last result: at most a tenth of the sweep's time (or a round)
+        assert p <= max(MIN_PAUSE_S, 0.1 * age, took)

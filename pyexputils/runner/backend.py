@@ -54,8 +54,9 @@ class Limits:
     max_job_count: int | None = None  # MaxJobCount: jobs the controller holds at once (array tasks count)
     max_submit_jobs: int | None = None  # association MaxSubmitJobs: queued+running jobs of this user
     max_time_minutes: int | None = None  # the partition's MaxTime
-    cpus: int | None = None  # CPUs of the partition (Slurm) or workers (local): for reporting
+    cpus: int | None = None  # CPUs of the partition (Slurm) or workers (local)
     source: dict[str, str] = field(default_factory=dict)  # where each limit came from ("scontrol", "config")
+    task_slots: int | None = None  # array tasks that can run at once, when the backend knows (local: workers)
 
     def describe(self) -> str:
         """One line for the dry-run summary."""

@@ -321,7 +321,7 @@ class LocalBackend(Backend):
         return backend
 
     def limits(self, partition: str | None = None) -> Limits:
-        return Limits(cpus=self.workers, source={"cpus": self.workersSource})
+        return Limits(cpus=self.workers, task_slots=self.workers, source={"cpus": self.workersSource})
 
     def submit(self, job: JobSpec, test_only: bool = False) -> str:
         """Queue ``job`` for ``finish()``; its id is ``local-<tag>``. ``test_only``: check it only."""

@@ -178,11 +178,9 @@ class ExperimentOptions:
         if not self.limits:
             return limits
         source = dict(limits.source)
-        values = {k: limits.__dict__[k] for k in ("max_array_size", "max_job_count", "max_submit_jobs", "max_time_minutes", "cpus")}
-        for key, value in self.limits.items():
-            values[key] = value
+        for key in self.limits:
             source[key] = "config"
-        return Limits(**values, source=source)
+        return replace(limits, **self.limits, source=source)
 
     def withResources(self, res: Resources) -> PlanOptions:
         """The plan options asking ``res`` per run (an escalation after TIMEOUT / OUT_OF_MEMORY)."""

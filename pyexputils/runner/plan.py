@@ -3,9 +3,12 @@
 Keys of the ``slurm`` block that shape a plan (parsed and checked by :mod:`pyexputils.runner.options`):
 
 - ``runs_per_task`` (``"auto"``): indices per array task, run one after another (``parallel`` at a time)
-  by one runner. ``auto`` bundles only as much as needed: the smallest bundle that keeps each experiment
-  at ``max_tasks`` array tasks or fewer (default 1000) and the whole submission within the queue's free
-  slots, without a task's time exceeding the partition's MaxTime.
+  by one runner. ``auto`` bundles only as much as needed (:func:`autoBundle`): the smallest bundle that
+  keeps each experiment at ``max_tasks`` array tasks or fewer (default 1000), the whole submission at
+  :data:`TASKS_PER_SLOT` task per task slot or fewer (a slot: the partition's CPUs over a task's CPUs, or
+  the local workers; more tasks than that cannot run at once, and each one costs the scheduler a launch
+  and the runner a start) and within the queue's free slots, without a task's time exceeding the
+  partition's MaxTime.
 - ``parallel`` (1): indices run at once inside one task. The task asks for ``cpus_per_task x parallel``
   CPUs (and, when ``mem`` is given per node, ``mem x parallel``; ``mem_per_cpu`` scales by itself).
 - ``time``: the limit of **one run** (minutes, ``M:S``, ``H:M:S``, ``D-H:M:S`` or ``hours(n)``). A task
@@ -35,6 +38,7 @@ from typing import Any, Mapping, Sequence
 from pyexputils.runner.backend import Limits
 
 DEFAULT_MAX_TASKS = 1000
+TASKS_PER_SLOT = 1  # auto: at most this many tasks per task slot (one wave: every task starts at once)
 Z95 = 1.645  # the normal 95th percentile, in standard deviations
 
 
@@ -150,6 +154,27 @@ def freeSlots(limits: Limits, queued: int) -> int | None:
     return max(0, min(caps) - queued) if caps else None
 
 
+def taskSlots(o: PlanOptions, limits: Limits) -> int | None:
+    """How many tasks of these options can run at once: the backend's slots, else the partition's CPUs over
+    a task's CPUs; None when unknown."""
+    if limits.task_slots is not None:
+        return max(1, limits.task_slots)
+    if limits.cpus is None:
+        return None
+    return max(1, limits.cpus // max(1, o.cpus_per_task * o.parallel))
+
+
+def autoBundle(o: PlanOptions, n: int, limits: Limits, share: float = 1.0) -> int:
+    """The ``auto`` bundle of ``n`` indices: the smallest that keeps the tasks at ``max_tasks`` and at
+    ``TASKS_PER_SLOT`` per slot (of which this request gets ``share``), in whole rounds of ``parallel``."""
+    most = o.max_tasks
+    slots = taskSlots(o, limits)
+    if slots is not None:
+        most = min(most, max(1, math.floor(TASKS_PER_SLOT * slots * share)))
+    b = max(1, math.ceil(n / most))
+    return math.ceil(b / o.parallel) * o.parallel if b > 1 else b
+
+
 def _maxBundle(o: PlanOptions, maxTime: int | None) -> int | None:
     """The largest bundle whose task time fits the partition's MaxTime (None: no bound)."""
     if o.time_minutes is None or maxTime is None:
@@ -174,8 +199,9 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
     slots = freeSlots(limits, queued)
     live = [r for r in requests if len(r.indices) > 0]
 
-    # 1. bundle sizes: explicit, or auto (max_tasks), bounded by MaxTime for auto
+    # 1. bundle sizes: explicit, or auto (max_tasks, task slots shared by size), bounded by MaxTime for auto
     bundles: dict[int, int] = {}
+    autoRuns = sum(len(r.indices) for r in live if r.options.runs_per_task is None)
     for i, r in enumerate(live):
         o = r.options
         n = len(r.indices)
@@ -183,9 +209,7 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
         if o.runs_per_task is not None:
             b = o.runs_per_task
         else:
-            b = max(1, math.ceil(n / o.max_tasks))
-            if b > 1:
-                b = math.ceil(b / o.parallel) * o.parallel  # whole rounds of `parallel`
+            b = autoBundle(o, n, limits, n / autoRuns)
             if cap is not None and b > cap:
                 b = cap
         bundles[i] = min(b, n)

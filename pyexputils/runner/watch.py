@@ -1,7 +1,6 @@
 """Watch: keep a sweep going until every index has its result or a final cause.
 
-Round after round (one second after a round that saw a change, backing off to every ``poll`` seconds while
-nothing changes: :func:`nextPause`), one :meth:`pyexputils.runner.session.Session.round`: one look at the scheduler (one
+Round after round (a tenth of the watch's age apart, from 0.25 s up to ``poll``: :func:`nextPause`), one :meth:`pyexputils.runner.session.Session.round`: one look at the scheduler (one
 ``squeue``, plus one ``sacct`` where the site has it), every index judged
 (:func:`pyexputils.runner.judge.judgeIndex`), newly known verdicts recorded, and what is to be sent (never
 submitted, or ended without results and allowed another attempt by the policy) planned and submitted
@@ -29,14 +28,17 @@ from pyexputils.runner.session import Round, Session, Sweep
 
 BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
 SHOWN_FINALS = 10  # finals listed one per line at the end of a watch; `errors` groups them all
-FIRST_POLL_S = 1.0  # the round after one that saw a change comes this soon; each quiet round doubles it, up to poll
+MIN_PAUSE_S = 0.25  # the shortest pause between rounds
+AGE_SHARE = 0.1  # the next round comes this share of the watch's age later (at least MIN_PAUSE_S)
 
 
-def nextPause(poll: float, quiet: int, roundSeconds: float) -> float:
-    """Seconds until the next round: FIRST_POLL_S after a round that saw a change, doubled by each quiet round
-    since, never less than the last round took (a watch spends at most half its time in rounds), at most
+def nextPause(poll: float, roundSeconds: float, age: float) -> float:
+    """Seconds until the next round: ``AGE_SHARE`` of the watch's ``age``, at least ``MIN_PAUSE_S`` (a sweep of
+    seconds is followed closely, one of hours every ``poll`` seconds: the wait after the last result stays a
+    small share of the sweep's time, and Slurm is asked about 10 x ln(T / 2.5 s) times in a watch's first T
+    seconds); never less than the last round took (a watch spends at most half its time in rounds), at most
     ``poll``."""
-    return min(poll, max(FIRST_POLL_S * 2.0 ** min(quiet, 20), roundSeconds))
+    return min(poll, max(MIN_PAUSE_S, AGE_SHARE * age, roundSeconds))
 
 
 @dataclass
@@ -77,10 +79,6 @@ class Tally:
         """Indices queued or running after this round (its own submissions included)."""
         return self.active + self.resubmitted
 
-    def signature(self) -> tuple[object, ...]:
-        """What a round saw, to tell a round that changed something from a quiet one."""
-        return (self.done, self.live, len(self.finals), self.deferred, self.unknown, self.resubmitted, sorted(self.causes.items()))
-
     @property
     def settled(self) -> bool:
         return self.live == 0 and self.deferred == 0 and self.unknown == 0
@@ -111,7 +109,6 @@ class Watcher:
         ledger = self.openLedger()
         start = time.monotonic()
         failures = 0
-        quiet, seen = 0, None  # rounds since the last change; what the last round saw
         try:
             for sw in sweeps:
                 if sw.runsNote:
@@ -130,9 +127,7 @@ class Watcher:
                     return self.report(tally)
                 if self.o.timeout is not None and time.monotonic() - start > self.o.timeout:
                     return self.timedOut(tally)
-                quiet = quiet + 1 if tally.signature() == seen else 0
-                seen = tally.signature()
-                self._sleep(nextPause(self.o.poll, quiet, time.monotonic() - began), start)
+                self._sleep(nextPause(self.o.poll, time.monotonic() - began, began - start), start)
         finally:
             self.d.close()
             ledger.close()
