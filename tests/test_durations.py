@@ -5,6 +5,9 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from pyexputils.runner.durations import RING, Durations, SubmissionInfo
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.statedir import StateDir
@@ -73,3 +76,53 @@ def test_unreadable_file_starts_afresh(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a zip")
     assert Durations.load(state, "/p/e.json", 2).measured() is None
+
+
+def test_a_look_reads_the_small_file_only_and_the_table_is_rewritten_when_the_log_is_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    state = StateDir(str(tmp_path))
+    d = Durations.load(state, "/p/e.json", 10_000)
+    for k in range(10_000):
+        d.add(k, "COMPLETED", 2.0, 50.0)
+    d.save()  # many runs: the table is written
+    reads: list[str] = []
+    real = Durations._read
+    monkeypatch.setattr(Durations, "_read", lambda self: reads.append(self.path) or real(self))
+    a = Durations.load(state, "/p/e.json", 10_000)
+    writeTask(state, "a-1", 0, [(3, "COMPLETED", 4.0, 80.0), (7, "TIMEOUT", 9.0, None)])
+    a.refresh(state, [sub("a-1")], live={"77"})
+    a.save()  # two runs: beside the table, which is not read
+    assert reads == [] and a.arrays["a-1"]["tasks"] == 1
+    b = Durations.load(state, "/p/e.json", 10_000)
+    assert reads == [] and b.arrays == a.arrays
+    assert int(b.n[3]) == 2 and int(b.n[7]) == 1 and b.measure(7) is not None and len(reads) == 1
+    m = b.measured()
+    assert m is not None and m.perSetting[3].mean == 3.0 and m.perSetting[7].mean == 2.0 and len(m.perSetting) == 10_000
+    assert b.measure(3) == Measure(m.perSetting[3].p95, 80.0)
+
+
+def test_a_version_1_file_is_read_and_a_compaction_cut_short_counts_no_run_twice(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path))
+    path = Path(state.durations("/p/e.json"))
+    path.parent.mkdir(parents=True)
+    dense = {"n": np.array([2, 0, 0]), "sum": np.array([6.0, 0, 0]), "sumsq": np.array([20.0, 0, 0]), "max": np.array([4.0, 0, 0]),
+             "mem": np.array([0.0, 0, 30.0]), "timeouts": np.array([0, 1, 0]), "censored": np.array([0.0, 5.0, 0]),
+             "ring": np.array([[2, 4, 0, 0, 0, 0, 0, 0], [0] * 8, [0] * 8], dtype=np.float32)}  # fmt: skip
+    meta = {"version": 1, "experiment": "/p/e.json", "settings": 3, "arrays": {"a-1": {"closed": True}}}
+    with open(path, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **dense)
+    d = Durations.load(state, "/p/e.json", 3)
+    assert d.arrays == meta["arrays"] and d.n.tolist() == [2, 0, 0] and d.measure(2) == Measure(None, 30.0)
+    m = d.measured()
+    assert m is not None and m.perSetting[0].mean == 3.0 and m.perSetting[1].mean == 10.0
+    d.add(0, "COMPLETED", 6.0)
+    d.save()  # the table was read: rewritten (version 2), the log emptied
+    f = Durations.load(state, "/p/e.json", 3)
+    f.add(0, "COMPLETED", 6.0)
+    f.save()  # beside the table
+    log = Path(d.logPath).read_bytes()
+    g = Durations.load(state, "/p/e.json", 3)
+    assert int(g.n[0]) == 4
+    g.save()  # the table read: rewritten with the run of the log
+    Path(d.logPath).write_bytes(log)  # as if the process had died before the log was rewritten
+    e = Durations.load(state, "/p/e.json", 3)
+    assert int(e.n[0]) == 4 and e.measured() is not None  # each run once

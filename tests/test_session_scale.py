@@ -115,7 +115,7 @@ def watchPerIndex(root: Path, settings: int, runs: int) -> float:
     return p / n
 
 
-@pytest.mark.parametrize("look", ["recorded", "queued"])
+@pytest.mark.parametrize("look", ["recorded", "queued", "watch"])
 def test_memory_per_index_stays_bounded(look: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     if look == "watch":

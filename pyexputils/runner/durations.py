@@ -1,7 +1,9 @@
 """Measured run times and peak memory, per setting and per array, kept in the state folder.
 
-One file per experiment (:meth:`pyexputils.runner.statedir.StateDir.durations`), a NumPy ``.npz`` of fixed
-size per setting (``index % settings``), whatever the number of runs and attempts:
+Per experiment, a NumPy ``.npz`` (:meth:`pyexputils.runner.statedir.StateDir.durations`) of fixed size per
+measured setting (``index % settings``; a setting never measured costs nothing), whatever the number of runs
+and attempts, and a small ``.log.npz`` beside it (the per-array records, and the runs folded since the
+table was written: a watch round reads only that one, see :class:`Durations`):
 
 - per setting: completed runs ``n``, the ``sum`` and ``sumsq`` of their seconds, the ``max``, the last
   :data:`RING` run times (for the p95), the largest peak memory (MB; the runner's ``maxrss_mb``), and the
@@ -37,8 +39,8 @@ from pyexputils.runner.status import readEvents
 
 RING = 8  # run times kept per setting (the latest)
 MAX_ARRAYS = 1000
-VERSION = 1
-_FIELDS = ("n", "sum", "sumsq", "max", "mem", "timeouts", "censored", "ring")
+VERSION = 2
+LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
 
 
 @dataclass(frozen=True)
@@ -77,62 +79,140 @@ def requested(options: Mapping[str, Any]) -> dict[str, float | None]:
     return {"minutes": None if minutes is None else float(minutes), "cpus": float(cpus), "mem_mb": mem}
 
 
+_STATS = ("n", "sum", "sumsq", "max", "mem", "timeouts", "censored", "ring")
+_CODE = {"COMPLETED": 1, "TIMEOUT": 2}  # what a sample is (0: its memory only)
+
+
+@dataclass
+class _Table:
+    """The per-setting measurements, only of the settings measured (``ids``, sorted)."""
+
+    ids: np.ndarray
+    n: np.ndarray
+    sum: np.ndarray
+    sumsq: np.ndarray
+    max: np.ndarray
+    mem: np.ndarray  # 0: not known
+    timeouts: np.ndarray
+    censored: np.ndarray
+    ring: np.ndarray  # (len(ids), RING) float32
+
+    @classmethod
+    def empty(cls) -> "_Table":
+        f, i = np.zeros(0, np.float64), np.zeros(0, np.int64)
+        return cls(i, i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy(), np.zeros((0, RING), np.float32))
+
+    @classmethod
+    def dense(cls, z: Any) -> "_Table":
+        """From a version-1 file: arrays over every setting."""
+        n, timeouts, mem = z["n"], z["timeouts"], z["mem"]
+        ids = np.flatnonzero((n > 0) | (timeouts > 0) | (mem > 0))
+        return cls(ids.astype(np.int64), *(np.asarray(z[k])[ids] for k in _STATS))
+
+    def grow(self, settings: np.ndarray) -> None:
+        """Rows for the settings (sorted, distinct) not here yet."""
+        new = settings[~np.isin(settings, self.ids)]
+        if not len(new):
+            return
+        at = np.searchsorted(self.ids, new)
+        self.ids = np.insert(self.ids, at, new)
+        for k in _STATS:
+            setattr(self, k, np.insert(getattr(self, k), at, 0, axis=0))
+
+
 class Durations:
-    """The measurements of one experiment (see the module docstring)."""
+    """The measurements of one experiment (see the module docstring).
+
+    Two files: the per-setting table (``path``: only the settings measured) and a small one beside it
+    (``logPath``) with the per-array records and the runs folded since the table was last written. A look
+    (``status``, a ``watch`` round) reads the small one only; the table is read when something asks for a
+    setting's figures (planning, an escalation, ``n``/``ring``), and rewritten once the runs folded since
+    outnumber ``max(LOG_MIN, settings / 8)``."""
 
     def __init__(self, path: str, experiment: str, settings: int) -> None:
         self.path = path
+        self.logPath = path[: -len(".npz")] + ".log.npz" if path.endswith(".npz") else path + ".log.npz"
         self.experiment = experiment
         self.settings = settings
         self.arrays: dict[str, dict[str, Any]] = {}  # tag -> its record
         self.changed = False
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._empty = True  # the per-setting arrays are made when a run is added (a look at a sweep never
-        self._allocate(0)  # measured costs nothing per setting)
+        self._t: _Table | None = None  # the table, once read (with the log merged in)
+        self._gen = 0  # the table file's generation (the log applies to it)
+        self._log: list[tuple[int, int, float, float]] = []  # (setting, code, seconds, memory MB or nan) not in the table file
+        self._ahead = False  # the table in memory holds runs its file lacks
 
-    def _allocate(self, settings: int) -> None:
-        self.n = np.zeros(settings, np.int64)
-        self.sum = np.zeros(settings, np.float64)
-        self.sumsq = np.zeros(settings, np.float64)
-        self.max = np.zeros(settings, np.float64)
-        self.mem = np.zeros(settings, np.float64)  # 0: not known
-        self.timeouts = np.zeros(settings, np.int64)
-        self.censored = np.zeros(settings, np.float64)
-        self.ring = np.zeros((settings, RING), np.float32)
-        self._empty = settings == 0
-
-    # --- the file -----------------------------------------------------------------------------------
+    # --- the files -----------------------------------------------------------------------------------
     @classmethod
     def load(cls, state: StateDir, experiment: str, settings: int) -> "Durations":
-        """The measurements of ``experiment`` (empty when there are none, or the settings changed)."""
+        """The measurements of ``experiment`` (empty when there are none, or the settings changed). Reads the
+        per-array records and the runs folded lately, not the per-setting table."""
         d = cls(state.durations(experiment), experiment, settings)
         try:
-            with np.load(d.path, allow_pickle=False) as z:
+            with np.load(d.logPath, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 if meta.get("version") != VERSION or meta.get("settings") != settings:
                     return d
-                for name in _FIELDS:
-                    setattr(d, name, z[name].copy())
-                d._empty = d.n.size == 0
-                d._cache = None
-                d.arrays = meta.get("arrays", {})
+                d.arrays, d._gen = meta.get("arrays", {}), int(meta.get("gen", 0))
+                if len(z["ls"]):
+                    d._log = list(zip(z["ls"].tolist(), z["lc"].tolist(), z["lt"].tolist(), z["lm"].tolist()))
+            return d
+        except FileNotFoundError:
+            pass
         except (OSError, KeyError, ValueError, zlib.error):
-            return cls(d.path, experiment, settings)  # none yet, or unreadable: measured afresh
+            return cls(d.path, experiment, settings)
+        try:  # a version-1 file: its records in the table's file
+            with np.load(d.path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("version") == 1 and meta.get("settings") == settings:
+                    d.arrays = meta.get("arrays", {})
+        except (OSError, KeyError, ValueError, zlib.error):
+            pass
         return d
 
-    def save(self) -> None:
-        """Write atomically (the caller holds the ledger's lock)."""
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "arrays": self.arrays}
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=".tmp")
+    def _read(self) -> _Table:
+        """The table file (empty when absent, unreadable, of other settings or of another generation)."""
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, meta=np.array(json.dumps(meta)), **{k: getattr(self, k) for k in _FIELDS})
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            with np.load(self.path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("settings") != self.settings:
+                    return _Table.empty()
+                if meta.get("version") == 1:
+                    return _Table.dense(z) if z["n"].size == self.settings else _Table.empty()
+                if meta.get("version") != VERSION:
+                    return _Table.empty()
+                if int(meta.get("gen", 0)) != self._gen:  # written after the log (a compaction cut short): the log is in it
+                    self._log = []
+                return _Table(z["ids"].copy(), *(z[k].copy() for k in _STATS))
+        except (OSError, KeyError, ValueError, zlib.error):
+            return _Table.empty()
+
+    def _table_(self) -> _Table:
+        """The table with every folded run in it (read on the first call)."""
+        if self._t is None:
+            self._t = self._read()
+        if self._log:
+            self._merge(self._t, self._log)
+            self._log = []
+            self._ahead = True
+            self._cache = None
+        return self._t
+
+    def save(self) -> None:
+        """Write atomically (the caller holds the ledger's lock): the small file, and the table when the runs
+        folded since it was written are many (or it was read anyway)."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if self._ahead or len(self._log) > max(LOG_MIN, self.settings // 8):
+            t = self._table_()
+            self._gen += 1
+            meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "gen": self._gen}
+            _write(self.path, meta=np.array(json.dumps(meta)), ids=t.ids, **{k: getattr(t, k) for k in _STATS})
+            self._ahead = False
+        log = self._log
+        meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "gen": self._gen, "arrays": self.arrays}
+        _write(self.logPath, meta=np.array(json.dumps(meta)), ls=np.array([x[0] for x in log], np.int64),
+               lc=np.array([x[1] for x in log], np.int8), lt=np.array([x[2] for x in log], np.float64),
+               lm=np.array([x[3] for x in log], np.float64))  # fmt: skip
         self.changed = False
 
     # --- folding status files -----------------------------------------------------------------------
@@ -200,22 +280,50 @@ class Durations:
 
     def add(self, index: int, cause: str, seconds: float, memMB: float | None = None) -> None:
         """One ended run of ``index``: a COMPLETED one's time is a sample, a TIMEOUT's a lower bound."""
-        if self._empty:
-            self._allocate(self.settings)
-        s = index % self.settings
-        if memMB is not None:
-            self.mem[s] = max(self.mem[s], memMB)
-        if cause == "COMPLETED":
-            self.ring[s, self.n[s] % RING] = seconds
-            self.n[s] += 1
-            self.sum[s] += seconds
-            self.sumsq[s] += seconds * seconds
-            self.max[s] = max(self.max[s], seconds)
-        elif cause == "TIMEOUT":
-            self.timeouts[s] += 1
-            self.censored[s] = max(self.censored[s], seconds)
+        code = _CODE.get(cause, 0)
+        if code or memMB is not None:
+            self._log.append((index % self.settings, code, float(seconds), math.nan if memMB is None else float(memMB)))
+        if self._t is not None:
+            self._table_()
         self.changed = True
         self._cache = None
+
+    @staticmethod
+    def _merge(t: _Table, log: Sequence[tuple[int, int, float, float]]) -> None:
+        """The runs of ``log`` (in order) into ``t``."""
+        t.grow(np.unique(np.fromiter((x[0] for x in log), dtype=np.int64, count=len(log))))
+        ids = t.ids
+        n, total, sq, top, mem, timeouts, censored, ring = (t.n, t.sum, t.sumsq, t.max, t.mem, t.timeouts, t.censored, t.ring)
+        for s, code, seconds, m in log:
+            k = int(np.searchsorted(ids, s))
+            if m == m:  # not nan
+                mem[k] = max(mem[k], m)
+            if code == 1:
+                ring[k, n[k] % RING] = seconds
+                n[k] += 1
+                total[k] += seconds
+                sq[k] += seconds * seconds
+                top[k] = max(top[k], seconds)
+            elif code == 2:
+                timeouts[k] += 1
+                censored[k] = max(censored[k], seconds)
+
+    def _dense(self, name: str) -> np.ndarray:
+        t = self._table_()
+        got = getattr(t, name)
+        out = np.zeros((self.settings, *got.shape[1:]), dtype=got.dtype)
+        out[t.ids] = got
+        return out
+
+    @property
+    def n(self) -> np.ndarray:
+        """Completed runs per setting (dense: made on demand)."""
+        return self._dense("n")
+
+    @property
+    def ring(self) -> np.ndarray:
+        """The last :data:`RING` run times per setting (dense: made on demand)."""
+        return self._dense("ring")
 
     def _prune(self) -> None:
         if len(self.arrays) > MAX_ARRAYS:
@@ -224,60 +332,63 @@ class Durations:
                 del self.arrays[t]
 
     # --- what planning, the policy and status read -------------------------------------------------
-    def _table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mean, standard deviation and p95 (seconds) of every setting (0 where nothing completed), in bulk."""
+    def _stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean, standard deviation and p95 (seconds) of every measured setting (0 where nothing completed), in bulk."""
+        t = self._table_()
         if self._cache is None:
-            n = np.maximum(self.n, 1)
-            mean = self.sum / n
-            sd = np.sqrt(np.maximum(0.0, self.sumsq / n - mean * mean))
-            ring = self.ring.astype(np.float64)
-            ring[np.arange(RING)[None, :] >= self.n[:, None]] = np.nan
-            p95 = np.zeros(self.settings)
-            some = self.n > 0
-            if some.any():
-                p95[some] = np.nanquantile(ring[some], 0.95, axis=1)
-            p95 = np.maximum(np.maximum(p95, mean), self.censored) * some
+            n = np.maximum(t.n, 1)
+            mean = t.sum / n
+            sd = np.sqrt(np.maximum(0.0, t.sumsq / n - mean * mean))
+            p95 = np.zeros(len(t.ids))
+            some = t.n > 0
+            for c in np.unique(np.minimum(t.n[some], RING)).tolist():  # over the first c of the ring (all once full)
+                rows = np.flatnonzero(np.minimum(t.n, RING) == c)
+                p95[rows] = np.quantile(t.ring[rows, :c].astype(np.float64), 0.95, axis=1)
+            p95 = np.maximum(np.maximum(p95, mean), t.censored) * some
             self._cache = (mean * some, sd * some, p95)
         return self._cache
 
-    def _runTime(self, s: int) -> RunTime | None:
-        if self._empty or self.n[s] == 0:
-            if self.timeouts[s]:
-                t = 2.0 * float(self.censored[s])  # at least this long: the policy's doubling
-                return RunTime(t, 0.0, t)
+    def _runTime(self, k: int) -> RunTime | None:
+        """Of the ``k``-th measured setting."""
+        t = self._table_()
+        if t.n[k] == 0:
+            if t.timeouts[k]:
+                x = 2.0 * float(t.censored[k])  # at least this long: the policy's doubling
+                return RunTime(x, 0.0, x)
             return None
-        mean, sd, p95 = self._table()
-        return RunTime(float(mean[s]), float(sd[s]), float(p95[s]))
+        mean, sd, p95 = self._stats()
+        return RunTime(float(mean[k]), float(sd[k]), float(p95[k]))
 
     def measured(self) -> Measured | None:
         """Per setting and over all, for :mod:`pyexputils.runner.planfit`; None when nothing is known."""
-        if self._empty:
-            return None
-        seen = np.flatnonzero((self.n > 0) | (self.timeouts > 0))
+        t = self._table_()
+        seen = np.flatnonzero((t.n > 0) | (t.timeouts > 0))
         if seen.size == 0:
             return None
         per: dict[int, RunTime] = {}
-        for s in seen.tolist():
-            rt = self._runTime(s)
+        for k in seen.tolist():
+            rt = self._runTime(k)
             if rt is not None:
-                per[s] = rt
-        n = int(self.n.sum())
+                per[int(t.ids[k])] = rt
+        n = int(t.n.sum())
         overall: RunTime | None = None
         if n:
-            mean = float(self.sum.sum()) / n
-            sd = math.sqrt(max(0.0, float(self.sumsq.sum()) / n - mean * mean))
-            samples = self.ring[np.arange(RING)[None, :] < self.n[:, None]]
+            mean = float(t.sum.sum()) / n
+            sd = math.sqrt(max(0.0, float(t.sumsq.sum()) / n - mean * mean))
+            samples = t.ring[np.arange(RING)[None, :] < t.n[:, None]]
             overall = RunTime(mean, sd, max(mean, float(np.quantile(samples, 0.95))))
         return Measured(self.settings, per, overall)
 
     def measure(self, index: int) -> Measure | None:
         """What the policy escalates from after a TIMEOUT / OUT_OF_MEMORY of ``index``: its setting's p95
         run time and largest peak memory, where known."""
-        if self._empty:
-            return None
+        t = self._table_()
         s = index % self.settings
-        rt = self._runTime(s) if self.n[s] else None
-        mem = float(self.mem[s]) or None
+        k = int(np.searchsorted(t.ids, s))
+        if k >= len(t.ids) or t.ids[k] != s:
+            return None
+        rt = self._runTime(k) if t.n[k] else None
+        mem = float(t.mem[k]) or None
         if rt is None and mem is None:
             return None
         return Measure(None if rt is None else rt.p95, mem)
@@ -301,3 +412,16 @@ class Durations:
                 "closed": r["closed"],
             })  # fmt: skip
         return out
+
+
+def _write(path: str, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` to ``path``, atomically."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
