@@ -1,0 +1,144 @@
+"""runner.bundles: the compact index sets and tasks stand for exactly the lists they replace."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyexputils.runner import bundles
+from pyexputils.runner.bundles import Bundles, IndexSet, allIndices, countRuns, taskArray
+from pyexputils.runner.ledger import _expand, taskRanges
+from pyexputils.runner.manifest import Manifest
+
+
+
+def fromRuns(runs: list[tuple[int, int]]) -> list[int]:
+    """Runs of ``n`` consecutive indices, each after a gap."""
+    out: list[int] = []
+    at = 0
+    for gap, n in runs:
+        at += gap
+        out += range(at, at + n)
+        at += n
+    return out
+
+
+# sorted, distinct: runs of consecutive indices (held as ranges), or scattered ones (held as an array)
+indexSets = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 40)), max_size=30).map(fromRuns) | st.lists(
+    st.integers(0, 3000), max_size=300, unique=True
+).map(sorted)
+
+
+def chunks(idx: list[int], per: int) -> list[list[int]]:
+    """The planner's old tasks: consecutive slices of ``per``."""
+    return [idx[k : k + per] for k in range(0, len(idx), per)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexSets, st.integers(0, 400), st.integers(0, 400))
+def test_an_index_set_is_the_sorted_list_it_stands_for(idx: list[int], a: int, b: int) -> None:
+    s = IndexSet.of(idx)
+    assert len(s) == len(idx) and list(s) == idx and s == idx and s.array().tolist() == idx
+    assert s[a:b] == idx[a:b] and list(s[a:b]) == idx[a:b] and s.between(a, b) == idx[a:b]
+    if idx:
+        assert s[a % len(idx)] == idx[a % len(idx)] and s[-1] == idx[-1]
+    lo, n = s.ranges()
+    assert [i for x, m in zip(lo.tolist(), n.tolist()) for i in range(x, x + m)] == idx
+    assert all(x + m < y for x, m, y in zip(lo.tolist(), n.tolist(), lo[1:].tolist()))  # maximal runs
+    probes = [a, b, a + b, -1, 5000]
+    assert s.rank(probes).tolist() == [sum(1 for i in idx if i < v) for v in probes]
+    assert (a in s) == (a in idx)
+    assert IndexSet.fromRanges(lo, n) == s and np.asarray(s).tolist() == idx
+    assert IndexSet.of(np.array(idx[::-1] + idx, dtype=np.int64)) == idx  # unsorted, repeated: sorted
+
+
+def test_a_fresh_sweep_is_one_range_and_scattered_indices_an_array() -> None:
+    big = IndexSet.of(range(10**7))
+    assert big.isRanges and len(big.ranges()[0]) == 1 and big[10**7 - 1] == 10**7 - 1
+    assert IndexSet.of(np.arange(0, 10**6, 2)).isRanges is False
+    assert IndexSet.of(np.arange(0, 10**6, dtype=np.int64)).isRanges
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexSets, st.integers(1, 50), st.integers(0, 30), st.integers(0, 30))
+def test_bundles_are_the_planners_list_of_lists(idx: list[int], per: int, a: int, b: int) -> None:
+    old = chunks(idx, per)
+    t = Bundles.of(idx, per)
+    assert len(t) == len(old) and list(t) == old and t == old and countRuns(t) == len(idx) == t.runs
+    assert all(t[k] == old[k] for k in range(len(old))) and (not old or t[-1] == old[-1])
+    assert t[a:b] == old[a:b] and countRuns(t[a:b]) == sum(len(x) for x in old[a:b])
+    assert allIndices(t).tolist() == allIndices(old).tolist() and taskArray(t).tolist() == taskArray(old).tolist()
+    assert Bundles.fromJson(json.loads(json.dumps(t.toJson()))) == t
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexSets, st.integers(1, 12), st.lists(st.integers(1, 3), min_size=1), st.integers(0, 20))
+def test_attempt_ranges_hold_what_the_list_of_lists_does(idx: list[int], per: int, pattern: list[int], cut: int) -> None:
+    """Expanded, the ledger's ranges of a Bundles (attempts per index, or one for all) give every (index, task,
+    attempt) that taskRanges gives for the same tasks as lists; no range spans a gap."""
+    old = chunks(idx, per)[cut:]
+    t = Bundles.of(idx, per)[cut:]
+    attempts = {i: pattern[k % len(pattern)] for k, i in enumerate(idx)}
+    arr = np.array([attempts[i] for i in t.indices], dtype=np.int32)
+
+    def triples(rows: list[tuple[int, int, int, int, int]]) -> list[tuple[int, int, int]]:
+        i, task = _expand([(*r, "x") for r in rows])
+        att = np.concatenate([np.full(r[1], r[4]) for r in rows]) if rows else np.zeros(0)
+        return sorted(zip(i.tolist(), task.tolist(), att.tolist()))
+
+    assert triples(list(t.attemptRanges(arr))) == triples(taskRanges(old, attempts))
+    assert triples(list(t.attemptRanges(2))) == triples(taskRanges(old, {i: 2 for i in idx}))
+    assert triples(list(t.attemptRanges(np.broadcast_to(np.int32(1), (t.runs,))))) == triples(taskRanges(old, {}))
+
+
+def test_attempt_ranges_of_a_fresh_sweep_are_one_row() -> None:
+    assert list(Bundles.of(range(10**7), 10**4).attemptRanges(1)) == [(0, 10**7, 0, 10**4, 1)]
+    assert list(Bundles.of(range(5, 10**6), 1).attemptRanges(3)) == [(5, 10**6 - 5, 0, 1, 3)]
+
+
+def test_a_manifest_stores_bundles_as_ranges_and_reads_the_older_list_of_lists(tmp_path: Path) -> None:
+    m = Manifest(tag="t", experiment="/e.json", project="/p", command="true", tasks=Bundles.of(range(10**7), 10**4))
+    m.write(str(tmp_path / "m.json"))
+    assert (tmp_path / "m.json").stat().st_size < 1000
+    back = Manifest.read(str(tmp_path / "m.json"))
+    assert isinstance(back.tasks, Bundles) and back.tasks.indices == m.tasks.indices and back.tasks.per == 10**4
+    assert len(back.tasks) == 1000 and back.tasks[999] == list(range(9_990_000, 10**7))
+    scattered = Manifest(tag="s", experiment="/e.json", project="/p", command="true", tasks=Bundles.of([1, 3, 5, 9], 3))
+    scattered.write(str(tmp_path / "s.json"))
+    assert Manifest.read(str(tmp_path / "s.json")).tasks == [[1, 3, 5], [9]]
+    # version 1, as the code before wrote it: tasks as a list of lists
+    old = {"tag": "o", "experiment": "/e.json", "project": "/p", "command": "true", "tasks": [[3, 4], [5]], "parallel": 1,
+           "require": [], "log_dir": "/l", "status_dir": "/s", "attempt": 2, "time_limit_s": None, "version": 1}  # fmt: skip
+    (tmp_path / "o.json").write_text(json.dumps(old))
+    o = Manifest.read(str(tmp_path / "o.json"))
+    assert o.tasks == [[3, 4], [5]] and o.attempt == 2 and o.version == 1 and o.grace_s == 10.0
+    hand = Manifest(tag="h", experiment="/e.json", project="/p", command="true", tasks=[[7], [2, 9]])  # by hand: as given
+    hand.write(str(tmp_path / "h.json"))
+    assert Manifest.read(str(tmp_path / "h.json")).tasks == [[7], [2, 9]]
+
+
+def test_chunked_passes_agree_across_chunk_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundles, "CHUNK", 4)
+    idx = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 20, 21, 22, 23, 24, 25, 26]
+    s = IndexSet.of(idx)
+    assert list(s) == idx and s.ranges()[0].tolist() == [0, 6, 20] and s.ranges()[1].tolist() == [5, 6, 7]
+    att = np.array([1, 1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int32)
+    rows = list(Bundles(s, 3).attemptRanges(att))
+    assert sum(r[1] for r in rows) == len(idx)
+    assert [r for r in rows if r[4] == 2] == [(4, 1, 1, 1, 2), (6, 1, 1, 1, 2), (7, 3, 2, 3, 2)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), max_size=60), st.sampled_from([1, 3, 4, 1 << 20]))
+def test_an_index_set_from_a_mask_is_where_it_is_true(bits: list[bool], chunk: int) -> None:
+    mp = pytest.MonkeyPatch()
+    mp.setattr(bundles, "CHUNK", chunk)
+    try:
+        mask = np.array(bits, dtype=bool)
+        assert IndexSet.fromMask(mask) == np.flatnonzero(mask).tolist()
+    finally:
+        mp.undo()
