@@ -9,15 +9,25 @@ from __future__ import annotations
 import os
 import shlex
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from pyexputils.runner.backend import JobSpec
+from pyexputils.runner.bundles import IndexSet, allIndices, countRuns
 from pyexputils.runner.command import buildCommand
 from pyexputils.runner.inspect import formatSpans, spans
 from pyexputils.runner.judge import State
 from pyexputils.runner.session import Round, Session, Sweep
 
 SHOWN_COMMANDS = 3  # a dry run prints this many commands of each runner process set
+
+
+def indexSpans(indices: Iterable[int] | npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Inclusive spans of consecutive indices, from their ranges (no Python object per index)."""
+    lo, n = IndexSet.of(indices).ranges()
+    return list(zip(lo.tolist(), (lo + n - 1).tolist()))
 
 
 def isLocal(s: Session) -> bool:
@@ -117,8 +127,8 @@ def submitJson(s: Session, r: Round, dry: bool, outcome: Sequence[dict[str, Any]
                 continue
             entry: dict[str, Any] = {
                 "experiment": sweep.shown, "tag": job.tag, "job": sentIds.get(job.tag), "tasks": job.array_size,
-                "runs": sum(len(t) for t in job.manifest.tasks),
-                "indices": formatSpans(spans(i for t in job.manifest.tasks for i in t)),
+                "runs": countRuns(job.manifest.tasks),
+                "indices": formatSpans(indexSpans(allIndices(job.manifest.tasks))),
                 "time_minutes": job.time_limit_minutes, "parallel": job.manifest.parallel,
             }  # fmt: skip
             if not isLocal(s):
@@ -134,7 +144,7 @@ def submitJson(s: Session, r: Round, dry: bool, outcome: Sequence[dict[str, Any]
         "backend": s.backend.name, "dry_run": dry, "experiments": [statusRow(s, st) for st in r.standings],
         "planned": sum(a.runs for a in arrays), "jobs": jobs,
         "notes": list(r.planned.plan.notes) if r.planned else [],
-        "deferred": {s.relPath(k): formatSpans(spans(v)) for k, v in r.planned.plan.deferred.items()} if r.planned else {},
+        "deferred": {s.relPath(k): formatSpans(indexSpans(v)) for k, v in r.planned.plan.deferred.items()} if r.planned else {},
         "adopted": list(r.snapshot.adopted),
         "rejected": r.sent.rejected if r.sent else None, "queue_full": r.sent.full if r.sent else None,
     }  # fmt: skip

@@ -40,7 +40,7 @@ def test_every_index_once_and_limits_hold(reqs: list, limits: Limits, queued: in
     slots = freeSlots(limits, queued)
     for k, r in enumerate(requests):
         planned = [i for a in p.arrays if a.key == r.key for t in a.tasks for i in t]
-        got = planned + p.deferred.get(r.key, [])
+        got = planned + list(p.deferred.get(r.key, []))
         assert sorted(got) == list(r.indices)  # every missing index exactly once (planned or deferred)
         assert len(set(planned)) == len(planned)
     for a in p.arrays:
@@ -61,6 +61,29 @@ def test_every_index_once_and_limits_hold(reqs: list, limits: Limits, queued: in
         assert p.tasks <= slots
     if not p.deferred:
         assert p.runs == sum(len(r.indices) for r in requests)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(indexSets, options), min_size=1, max_size=3), limitsS, st.integers(0, 50))
+def test_the_compact_tasks_are_the_old_list_of_lists(reqs: list, limits: Limits, queued: int) -> None:
+    """Each request's tasks (Bundles) over its arrays, in order, are what the planner made before them: its
+    sorted indices cut into consecutive slices of ``runs_per_task``, the rest deferred; arrays balanced."""
+    requests = [Request(f"e{k}", idx, o) for k, (idx, o) in enumerate(reqs)]
+    p = plan(requests, limits, queued)
+    for r in requests:
+        mine = [a for a in p.arrays if a.key == r.key]
+        if not mine:
+            assert list(p.deferred.get(r.key, [])) == list(r.indices)
+            continue
+        b = mine[0].runs_per_task
+        tasks = [list(t) for a in mine for t in a.tasks]
+        planned = sum(len(t) for t in tasks)
+        idx = list(r.indices)
+        assert tasks == [idx[k : min(k + b, planned)] for k in range(0, planned, b)]
+        assert list(p.deferred.get(r.key, [])) == idx[planned:]
+        assert all(a.tasks == [list(t) for t in a.tasks] and a.runs == sum(len(t) for t in a.tasks) for a in mine)
+        sizes = [a.size for a in mine]
+        assert all(x == sizes[0] for x in sizes[:-1]) and sizes[-1] <= sizes[0]  # balanced
 
 
 def test_small_max_array_size_splits_balanced() -> None:

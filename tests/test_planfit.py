@@ -49,7 +49,7 @@ def test_fitted_plans_hold_every_index_once_within_limits_and_predicted_under_th
     p = plan(fitted, limits, queued)
     for r in requests:
         planned = [i for a in p.arrays if a.key == r.key for t in a.tasks for i in t]
-        assert sorted(planned + p.deferred.get(r.key, [])) == list(r.indices)  # every index exactly once
+        assert sorted(planned + list(p.deferred.get(r.key, []))) == list(r.indices)  # every index exactly once
         assert len(set(planned)) == len(planned)
     slots = freeSlots(limits, queued)
     if slots is not None:
@@ -88,7 +88,7 @@ def test_without_measurements_the_plan_is_todays(indices: list[int], o: PlanOpti
 def test_classes_keep_similar_settings_together_and_the_unmeasured_apart(sweep: tuple[list[int], Measured]) -> None:
     indices, m = sweep
     split, rest = classes(indices, m)
-    assert sorted([i for _, idx in split for i in idx] + rest) == indices
+    assert sorted([i for _, idx in split for i in idx] + list(rest)) == indices
     assert all(i % m.settings not in m.perSetting for i in rest)
     for rt, idx in split:
         p95s = [m.perSetting[i % m.settings].p95 for i in idx]

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
+from pyexputils.runner.bundles import Bundles, IndexSet
 from pyexputils.runner.causes import Cause, Verdict
 from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.policy import Resources
@@ -277,11 +278,39 @@ class Ledger:
                 np.maximum(best[a:b], attempt, out=best[a:b])
         return dict(zip(wanted.tolist(), (best + 1).tolist()))
 
-    def record(self, sub: Submission, tasks: Sequence[Sequence[int]], attempts: Mapping[int, int] | None = None) -> None:
-        """Record one submitted array job and its indices (one transaction)."""
-        if attempts is None:
-            attempts = self.nextAttempts(sub.experiment, (i for t in tasks for i in t))
-        ranges = taskRanges(tasks, attempts)
+    def nextAttemptArray(self, experiment: str, indices: IndexSet) -> npt.NDArray[np.int32]:
+        """:meth:`nextAttempts` aligned with ``indices`` (read-only; without history, ones that take no memory)."""
+        best: npt.NDArray[np.int32] | None = None
+        for lo, n, _, _, attempt, _ in self._attemptRows(experiment):
+            a, b = indices.rank([lo, lo + n]).tolist()
+            if b > a:
+                if best is None:
+                    best = np.zeros(len(indices), dtype=np.int32)
+                np.maximum(best[a:b], attempt, out=best[a:b])
+        if best is None:
+            return np.broadcast_to(np.int32(1), (len(indices),))
+        best += 1
+        return best
+
+    def record(self, sub: Submission, tasks: Sequence[Sequence[int]], attempts: Mapping[int, int] | npt.NDArray[np.int32] | None = None) -> None:  # fmt: skip
+        """Record one submitted array job and its indices (one transaction). ``tasks`` as :class:`Bundles`
+        (a plan's) go to ranges without a Python object per index, their ``attempts`` an array aligned with
+        their indices (:meth:`nextAttemptArray`)."""
+        ranges: Iterable[Range]
+        if isinstance(tasks, Bundles):
+            att: int | npt.NDArray[np.int32]
+            if isinstance(attempts, np.ndarray):
+                att = attempts
+            elif attempts is not None:  # by index (rare: given by hand)
+                att = np.fromiter((attempts.get(i, 1) for i in tasks.indices), dtype=np.int32, count=tasks.runs) if attempts else 1
+            else:
+                att = self.nextAttemptArray(sub.experiment, tasks.indices)
+            ranges = tasks.attemptRanges(att)
+        else:
+            if attempts is None:
+                attempts = self.nextAttempts(sub.experiment, (i for t in tasks for i in t))
+            assert not isinstance(attempts, np.ndarray), "attempts as an array go with Bundles"
+            ranges = taskRanges(tasks, attempts)
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO submissions (tag, job_id, backend, experiment, array_size, resources, attempt, "

@@ -3,6 +3,10 @@
 Written (atomically) by the submitting process *before* sbatch is called; read by the in-job runner
 (``python -m pyexputils.runner.task MANIFEST``) with ``$SLURM_ARRAY_TASK_ID`` (or ``--task N`` locally).
 Array task ids are always numbered from 0, so an array never exceeds MaxArraySize whatever the indices.
+
+Version 2 stores the tasks of a plan compactly (:meth:`pyexputils.runner.bundles.Bundles.toJson`:
+``{"per": p, "ranges": [lo, n, ...]}`` or ``{"per": p, "indices": [...]}``), so a 10^7-index array is a few
+bytes; a list of lists (version 1, and tasks built by hand) is read and written as it is.
 """
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from pyexputils.errors import PyExpUtilsError
+from pyexputils.runner.bundles import Bundles
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: tasks as a list of lists only
 
 
 @dataclass
@@ -25,7 +31,7 @@ class Manifest:
     experiment: str  # absolute path of the experiment file
     project: str  # absolute project root (the folder of config.json): the runner's working directory
     command: str  # config ``command`` with {experiment}, {index} (and any experiment key) placeholders
-    tasks: list[list[int]]
+    tasks: Sequence[Sequence[int]]  # a plan's :class:`Bundles`, or a list of lists
     parallel: int = 1  # indices run at once inside one task
     require: list[str] = field(default_factory=list)
     log_dir: str = ".logs"  # absolute: per-index stdout/stderr go to LOG_DIR/<tag>/<index>.out|.err
@@ -49,7 +55,9 @@ class Manifest:
     def write(self, path: str) -> None:
         """Write to ``path`` atomically (temporary name in the same folder, then rename)."""
         # the fields as they are (dataclasses.asdict would deep-copy every task's list first: 10^6 tasks, seconds)
-        writeAtomic(path, json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, separators=(",", ":")))
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["tasks"] = self.tasks.toJson() if isinstance(self.tasks, Bundles) else self.tasks
+        writeAtomic(path, json.dumps(d, separators=(",", ":")))
 
     @classmethod
     def read(cls, path: str) -> "Manifest":
@@ -58,8 +66,13 @@ class Manifest:
                 d: dict[str, Any] = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise PyExpUtilsError(f"{path}: cannot read manifest: {e}") from None
-        if d.get("version") != MANIFEST_VERSION:
+        if d.get("version") not in READABLE_VERSIONS:
             raise PyExpUtilsError(f"{path}: manifest version {d.get('version')!r}, expected {MANIFEST_VERSION}")
+        if isinstance(d.get("tasks"), dict):
+            try:
+                d["tasks"] = Bundles.fromJson(d["tasks"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise PyExpUtilsError(f"{path}: cannot read manifest: tasks: {e}") from None
         return cls(**d)
 
 

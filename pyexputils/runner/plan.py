@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from pyexputils.runner.backend import Limits
+from pyexputils.runner.bundles import Bundles, IndexSet, countRuns
 
 DEFAULT_MAX_TASKS = 1000
 TASKS_PER_SLOT = 1  # auto: at most this many tasks per task slot (one wave: every task starts at once)
@@ -105,10 +106,10 @@ class Request:
 
 @dataclass(frozen=True)
 class ArrayPlan:
-    """One array job: ``tasks[t]`` are the indices of array task ``t``."""
+    """One array job: ``tasks[t]`` are the indices of array task ``t`` (compact: :class:`Bundles`)."""
 
     key: str
-    tasks: list[list[int]]
+    tasks: Sequence[Sequence[int]]
     runs_per_task: int
     parallel: int
     time_minutes: int | None  # of one task (its whole bundle)
@@ -126,7 +127,7 @@ class ArrayPlan:
 
     @property
     def runs(self) -> int:
-        return sum(len(t) for t in self.tasks)
+        return countRuns(self.tasks)
 
     def coreMinutes(self) -> int:
         """CPU-minutes requested (tasks x cpus x time); 0 when no time was given."""
@@ -136,7 +137,7 @@ class ArrayPlan:
 @dataclass(frozen=True)
 class Plan:
     arrays: list[ArrayPlan]
-    deferred: dict[str, list[int]]  # indices that did not fit the queue, per experiment
+    deferred: dict[str, IndexSet]  # indices that did not fit the queue, per experiment
     notes: list[str]  # the limits that shaped the plan, in words
 
     @property
@@ -234,23 +235,23 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
 
     # 3. cut into tasks, defer what does not fit, split into arrays of <= MaxArraySize tasks
     arrays: list[ArrayPlan] = []
-    deferred: dict[str, list[int]] = {}
+    deferred: dict[str, list[IndexSet]] = {}
     left = slots
     for i, r in enumerate(live):
         o = r.options
         b = bundles[i]
-        idx = list(r.indices)
+        idx = IndexSet.of(r.indices)
         ntasks = math.ceil(len(idx) / b)
         if left is not None and ntasks > left:
             keep = left * b
-            deferred.setdefault(r.key, []).extend(idx[keep:])
+            deferred.setdefault(r.key, []).append(idx[keep:])
             idx = idx[:keep]
             ntasks = left
         if left is not None:
             left -= ntasks
-        if not idx:
+        if not len(idx):
             continue
-        tasks = [idx[k : k + b] for k in range(0, len(idx), b)]
+        tasks = Bundles(idx, b)
         time = _taskTime(o, b, maxTime)
         if o.task_minutes is None and o.time_minutes is not None and maxTime is not None and math.ceil(b / o.parallel) * o.time_minutes > maxTime:
             notes.append(f"{r.key}: task time capped at the partition's MaxTime ({maxTime} min)")
@@ -259,7 +260,7 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
         if nArrays > 1:
             notes.append(f"{r.key}: {len(tasks)} tasks split into {nArrays} arrays (MaxArraySize {maxArray})")
         size = math.ceil(len(tasks) / nArrays)  # balanced
-        times = list(r.times) if r.times is not None else None
+        times = r.times
         for k in range(0, len(tasks), size):
             predicted: tuple[float, float] | None = None
             if times is not None:
@@ -282,9 +283,9 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
                 )
             )
     if deferred:
-        n = sum(len(v) for v in deferred.values())
+        n = sum(len(x) for v in deferred.values() for x in v)
         notes.append(f"queue: {n} indices deferred (no free job slots: {_capText(limits)}, {queued} queued)")
-    return Plan(arrays=arrays, deferred=deferred, notes=notes)
+    return Plan(arrays=arrays, deferred={k: IndexSet.union(v) for k, v in deferred.items()}, notes=notes)
 
 
 def _capText(limits: Limits) -> str:

@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from pyexputils.runner.bundles import IndexSet
 from pyexputils.runner.plan import PlanOptions, Request, RunTime, predictSame, predictTask
 
 SHARE = 0.8  # p95 of a task's predicted time <= this share of its limit
@@ -90,13 +91,13 @@ def fitBundle(rt: RunTime, n: int, parallel: int, start: int, maxTime: int | Non
     return math.ceil(n / t)
 
 
-def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, list[int]]], list[int]]:
+def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, IndexSet]], IndexSet]:
     """``indices`` of measured settings split into classes of similar run time (slowest last), each with a
     summary RunTime (count-weighted mean and variance, the slowest p95); and the indices of settings with no
     measurement of their own (planned as without measurements)."""
-    idx = np.asarray(indices, dtype=np.int64)
+    idx = IndexSet.of(indices).array()
     if idx.size == 0 or m.settings < 1:
-        return [], idx.tolist()
+        return [], IndexSet.of(idx)
     settingOf = idx % m.settings
     uniq, counts = np.unique(settingOf, return_counts=True)
     known: list[tuple[int, int, RunTime]] = []
@@ -113,14 +114,14 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, li
             groups[-1].append((s, c, rt))
         else:
             groups.append([(s, c, rt)])
-    out: list[tuple[RunTime, list[int]]] = []
+    out: list[tuple[RunTime, IndexSet]] = []
     for g in groups:
         members = np.isin(settingOf, np.array([s for s, _, _ in g], dtype=np.int64))
         total = sum(c for _, c, _ in g)
         mean = sum(c * rt.mean for _, c, rt in g) / total
         var = sum(c * rt.sd**2 for _, c, rt in g) / total  # tasks mix the settings (as predictTask does)
-        out.append((RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)), idx[members].tolist()))
-    rest = idx[np.isin(settingOf, np.array(unknown, dtype=np.int64))].tolist() if unknown else []
+        out.append((RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)), IndexSet.of(idx[members])))
+    rest = IndexSet.of(idx[np.isin(settingOf, np.array(unknown, dtype=np.int64))] if unknown else idx[:0])
     return out, rest
 
 
@@ -149,7 +150,7 @@ def fit(requests: Sequence[Request], measured: Mapping[str, Measured], maxTime: 
     notes: list[str] = []
     for r in requests:
         m = measured.get(r.key)
-        split, rest = classes(r.indices, m) if m is not None else ([], list(r.indices))
+        split, rest = classes(r.indices, m) if m is not None else ([], IndexSet.of(r.indices))
         if m is None or not split:
             out.append(r)
             continue

@@ -38,6 +38,7 @@ from pyexputils.models.loader import loadMapping
 from pyexputils.results import doneMask
 from pyexputils.results.indices import doneAt
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
+from pyexputils.runner.bundles import Bundles, IndexSet, countRuns
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, isLive, normaliseState
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.durations import Durations, SubmissionInfo
@@ -184,19 +185,24 @@ class Standing:
     def indices(self, states: Iterable[State]) -> list[int]:
         return self.indexArray(states).tolist()  # type: ignore[no-any-return]
 
-    def pending(self) -> dict[Resources, list[int]]:
-        """What ``submit``/``watch`` send: MISSING and RETRY indices, by the resources each asks."""
+    def pending(self) -> dict[Resources, IndexSet]:
+        """What ``submit``/``watch`` send: MISSING and RETRY indices, by the resources each asks (compact:
+        a fresh sweep's MISSING indices are one range)."""
         if self.unknown:
             return {}
-        out: dict[Resources, list[int]] = {}
+        retry: dict[Resources, list[int]] = {}
         base = self.sweep.options.base
-        fresh = self._j.indices([State.MISSING]).tolist()
-        if fresh:
-            out[base] = fresh
+        fresh = self._j.mask([State.MISSING])
+        if fresh.any():
+            retry[base] = []
         for i, s in self._j.slow.items():
             if s.state is State.RETRY:
-                out.setdefault(s.resources or base, []).append(i)
-        return {r: sorted(v) for r, v in out.items()}
+                retry.setdefault(s.resources or base, []).append(i)
+        out = {r: IndexSet.of(sorted(v)) for r, v in retry.items() if r != base}
+        if base in retry:
+            fresh[retry[base]] = True
+            out = {base: IndexSet.fromMask(fresh), **out}
+        return {r: out[r] for r in retry}
 
 
 @dataclass(frozen=True)
@@ -392,7 +398,7 @@ class Session:
             m = Manifest.read(self.state.manifest(tag))
         except PyExpUtilsError:
             return None
-        return m.experiment, dict(enumerate(m.tasks))
+        return m.experiment, {t: list(b) for t, b in enumerate(m.tasks)}
 
     def _resolveRanges(self, ledger: Ledger | None, tag: str) -> tuple[str, list[TaskRange]] | None:
         """(experiment, its attempt ranges (lo, n, task, per)) of a live tag: from the ledger, else from its manifest."""
@@ -404,6 +410,8 @@ class Session:
             m = Manifest.read(self.state.manifest(tag))
         except PyExpUtilsError:
             return None
+        if isinstance(m.tasks, Bundles):  # a plan's: its ranges, without a list per task
+            return m.experiment, [(lo, n, task, per) for lo, n, task, per, _ in m.tasks.attemptRanges(1)]
         rows: list[TaskRange] = []
         for task, bundle in enumerate(m.tasks):  # a range of its own for each run of contiguous indices
             lo, hi = indexSpans(np.asarray(bundle, dtype=np.int64))
@@ -620,7 +628,7 @@ class Session:
                 groups.setdefault(part.options.partition, []).append((f"{b.sweep.path}#{k}", part))
         queued = self.backend.queued() if groups else 0
         arrays: list[ArrayPlan] = []
-        deferred: dict[str, list[int]] = {}
+        deferred: dict[str, list[IndexSet]] = {}
         notes: list[str] = []
         jobs: list[tuple[JobSpec, Resources, Sweep]] = []
         submission = newSubmissionId()
@@ -642,15 +650,15 @@ class Session:
             arrays += [replace(a, key=a.key.rsplit("#", 1)[0]) for a in p.arrays]
             notes += fitNotes + p.notes
             for key, idx in p.deferred.items():
-                deferred.setdefault(key.rsplit("#", 2)[0], []).extend(idx)
+                deferred.setdefault(key.rsplit("#", 2)[0], []).append(idx)
             byKey = dict(keyed)
             for a in p.arrays:
                 part = byKey[a.key]
                 tag = makeTag(part.sweep.slug, submission, counter)
                 counter += 1
                 jobs.append((self._job(a, tag, part.sweep, part.resources, part.options), part.resources, part.sweep))
-        whole = Plan(arrays, deferred, notes)
-        return Planned(whole, jobs, limits, sum(len(v) for v in deferred.values()))
+        whole = Plan(arrays, {k: IndexSet.union(v) for k, v in deferred.items()}, notes)
+        return Planned(whole, jobs, limits, sum(len(v) for v in whole.deferred.values()))
 
     def _parts(self, b: Batch) -> list[_Part]:
         """``b``'s indices by the ``slurm.by`` options of their settings; a first attempt asks its group's
@@ -661,13 +669,13 @@ class Session:
         if not o.by:
             return [_Part(b.sweep, b.indices, b.resources, o)]
         group, rules = settingGroups(b.sweep.exp, o.by, b.sweep.shown)
-        idx = np.asarray(b.indices, dtype=np.int64)
+        idx = IndexSet.of(b.indices).array()
         mine = group[idx % len(group)]
         out = []
         for g in np.unique(mine).tolist():
             v = o.variant(rules[g])
             res = v.base if b.resources == o.base else b.resources
-            out.append(_Part(b.sweep, idx[mine == g].tolist(), res, v))
+            out.append(_Part(b.sweep, IndexSet.of(idx[mine == g]), res, v))
         return out
 
     def _job(self, a: ArrayPlan, tag: str, sweep: Sweep, res: Resources, o: ExperimentOptions) -> JobSpec:
@@ -716,8 +724,13 @@ class Session:
         sent = Sent()
         for k, (job, res, sweep) in enumerate(planned.jobs):
             m = job.manifest
-            attempts = ledger.nextAttempts(m.experiment, (i for t in m.tasks for i in t))
-            m.attempt = max(attempts.values())
+            attempts: Mapping[int, int] | npt.NDArray[np.int32]
+            if isinstance(m.tasks, Bundles):  # a plan's: attempts as an array, no object per index
+                attempts = ledger.nextAttemptArray(m.experiment, m.tasks.indices)
+                m.attempt = int(attempts.max())
+            else:
+                attempts = ledger.nextAttempts(m.experiment, (i for t in m.tasks for i in t))
+                m.attempt = max(attempts.values())
             m.skip_done = m.attempt == 1  # an index run again is not skipped for what its folder holds
             try:
                 m.write(job.manifest_path)
@@ -734,7 +747,7 @@ class Session:
                     sent.full = str(e)
                 else:
                     sent.rejected = str(e)
-                sent.unsent = sum(len(t) for j, _, _ in planned.jobs[k:] for t in j.manifest.tasks)
+                sent.unsent = sum(countRuns(j.manifest.tasks) for j, _, _ in planned.jobs[k:])
                 return sent
             ledger.record(Submission(job.tag, jobId, self.backend.name, m.experiment, job.array_size, dict(job.options),
                                      m.attempt, time.time(), job.manifest_path, provenance=self.provenance()),
