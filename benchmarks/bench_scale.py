@@ -10,7 +10,8 @@ index (auto bundling); status while every task is queued; a quiet watch round (n
 task ends COMPLETED (results and runner status files written, up to 10^5 indices: beyond, the fake
 completion itself takes minutes); status before the verdicts are recorded; the submit that records them;
 status after; a quiet watch round after. ``--big``: a fresh sweep of that many indices (no ledger, no
-results): status, missing and ``submit --dry-run``, each in its own process with its peak RSS.
+results): status, missing, ``submit --dry-run --out DIR`` and a real ``submit`` (fake backend, ledger and
+manifests written), each in its own process with its peak RSS and tracemalloc's peak (a second run, per index).
 ``--big-queued``: a sweep of that many indices submitted (auto bundling) and every task queued: status and a
 quiet watch round (ledger and fake backend), each in its own process with its peak RSS (the submit that
 sets it up runs in a process of its own, not measured).
@@ -25,6 +26,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,14 +188,27 @@ def bigCommand(n: int, what: str, out: str) -> None:
         fake = FakeBackend()
         session.BACKENDS["fake"] = lambda config: fake
         args = {"status": ["status"], "missing": ["missing"], "dry-run": ["submit", "--dry-run", "--out", "scripts"],
-                "doneMask": []}[what]  # fmt: skip
+                "submit": ["submit"], "doneMask": []}[what]  # fmt: skip
+
+        def run() -> None:
+            if args:
+                command(*args, "experiments/e.json", "--backend", "fake")
+            else:
+                doneMask(loadExperiment("experiments/e.json"), 1)
+
         t0 = time.perf_counter()
-        if args:
-            command(*args, "experiments/e.json", "--backend", "fake")
-        else:
-            doneMask(loadExperiment("experiments/e.json"), 1)
+        run()
         seconds = time.perf_counter() - t0
-    Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if what == "submit":  # the second run submits nothing (all queued): a fresh project for it
+            fake.jobs.clear()
+            for state in list(Path(".").rglob(".pyexputils")):
+                shutil.rmtree(state)
+        tracemalloc.start()
+        run()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": rss, "peak": peak}))
 
 
 def bigQueued(n: int, what: str, folder: str, out: str) -> None:
@@ -291,10 +306,11 @@ def main() -> None:
         print(f"\nfresh sweep of {n:,} indices (no ledger, no results), each command in its own process:")
         base = spawn("--child-big", str(n), "doneMask")
         print(f"  doneMask alone: {base['seconds']:.2f} s, peak RSS {base['maxrss_mb']:.0f} MB")
-        for what in ("status", "missing", "dry-run"):
+        for what in ("status", "missing", "dry-run", "submit"):
             r = spawn("--child-big", str(n), what)
             print(f"  {what}: {r['seconds']:.2f} s ({r['seconds'] / max(base['seconds'], 1e-3):.1f}x doneMask), "
-                  f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index)")  # fmt: skip
+                  f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index), "
+                  f"tracemalloc peak {fmtPeak(r.get('peak'), n)}")  # fmt: skip
 
     if a.big_queued:
         n = int(float(a.big_queued))
