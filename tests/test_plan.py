@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyexputils.errors import ConfigError
 from pyexputils.runner.backend import Limits
-from pyexputils.runner.plan import TASKS_PER_SLOT, PlanOptions, Request, autoBundle, freeSlots, indexRanges, plan, taskSlots
+from pyexputils.runner.bundles import IndexSet
+from pyexputils.runner.plan import (TASKS_PER_SLOT, PlanOptions, Request, RunTime, SettingTimes, autoBundle, freeSlots, indexRanges, plan,
+                                    predictTask, predictTasks, taskSlots)  # fmt: skip
 
 indexSets = st.lists(st.integers(0, 5000), max_size=400, unique=True).map(sorted)
 options = st.builds(
@@ -156,3 +159,19 @@ def test_index_ranges_roundtrip(xs: list[int]) -> None:
         back.extend(range(int(a), int(b or a) + 1))
     assert back == sorted(xs)
     assert indexRanges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+runTimes = st.builds(lambda m, sd, extra: RunTime(m, sd, m + 1.645 * sd + extra), st.floats(0.1, 1000), st.floats(0, 100), st.floats(0, 50))
+
+
+@settings(max_examples=200, deadline=None)
+@given(indexSets.filter(bool), st.integers(1, 30), st.integers(1, 40), st.integers(1, 4), st.data())
+def test_predicting_tasks_from_a_table_of_settings_is_predictTask_of_each(idx: list[int], n: int, per: int, parallel: int, data: st.DataObject) -> None:  # fmt: skip
+    table = {s: data.draw(runTimes) for s in range(n)}
+    times = SettingTimes(IndexSet.of(idx), n, table)
+    listed = [table[i % n] for i in idx]
+    assert list(times) == listed and times[-1] == listed[-1] and list(times[3:9]) == listed[3:9]
+    means, p95s = predictTasks(times, per, parallel)
+    expected = [predictTask(listed[j : j + per], parallel) for j in range(0, len(listed), per)]
+    assert np.allclose(means, [m for m, _ in expected], rtol=1e-9) and np.allclose(p95s, [p for _, p in expected], rtol=1e-9)
+    assert np.allclose(predictTasks(listed, per, parallel)[1], p95s, rtol=1e-9)

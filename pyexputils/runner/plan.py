@@ -33,10 +33,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from pyexputils.runner.backend import Limits
-from pyexputils.runner.bundles import Bundles, IndexSet, countRuns
+from pyexputils.runner.bundles import CHUNK, Bundles, IndexSet, countRuns
 
 DEFAULT_MAX_TASKS = 1000
 TASKS_PER_SLOT = 1  # auto: at most this many tasks per task slot (one wave: every task starts at once)
@@ -77,6 +80,80 @@ def predictSame(rt: RunTime, n: int, parallel: int = 1) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class TimeTable:
+    """RunTimes by setting, as arrays: ``keys`` (sorted settings) and their mean, sd and p95."""
+
+    keys: npt.NDArray[np.int64]
+    mean: npt.NDArray[np.float64]
+    sd: npt.NDArray[np.float64]
+    p95: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, table: Mapping[int, RunTime]) -> "TimeTable":
+        keys = sorted(table)
+        rows = np.array([(table[k].mean, table[k].sd, table[k].p95) for k in keys], dtype=np.float64).reshape(-1, 3)
+        return cls(np.array(keys, dtype=np.int64), rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())
+
+
+class SettingTimes(Sequence[RunTime]):
+    """The predicted run time of each of ``indices``: its setting's (``index % settings``) in ``table``, which
+    must hold every such setting. A ``Sequence[RunTime]`` (``times[k]``) without a RunTime per index: the table
+    is kept as arrays, and :func:`predictTasks` predicts whole arrays of tasks with them."""
+
+    __slots__ = ("indices", "settings", "table")
+
+    def __init__(self, indices: IndexSet, settings: int, table: "Mapping[int, RunTime] | TimeTable") -> None:
+        self.indices = indices
+        self.settings = settings
+        self.table = table if isinstance(table, TimeTable) else TimeTable.of(table)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @overload
+    def __getitem__(self, k: int) -> RunTime: ...
+    @overload
+    def __getitem__(self, k: slice) -> "SettingTimes": ...
+    def __getitem__(self, k: int | slice) -> "RunTime | SettingTimes":
+        if isinstance(k, slice):
+            return SettingTimes(self.indices[k], self.settings, self.table)
+        mean, sd, p95 = self.arrays(k % len(self) if k < 0 else k, (k % len(self) if k < 0 else k) + 1)
+        if not len(mean):
+            raise IndexError(k)
+        return RunTime(float(mean[0]), float(sd[0]), float(p95[0]))
+
+    def arrays(self, a: int, b: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(mean, sd, p95) of the members at positions ``a … b − 1``."""
+        t = self.table
+        row = np.searchsorted(t.keys, self.indices.between(a, b).array() % self.settings)
+        return t.mean[row], t.sd[row], t.p95[row]
+
+
+def predictTasks(times: Sequence[RunTime], per: int, parallel: int = 1) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`predictTask` of every task of ``times`` cut in tasks of ``per`` (the last possibly shorter):
+    (means, p95s) arrays; with :class:`SettingTimes`, in arrays a chunk of tasks at a time."""
+    if not isinstance(times, SettingTimes):
+        preds = [predictTask(times[j : j + per], parallel) for j in range(0, len(times), per)]
+        return np.array([m for m, _ in preds], dtype=np.float64), np.array([p for _, p in preds], dtype=np.float64)
+    means: list[npt.NDArray[np.float64]] = []
+    p95s: list[npt.NDArray[np.float64]] = []
+    step = max(1, CHUNK // per) * per
+    for a in range(0, len(times), step):
+        mean, sd, p95 = times.arrays(a, a + step)
+        starts = np.arange(0, len(mean), per)
+        n = np.diff(np.append(starts, len(mean))).astype(np.float64)
+        rounds = np.ceil(n / max(1, parallel))
+        avg = np.add.reduceat(mean, starts) / n
+        var = np.add.reduceat(sd * sd, starts) / n
+        m = rounds * avg
+        means.append(m)
+        p95s.append(np.maximum(m + Z95 * np.sqrt(rounds * var), (rounds - 1) * avg + np.maximum.reduceat(p95, starts)))
+    if not means:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(means), np.concatenate(p95s)
+
+
+@dataclass(frozen=True)
 class PlanOptions:
     """The planning part of one experiment's resolved ``slurm`` block."""
 
@@ -101,7 +178,7 @@ class Request:
     key: str  # the experiment (its path); several requests may share one
     indices: Sequence[int]
     options: PlanOptions
-    times: Sequence[RunTime] | None = None  # fitted: the predicted time of each index (aligned with indices)
+    times: Sequence[RunTime] | None = None  # fitted: the predicted time of each index (aligned with indices; SettingTimes)
 
 
 @dataclass(frozen=True)
@@ -264,8 +341,8 @@ def plan(requests: Sequence[Request], limits: Limits, queued: int = 0) -> Plan:
         for k in range(0, len(tasks), size):
             predicted: tuple[float, float] | None = None
             if times is not None:
-                preds = [predictTask(times[j : j + b], o.parallel) for j in range(k * b, min(len(idx), (k + size) * b), b)]
-                predicted = (max(p for _, p in preds), sum(m for m, _ in preds) * o.cpus_per_task * o.parallel / 60)
+                means, p95s = predictTasks(times[k * b : min(len(idx), (k + size) * b)], b, o.parallel)
+                predicted = (float(p95s.max()), float(means.sum()) * o.cpus_per_task * o.parallel / 60)
             arrays.append(
                 ArrayPlan(
                     key=r.key,

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pyexputils.runner.bundles import IndexSet
-from pyexputils.runner.plan import PlanOptions, Request, RunTime, predictSame, predictTask
+from pyexputils.runner.plan import PlanOptions, Request, RunTime, SettingTimes, TimeTable, predictSame, predictTasks
 
 SHARE = 0.8  # p95 of a task's predicted time <= this share of its limit
 EFFICIENCY = 0.7  # grow auto bundles until the tasks are predicted to use this share of what they ask
@@ -126,7 +126,7 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, In
 
 
 def _worst(times: Sequence[RunTime], b: int, parallel: int) -> float:
-    return max(predictTask(times[j : j + b], parallel)[1] for j in range(0, len(times), b))
+    return float(predictTasks(times, b, parallel)[1].max())
 
 
 def _autoStart(o: PlanOptions, total: int) -> int:
@@ -155,6 +155,7 @@ def fit(requests: Sequence[Request], measured: Mapping[str, Measured], maxTime: 
             out.append(r)
             continue
         o = r.options
+        table = TimeTable.of(m.perSetting)
         if rest:
             out.append(Request(r.key, rest, replace(o, label=", ".join(x for x in (o.label, "not measured") if x))))
         for rt, idx in split:
@@ -162,7 +163,7 @@ def fit(requests: Sequence[Request], measured: Mapping[str, Measured], maxTime: 
             fixed = o.runs_per_task is not None
             start = o.runs_per_task if o.runs_per_task is not None else _autoStart(o, len(r.indices))
             b = fitBundle(rt, n, o.parallel, start, maxTime, grow=not fixed)
-            times = [m.perSetting.get(i % m.settings, rt) for i in idx]
+            times = SettingTimes(idx, m.settings, table)  # every setting of a class is measured
             worst = _worst(times, b, o.parallel)
             while maxTime is not None and taskMinutes(worst) > maxTime and b > 1:  # its slowest members
                 b = max(1, b - max(1, b // 10))
