@@ -60,7 +60,7 @@ def test_submit_memory_per_index_stays_bounded(tmp_path: Path, monkeypatch: pyte
 
 
 def test_a_big_submission_is_a_few_rows_and_a_small_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    project(tmp_path / "p", 1_000)
+    project(tmp_path / "p", 1_000, {"runs_per_task": 100})
     monkeypatch.chdir(tmp_path / "p")
     fake = FakeBackend()
     s = session.Session(backend=fake)
