@@ -50,6 +50,15 @@ def test_all_special_placeholders() -> None:
     assert v["alpha"] == "1.0" and v["lambda"] == "0.8"
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["{index}", "{run}", "{params}", "{name}", "{agent}", "{alpha}", "{{", "}}", "${HOME}",
+                                 "$PYX_SAVE_PATH", " --x ", "'q'"]), max_size=6), st.integers(0, 11))  # fmt: skip
+def test_every_template_renders_as_with_every_placeholder_known(parts: list[str], index: int) -> None:
+    # buildCommand looks up only what a template names (nothing for a $PYX_* command): same text as the full table
+    e, template = exp(), "run " + "".join(parts)
+    assert buildCommand(template, e, index) == render(template, placeholders(e, index), "config.json")
+
+
 def test_params_placeholder_matches_save_path() -> None:
     e = exp()
     for i in range(12):

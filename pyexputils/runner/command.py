@@ -17,6 +17,7 @@ when there is no bash) in the project folder.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -114,10 +115,9 @@ def _flatten(prefix: tuple[str | int, ...], value: Any, out: dict[str, str]) -> 
         out.setdefault(pathName(prefix), _text(value))
 
 
-def placeholders(exp: ExperimentDescription, index: int, experiment: str | None = None) -> dict[str, str]:
-    """Every placeholder value of ``index`` (unquoted), by name; see the module docstring."""
+def _special(exp: ExperimentDescription, index: int, experiment: str | None) -> dict[str, str]:
     perm = index % exp.numPermutations()
-    values = {
+    return {
         "experiment": experiment if experiment is not None else (exp.path or ""),
         "index": str(index),
         "run": str(exp.getRun(index)),
@@ -126,6 +126,11 @@ def placeholders(exp: ExperimentDescription, index: int, experiment: str | None 
         "name": exp.getExperimentName(),
         "file": exp.getFileName(),
     }
+
+
+def placeholders(exp: ExperimentDescription, index: int, experiment: str | None = None) -> dict[str, str]:
+    """Every placeholder value of ``index`` (unquoted), by name; see the module docstring."""
+    values = _special(exp, index, experiment)
     for key, value in exp.description.items():
         values.setdefault(str(key), _text(value))
     params: dict[str, str] = {}
@@ -143,7 +148,13 @@ def buildCommand(
 ) -> str:
     """The shell command of ``index``: ``template`` (config ``command``) with placeholders filled, quoted."""
     source = exp.path or "the experiment"
-    return render(template, placeholders(exp, index, experiment), where or exp.config.path or "config", source)
+    where = where or exp.config.path or "config"
+    names = placeholderNames(template, where)
+    if not names:  # the usual $PYX_* command: nothing to look up (a run's start is this much cheaper)
+        return render(template, {}, where, source)
+    if all(n in SPECIAL for n in names):
+        return render(template, _special(exp, index, experiment), where, source)
+    return render(template, placeholders(exp, index, experiment), where, source)
 
 
 def checkCommand(template: str, exp: ExperimentDescription, where: str | None = None) -> None:
@@ -153,5 +164,9 @@ def checkCommand(template: str, exp: ExperimentDescription, where: str | None = 
 
 def shellArgv(command: str) -> list[str]:
     """The argv that runs ``command``: ``bash -c`` (``sh -c`` when there is no bash)."""
-    shell = shutil.which("bash") or "/bin/sh"
-    return [shell, "-c", command]
+    return [_shell(), "-c", command]
+
+
+@functools.lru_cache(maxsize=1)
+def _shell() -> str:
+    return shutil.which("bash") or "/bin/sh"
