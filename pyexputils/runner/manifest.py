@@ -6,18 +6,23 @@ Array task ids are always numbered from 0, so an array never exceeds MaxArraySiz
 
 Version 2 stores the tasks of a plan compactly (:meth:`pyexputils.runner.bundles.Bundles.toJson`:
 ``{"per": p, "ranges": [lo, n, ...]}`` or ``{"per": p, "indices": [...]}``), so a 10^7-index array is a few
-bytes; a list of lists (version 1, and tasks built by hand) is read and written as it is.
+bytes; a list of lists (version 1, and tasks built by hand) is read and written as it is. The in-job runner
+reads them as :class:`TaskRanges` (plain Python: a job's runner never imports NumPy, which would cost every
+array task ~0.1 s to start and make each of its run's forks slower).
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, overload
 
 from pyexputils.errors import PyExpUtilsError
-from pyexputils.runner.bundles import Bundles
+
+if TYPE_CHECKING:
+    from pyexputils.runner.bundles import Bundles
 
 MANIFEST_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: tasks as a list of lists only
@@ -56,11 +61,13 @@ class Manifest:
         """Write to ``path`` atomically (temporary name in the same folder, then rename)."""
         # the fields as they are (dataclasses.asdict would deep-copy every task's list first: 10^6 tasks, seconds)
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["tasks"] = self.tasks.toJson() if isinstance(self.tasks, Bundles) else self.tasks
+        d["tasks"] = self.tasks.toJson() if isinstance(self.tasks, _bundles()) else self.tasks
         writeAtomic(path, json.dumps(d, separators=(",", ":")))
 
     @classmethod
-    def read(cls, path: str) -> "Manifest":
+    def read(cls, path: str, lean: bool = False) -> "Manifest":
+        """The manifest at ``path``; compact tasks as :class:`~pyexputils.runner.bundles.Bundles`, or, with
+        ``lean`` (the in-job runner), as :class:`TaskRanges`."""
         try:
             with open(path, encoding="utf-8") as f:
                 d: dict[str, Any] = json.load(f)
@@ -70,10 +77,68 @@ class Manifest:
             raise PyExpUtilsError(f"{path}: manifest version {d.get('version')!r}, expected {MANIFEST_VERSION}")
         if isinstance(d.get("tasks"), dict):
             try:
-                d["tasks"] = Bundles.fromJson(d["tasks"])
+                d["tasks"] = TaskRanges.fromJson(d["tasks"]) if lean else _bundles().fromJson(d["tasks"])
             except (KeyError, TypeError, ValueError) as e:
                 raise PyExpUtilsError(f"{path}: cannot read manifest: tasks: {e}") from None
         return cls(**d)
+
+
+def _bundles() -> "type[Bundles]":
+    from pyexputils.runner.bundles import Bundles
+
+    return Bundles
+
+
+class TaskRanges(Sequence[Sequence[int]]):
+    """A manifest's compact tasks (``{"per": p, "ranges": [lo, n, ...]}`` or ``{"per": p, "indices": [...]}``)
+    in plain Python: ``tasks[t]`` is the list of task ``t``'s indices, as :class:`Bundles` gives it."""
+
+    def __init__(self, per: int, lo: list[int], n: list[int]) -> None:
+        if per < 1 or len(lo) != len(n) or any(k < 1 for k in n):
+            raise ValueError("expected per >= 1 and ranges of first index and a length >= 1")
+        self.per, self._lo, self._n = per, lo, n
+        self._at = [0] * len(n)  # the position of each range's first index
+        for k in range(1, len(n)):
+            self._at[k] = self._at[k - 1] + n[k - 1]
+        self.runs = (self._at[-1] + n[-1]) if n else 0
+
+    @classmethod
+    def fromJson(cls, d: dict[str, Any]) -> "TaskRanges":
+        per = int(d["per"])
+        if "ranges" in d:
+            flat = [int(x) for x in d["ranges"]]
+            if len(flat) % 2:
+                raise ValueError("ranges: expected pairs of first index and length")
+            return cls(per, flat[0::2], flat[1::2])
+        return cls(per, [int(x) for x in d["indices"]], [1] * len(d["indices"]))
+
+    def __len__(self) -> int:
+        return -(-self.runs // self.per)
+
+    @overload
+    def __getitem__(self, t: int) -> list[int]: ...
+    @overload
+    def __getitem__(self, t: slice) -> list[list[int]]: ...
+    def __getitem__(self, t: int | slice) -> list[int] | list[list[int]]:
+        if isinstance(t, slice):
+            return [self[k] for k in range(*t.indices(len(self)))]
+        if t < 0:
+            t += len(self)
+        if not 0 <= t < len(self):
+            raise IndexError(t)
+        pos, end = t * self.per, min(self.runs, (t + 1) * self.per)
+        out: list[int] = []
+        k = bisect.bisect_right(self._at, pos) - 1
+        while pos < end:
+            take = min(end, self._at[k] + self._n[k]) - pos
+            first = self._lo[k] + pos - self._at[k]
+            out.extend(range(first, first + take))
+            pos += take
+            k += 1
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self[t] for t in range(len(self)))
 
 
 def writeAtomic(path: str, text: str) -> None:

@@ -513,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task", type=int, default=None, help="array task id (default: $SLURM_ARRAY_TASK_ID)")
     args = parser.parse_args(argv)
     try:
-        manifest = Manifest.read(args.manifest)
+        manifest = Manifest.read(args.manifest, lean=True)
         runner = TaskRunner(manifest, taskId(args.task, os.environ))
     except PyExpUtilsError as e:
         print(f"pyexputils.runner.task: {e}", file=sys.stderr)
