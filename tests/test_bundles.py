@@ -142,3 +142,28 @@ def test_an_index_set_from_a_mask_is_where_it_is_true(bits: list[bool], chunk: i
         assert IndexSet.fromMask(mask) == np.flatnonzero(mask).tolist()
     finally:
         mp.undo()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(indexSets, st.integers(1, 5)), min_size=1, max_size=4), indexSets, st.integers(1, 7))
+def test_recorded_bundles_give_the_attempts_the_lists_would(history: list, idx: list[int], per: int) -> None:
+    """Submissions recorded as Bundles or as lists: the same attempts afterwards; nextAttemptArray is
+    nextAttempts aligned with the indices."""
+    import tempfile
+
+    from pyexputils.runner.ledger import Ledger, Submission
+
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        with Ledger.open(a) as compact, Ledger.open(b) as lists:
+            for k, (done, p) in enumerate(history):
+                for led, tasks in ((compact, Bundles.of(done, p)), (lists, chunks(done, p))):
+                    led.record(Submission(f"t{k}", str(k), "fake", "/e.json", len(tasks), {}, 1, 1.0, "/m.json"), tasks)
+            assert compact.attempts("/e.json") == lists.attempts("/e.json")
+            want = lists.nextAttempts("/e.json", idx)
+            got = compact.nextAttemptArray("/e.json", IndexSet.of(idx))
+            assert got.tolist() == [want[i] for i in idx]
+            mine = Bundles.of(idx, per)
+            compact.record(Submission("last", "9", "fake", "/e.json", len(mine), {}, 1, 1.0, "/m.json"), mine)
+            lists.record(Submission("last", "9", "fake", "/e.json", len(mine), {}, 1, 1.0, "/m.json"), chunks(idx, per))
+            assert compact.attempts("/e.json") == lists.attempts("/e.json")
+            assert compact.tasksOf("last") == lists.tasksOf("last")

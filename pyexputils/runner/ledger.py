@@ -280,17 +280,18 @@ class Ledger:
 
     def nextAttemptArray(self, experiment: str, indices: IndexSet) -> npt.NDArray[np.int32]:
         """:meth:`nextAttempts` aligned with ``indices`` (read-only; without history, ones that take no memory)."""
-        best: npt.NDArray[np.int32] | None = None
-        for lo, n, _, _, attempt, _ in self._attemptRows(experiment):
-            a, b = indices.rank([lo, lo + n]).tolist()
-            if b > a:
-                if best is None:
-                    best = np.zeros(len(indices), dtype=np.int32)
-                np.maximum(best[a:b], attempt, out=best[a:b])
-        if best is None:
-            return np.broadcast_to(np.int32(1), (len(indices),))
-        best += 1
-        return best
+        rows = self._attemptRows(experiment)
+        if rows and len(indices):
+            lo, n, attempt = (np.fromiter((r[k] for r in rows), dtype=np.int64, count=len(rows)) for k in (0, 1, 4))
+            a, b = indices.rank(lo), indices.rank(lo + n)  # the positions each row covers
+            hit = np.flatnonzero(b > a)
+            if len(hit):
+                best = np.zeros(len(indices), dtype=np.int32)
+                for x, y, t in zip(a[hit].tolist(), b[hit].tolist(), attempt[hit].tolist()):
+                    np.maximum(best[x:y], t, out=best[x:y])
+                best += 1
+                return best
+        return np.broadcast_to(np.int32(1), (len(indices),))
 
     def record(self, sub: Submission, tasks: Sequence[Sequence[int]], attempts: Mapping[int, int] | npt.NDArray[np.int32] | None = None) -> None:  # fmt: skip
         """Record one submitted array job and its indices (one transaction). ``tasks`` as :class:`Bundles`
