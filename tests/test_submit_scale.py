@@ -15,7 +15,10 @@ from pyexputils.runner.bundles import Bundles
 from pyexputils.runner.causes import Cause, Verdict
 from pyexputils.runner.fake import FakeBackend
 from pyexputils.runner.judge import State
+from pyexputils.runner.backend import Limits
 from pyexputils.runner.manifest import Manifest
+from pyexputils.runner.plan import PlanOptions, Request, RunTime, SettingTimes, plan
+from pyexputils.runner.planfit import Measured, fit
 
 
 def project(root: Path, settings: int, slurm: dict[str, object] | None = None) -> None:
@@ -86,3 +89,23 @@ def test_a_big_submission_is_a_few_rows_and_a_small_manifest(tmp_path: Path, mon
         latest = led.latest(path)
         assert {latest[i].attempt for i in (0, 1, 99_999)} == {2}
         assert sum(job.manifest.tasks.runs for job, _ in again.sent.submitted) == 10**5  # type: ignore[attr-defined]
+
+
+def fittedPeak(n: int) -> float:
+    """tracemalloc's peak per index of fitting ``n`` indices to measured run times (two classes of settings)
+    and planning them."""
+    settings = 100
+    m = Measured(settings, {s: RunTime(5 + s % 7, 1, 8 + s % 7) for s in range(settings)}, RunTime(6, 1, 9))
+    tracemalloc.start()
+    requests, _ = fit([Request("e", range(n), PlanOptions(time_minutes=10))], {"e": m}, 600)
+    p = plan(requests, Limits(max_time_minutes=600, max_array_size=1001))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(requests) == 2 and p.runs == n and all(isinstance(r.times, SettingTimes) for r in requests)
+    return peak / n
+
+
+def test_a_fitted_plan_costs_a_bounded_number_of_bytes_per_index() -> None:
+    small, large = fittedPeak(200_000), fittedPeak(2_000_000)
+    assert large <= 16, f"{large:.1f} bytes per index"  # no RunTime per index: run times by setting, as arrays
+    assert large <= small * 1.5, (small, large)

@@ -17,23 +17,32 @@ import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.int64]
-CHUNK = 1 << 18  # indices looked at a time where a pass would otherwise allocate per index
+CHUNK = 1 << 16  # indices looked at a time where a pass would otherwise allocate per index
 
 
 def _runs(idx: Array) -> tuple[Array, Array]:
     """(first index, length) of each run of consecutive values of a sorted array, in chunks."""
-    starts: list[Array] = []
+    total = _breaks(idx) + 1 if len(idx) else 0
+    at = np.empty(total, dtype=np.int64)  # the position of each run's first value
+    k = 0
     for a in range(0, len(idx), CHUNK):
         part = idx[max(0, a - 1) : a + CHUNK]
         brk = np.flatnonzero(np.diff(part) != 1) + 1 + max(0, a - 1)
         if a == 0:
-            starts.append(np.zeros(1, dtype=np.int64))
-        starts.append(brk.astype(np.int64))
-    if not starts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    at = np.concatenate(starts)
-    n = np.diff(np.append(at, len(idx)))
-    return idx[at].copy(), n
+            at[0] = 0
+            k = 1
+        at[k : k + len(brk)] = brk
+        k += len(brk)
+    n = np.empty(total, dtype=np.int64)
+    if total:
+        np.subtract(at[1:], at[:-1], out=n[:-1])
+        n[-1] = len(idx) - at[-1]
+    return idx[at], n
+
+
+def _breaks(idx: Array) -> int:
+    """How many times a sorted array steps by more than one (its runs, less one), in chunks."""
+    return sum(int(np.count_nonzero(np.diff(idx[a : a + CHUNK + 1]) != 1)) for a in range(0, max(0, len(idx) - 1), CHUNK))
 
 
 def _sortedUnique(idx: Array) -> bool:
@@ -63,10 +72,10 @@ class IndexSet(Sequence[int]):
         idx = np.asarray(idx, dtype=np.int64).ravel()
         if not _sortedUnique(idx):
             idx = np.unique(idx)
+        if 3 * (_breaks(idx) + 1) > len(idx):  # ranges (24 bytes each) would not be smaller
+            return cls(None, None, idx)
         lo, n = _runs(idx)
-        if 3 * len(lo) <= len(idx):  # ranges (24 bytes each) are smaller
-            return cls(lo, n, None)
-        return cls(None, None, idx)
+        return cls(lo, n, None)
 
     @classmethod
     def fromMask(cls, mask: npt.NDArray[np.bool_]) -> "IndexSet":

@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pyexputils.runner.bundles import IndexSet
+from pyexputils.runner.bundles import CHUNK, IndexSet
 from pyexputils.runner.plan import PlanOptions, Request, RunTime, SettingTimes, TimeTable, predictSame, predictTasks
 
 SHARE = 0.8  # p95 of a task's predicted time <= this share of its limit
@@ -95,34 +95,54 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, In
     """``indices`` of measured settings split into classes of similar run time (slowest last), each with a
     summary RunTime (count-weighted mean and variance, the slowest p95); and the indices of settings with no
     measurement of their own (planned as without measurements)."""
-    idx = IndexSet.of(indices).array()
-    if idx.size == 0 or m.settings < 1:
-        return [], IndexSet.of(idx)
-    settingOf = idx % m.settings
-    uniq, counts = np.unique(settingOf, return_counts=True)
+    iset = IndexSet.of(indices)
+    if len(iset) == 0 or m.settings < 1:
+        return [], iset
+    S = m.settings
+    counts = np.zeros(S, dtype=np.int64)  # indices per setting (a pass over the indices a chunk at a time)
+    for a in range(0, len(iset), CHUNK):
+        np.add.at(counts, iset.between(a, a + CHUNK).array() % S, 1)
+    uniq = np.flatnonzero(counts)
     known: list[tuple[int, int, RunTime]] = []
     unknown: list[int] = []
-    for s, c in zip(uniq.tolist(), counts.tolist()):
+    for s, c in zip(uniq.tolist(), counts[uniq].tolist()):
         rt = m.perSetting.get(s)
         if rt is None:
             unknown.append(s)
         else:
             known.append((s, c, rt))
+    del counts
     groups: list[list[tuple[int, int, RunTime]]] = []
     for s, c, rt in sorted(known, key=lambda x: x[2].p95):
         if groups and rt.p95 <= CLASS_RATIO * max(groups[-1][0][2].p95, 1e-9):
             groups[-1].append((s, c, rt))
         else:
             groups.append([(s, c, rt)])
-    out: list[tuple[RunTime, IndexSet]] = []
+    summaries: list[RunTime] = []
     for g in groups:
-        members = np.isin(settingOf, np.array([s for s, _, _ in g], dtype=np.int64))
         total = sum(c for _, c, _ in g)
         mean = sum(c * rt.mean for _, c, rt in g) / total
         var = sum(c * rt.sd**2 for _, c, rt in g) / total  # tasks mix the settings (as predictTask does)
-        out.append((RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)), IndexSet.of(idx[members])))
-    rest = IndexSet.of(idx[np.isin(settingOf, np.array(unknown, dtype=np.int64))] if unknown else idx[:0])
-    return out, rest
+        summaries.append(RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)))
+    if len(groups) == 1 and not unknown:  # one class: the indices as they came (ranges stay ranges)
+        return [(summaries[0], iset)], iset[:0]
+    code = np.full(S, len(groups), dtype=np.int16)  # the class of each setting; len(groups): not measured
+    for k, g in enumerate(groups):
+        code[np.array([s for s, _, _ in g], dtype=np.int64)] = k
+    sizes = [sum(c for _, c, _ in g) for g in groups]
+    parts = [np.empty(n, dtype=np.int64) for n in [*sizes, len(iset) - sum(sizes)]]  # filled a chunk at a time
+    filled = [0] * len(parts)
+    for a in range(0, len(iset), CHUNK):
+        chunk = iset.between(a, a + CHUNK).array()
+        of = code[chunk % S]
+        for k, part in enumerate(parts):
+            mine = chunk[of == k]
+            part[filled[k] : filled[k] + len(mine)] = mine
+            filled[k] += len(mine)
+    members = []
+    while parts:  # each class's array let go once it is held (as ranges, when smaller)
+        members.append(IndexSet.of(parts.pop(0)))
+    return list(zip(summaries, members[:-1])), members[-1]
 
 
 def _worst(times: Sequence[RunTime], b: int, parallel: int) -> float:
