@@ -181,10 +181,10 @@ def oneRun(n: int, out: str) -> None:
     Path(out).write_text(json.dumps(result))
 
 
-def bigCommand(n: int, what: str, out: str) -> None:
+def bigCommand(n: int, what: str, out: str, perTask: int | None = None) -> None:
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=base) as folder:
-        project(folder, n, runs=1)
+        project(folder, n, runs=1, slurm=None if perTask is None else {"runs_per_task": perTask})
         fake = FakeBackend()
         session.BACKENDS["fake"] = lambda config: fake
         args = {"status": ["status"], "missing": ["missing"], "dry-run": ["submit", "--dry-run", "--out", "scripts"],
@@ -273,6 +273,7 @@ def main() -> None:
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
     p.add_argument("--child", type=float)
     p.add_argument("--child-one-run", type=float)
+    p.add_argument("--big-runs-per-task", type=int, help="--big with this runs_per_task (default: auto)")
     p.add_argument("--child-big", nargs=2)
     p.add_argument("--child-big-queued", nargs=3)
     p.add_argument("--out")
@@ -282,7 +283,7 @@ def main() -> None:
     if a.child_one_run:
         return oneRun(int(a.child_one_run), a.out)
     if a.child_big:
-        return bigCommand(int(float(a.child_big[0])), a.child_big[1], a.out)
+        return bigCommand(int(float(a.child_big[0])), a.child_big[1], a.out, a.big_runs_per_task)
     if a.child_big_queued:
         return bigQueued(int(float(a.child_big_queued[0])), a.child_big_queued[1], a.child_big_queued[2], a.out)
     print("| indices | phase | time | baseline: doneMask | ratio | judgeIndex per index (reference) | new / reference | tracemalloc peak |")
@@ -304,10 +305,13 @@ def main() -> None:
     if a.big:
         n = int(float(a.big))
         print(f"\nfresh sweep of {n:,} indices (no ledger, no results), each command in its own process:")
+        per = [] if a.big_runs_per_task is None else ["--big-runs-per-task", str(a.big_runs_per_task)]
+        if per:
+            print(f"  (runs_per_task {a.big_runs_per_task}: {-(-n // a.big_runs_per_task):,} tasks)")
         base = spawn("--child-big", str(n), "doneMask")
         print(f"  doneMask alone: {base['seconds']:.2f} s, peak RSS {base['maxrss_mb']:.0f} MB")
         for what in ("status", "missing", "dry-run", "submit"):
-            r = spawn("--child-big", str(n), what)
+            r = spawn("--child-big", str(n), what, *per)
             print(f"  {what}: {r['seconds']:.2f} s ({r['seconds'] / max(base['seconds'], 1e-3):.1f}x doneMask), "
                   f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index), "
                   f"tracemalloc peak {fmtPeak(r.get('peak'), n)}")  # fmt: skip

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import shlex
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from itertools import islice
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -43,11 +44,11 @@ def _sweep(r: Round, job: JobSpec) -> Sweep:
     return next(st.sweep for st in r.standings if st.sweep.path == job.manifest.experiment)
 
 
-def localCommands(s: Session, r: Round, job: JobSpec) -> list[tuple[int, int, str]]:
-    """(runner process, index, command) of every run of one local job, in the order they start."""
+def localCommands(s: Session, r: Round, job: JobSpec) -> Iterator[tuple[int, int, str]]:
+    """(runner process, index, command) of every run of one local job, in the order they start (one at a time)."""
     sweep = _sweep(r, job)
     command = s.config.command or ""
-    return [(t, i, buildCommand(command, sweep.exp, i, sweep.path)) for t, bundle in enumerate(job.manifest.tasks) for i in bundle]
+    return ((t, i, buildCommand(command, sweep.exp, i, sweep.path)) for t, bundle in enumerate(job.manifest.tasks) for i in bundle)
 
 
 def localScript(s: Session, r: Round, job: JobSpec) -> str:
@@ -69,14 +70,14 @@ def localPlan(s: Session, r: Round) -> str:
     out: list[str] = []
     assert r.planned is not None
     for job, _, _ in r.planned.jobs:
-        cmds = localCommands(s, r, job)
+        runs = countRuns(job.manifest.tasks)
         limit = "" if job.time_limit_minutes is None else f"; a process still running after {job.time_limit_minutes} min is stopped"
-        out.append(f"\n# {job.tag}: {len(cmds)} runs in {job.array_size} runner processes "
+        out.append(f"\n# {job.tag}: {runs} runs in {job.array_size} runner processes "
                    f"({job.manifest.parallel} at a time in each{limit}), from {s.relPath(s.root) or '.'}:")  # fmt: skip
-        for t, i, cmd in cmds[:SHOWN_COMMANDS]:
+        for t, i, cmd in islice(localCommands(s, r, job), SHOWN_COMMANDS):
             out.append(f"  [process {t}, index {i}] {cmd}")
-        if len(cmds) > SHOWN_COMMANDS:
-            out.append(f"  ... and {len(cmds) - SHOWN_COMMANDS} more (--out DIR writes them all)")
+        if runs > SHOWN_COMMANDS:
+            out.append(f"  ... and {runs - SHOWN_COMMANDS} more (--out DIR writes them all)")
     return "\n".join(out) + "\n"
 
 
