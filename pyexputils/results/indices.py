@@ -26,6 +26,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # a node of the walk: (permutation or -1, run or -1, folder path)
+CHUNK = 4096  # folders of the last level listed at once
 _Node = tuple[int, int, str]
 
 
@@ -135,12 +136,18 @@ def _walk(
     nodes: list[_Node] = [(-1, -1, plan.root)]
     fixedP = fixedR = False  # whether the folders of this depth already know their setting / run
     for depth, level in enumerate(plan.levels):
-        listings = _listAll([node[2] for node in nodes], workers)
         # the names a level can hold depend only on what it reads: share them across folders when possible
-        if not ((level.usesParams and fixedP) or (level.usesRun and fixedR)):
+        shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
+        if shared and depth == len(plan.levels) - 1 and not paths:
             candidates = _candidates(level, -1, -1, params, count, runStrings)
-            if depth == len(plan.levels) - 1 and not paths:
-                return _lastLevel(nodes, listings, candidates, count)
+            parts = []
+            for k in range(0, len(nodes), CHUNK):  # listed a chunk of folders at a time: only their names in memory
+                chunk = nodes[k : k + CHUNK]
+                parts.append(_lastLevel(chunk, _listAll([node[2] for node in chunk], workers), candidates, count))
+            return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=np.int64)
+        listings = _listAll([node[2] for node in nodes], workers)
+        if shared:
+            candidates = _candidates(level, -1, -1, params, count, runStrings)
             nodes = _sharedLevel(nodes, listings, candidates, level)
         else:
             nodes = _ownLevel(nodes, listings, level, params, count, runStrings)

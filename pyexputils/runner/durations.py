@@ -237,10 +237,10 @@ class Durations:
                 stem = name.removesuffix(".jsonl")
                 if not name.endswith(".jsonl") or not stem.isdigit() or int(stem) in folded:
                     continue
-                events = list(readEvents(os.path.join(folder, name)))
-                if not ended and not any(e.get("event") == "task_end" for e in events):
+                path = os.path.join(folder, name)
+                if not ended and not any(e.get("event") == "task_end" for e in readEvents(path)):
                     continue
-                self._foldTask(rec, events)
+                self._foldTask(rec, readEvents(path))  # read again rather than held: a task's file can be big
                 folded.add(int(stem))
                 new = True
             if new:
@@ -252,17 +252,22 @@ class Durations:
                 self.changed = True
         self._prune()
 
-    def _foldTask(self, rec: dict[str, Any], events: Sequence[Mapping[str, Any]]) -> None:
-        times = [float(e["time"]) for e in events if isinstance(e.get("time"), (int, float))]
-        start = next((float(e["time"]) for e in events if e.get("event") == "task_start" and "time" in e), None)
-        if start is not None and times:
-            rec["elapsed"] += max(times) - start
-        rec["tasks"] += 1
+    def _foldTask(self, rec: dict[str, Any], events: Iterable[Mapping[str, Any]]) -> None:
+        """One task's events (in one pass)."""
+        start: float | None = None
+        last: float | None = None
         for e in events:
-            if e.get("event") == "task_start" and isinstance(e.get("parallel"), int):
-                rec["parallel"] = max(int(rec.get("parallel", 1)), e["parallel"])
-        for e in events:
-            if e.get("event") != "end" or not isinstance(e.get("index"), int):
+            t = e.get("time")
+            if isinstance(t, (int, float)):
+                last = float(t) if last is None else max(last, float(t))
+            kind = e.get("event")
+            if kind == "task_start":
+                if start is None and isinstance(t, (int, float)):
+                    start = float(t)
+                if isinstance(e.get("parallel"), int):
+                    rec["parallel"] = max(int(rec.get("parallel", 1)), e["parallel"])
+                continue
+            if kind != "end" or not isinstance(e.get("index"), int):
                 continue
             seconds = e.get("seconds")
             if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
@@ -277,6 +282,9 @@ class Durations:
                 rec["timeouts"] += 1
             elif e.get("cause") == "COMPLETED":
                 rec["completed"] += 1
+        if start is not None and last is not None:
+            rec["elapsed"] += last - start
+        rec["tasks"] += 1
 
     def add(self, index: int, cause: str, seconds: float, memMB: float | None = None) -> None:
         """One ended run of ``index``: a COMPLETED one's time is a sample, a TIMEOUT's a lower bound."""

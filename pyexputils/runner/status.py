@@ -57,7 +57,7 @@ class StatusWriter:
         self.close()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexOutcome:
     """The last thing a status file says about one index."""
 
@@ -73,17 +73,32 @@ class IndexOutcome:
     schedulerState: str | None = None  # the state the runner saw its job in when it was stopped
 
 
+BATCH = 4096  # lines decoded at once: a file of any size is read in bounded memory
+
+
 def readEvents(path: str) -> Iterator[dict[str, Any]]:
-    """The events in ``path`` in order; a torn last line (writer killed mid-write) is ignored."""
+    """The events in ``path`` in order; a torn last line (writer killed mid-write) is ignored. Read and
+    decoded :data:`BATCH` lines at a time (a task of 10^5 runs writes a file of 10^5 lines and more)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        f = open(path, encoding="utf-8", errors="replace")
     except (FileNotFoundError, NotADirectoryError):
         return
-    lines = text.split("\n")[:-1]  # the part after the last newline is torn or empty
+    with f:
+        lines: list[str] = []
+        for line in f:
+            if not line.endswith("\n"):
+                break  # the part after the last newline is torn or empty
+            lines.append(line)
+            if len(lines) == BATCH:
+                yield from _decode(lines)
+                lines = []
+        yield from _decode(lines)
+
+
+def _decode(lines: list[str]) -> Iterator[dict[str, Any]]:
     if not lines:
         return
-    try:  # one decode for the whole file (a status file is read once per look at every index it holds)
+    try:  # one decode for many lines
         events: list[dict[str, Any]] = json.loads("[" + ",".join(lines) + "]")
     except json.JSONDecodeError:
         for line in lines:  # a damaged line: skip it alone
@@ -98,6 +113,8 @@ def readEvents(path: str) -> Iterator[dict[str, Any]]:
 def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
     """Fold the events of several status files into the latest outcome per index."""
     out: dict[int, IndexOutcome] = {}
+    names: dict[Any, Any] = {}  # one string per host, job, state (not one per event)
+    same = names.setdefault
     for path in paths:
         seen: str | None = None
         stopped: list[int] = []
@@ -114,13 +131,14 @@ def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
             if kind not in ("start", "end", "skip") or "index" not in ev:
                 continue
             state = "RUNNING" if kind == "start" else str(ev.get("cause", "FAILED"))
+            host, job = ev.get("host"), ev.get("job")
             out[int(ev["index"])] = IndexOutcome(
                 index=int(ev["index"]),
-                state=state,
+                state=same(state, state),
                 exit=ev.get("exit"),
                 signal=ev.get("signal"),
-                host=ev.get("host"),
-                job=None if ev.get("job") is None else str(ev.get("job")),
+                host=same(host, host),
+                job=None if job is None else same(str(job), str(job)),
                 attempt=ev.get("attempt"),
                 time=ev.get("time"),
                 started=kind != "skip",
