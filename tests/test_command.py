@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pyexputils.errors import ConfigError
 from pyexputils.models import Config, ExperimentDescription
-from pyexputils.runner.command import buildCommand, checkCommand, placeholderNames, placeholders, render, shellArgv
+from pyexputils.runner.command import buildCommand, checkCommand, directArgv, placeholderNames, placeholders, render, shellArgv
 
 CONFIG = Config(save_path="results/{name}/{params}/{run}", path="config.json")
 # a program that prints its arguments as JSON: what the user's program would receive
@@ -164,3 +164,45 @@ def test_nasty_parameter_value_reaches_the_program_intact(value: str, tmp_path: 
 def test_any_string_round_trips_through_bash(value: str) -> None:
     cmd = render(ECHO + " {v} {v}", {"v": value})
     assert runArgs(cmd) == [value, value]
+
+
+# --- starting a command without a shell ------------------------------------------------------------------
+
+_plainWord = st.text("abcXYZ019_./:=,@%+-", min_size=1, max_size=6)
+_single = st.text("ab $\"*;|&<>()~`\\!#{} ", max_size=6).filter(lambda s: "'" not in s).map(lambda s: f"'{s}'")
+_double = st.lists(st.one_of(st.text("ab '*;|&<>()~#{} ", min_size=1, max_size=4), st.sampled_from(["$A", "${A}", "$B_2", "${UNSET}"])),
+                   max_size=3).map(lambda parts: '"' + "".join(parts) + '"')  # fmt: skip
+_word = st.lists(st.one_of(_plainWord, _single, _double), min_size=1, max_size=3).map("".join)
+_other = st.sampled_from(["$A", "*", "a*b", "~/x", "a;b", "x|y", "> f", "`id`", "$(id)", "a\\ b", "{a,b}", "#c", "!x", "&"])
+ARGV_PRINTER = "import json, sys; print(json.dumps(sys.argv[1:]))"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_word.map(lambda w: (w, False)), _other.map(lambda w: (w, True))), max_size=5), st.sampled_from([" ", "  ", "\t"]))
+def test_a_direct_start_gets_the_argv_bash_would_give(tmp_path_factory: pytest.TempPathFactory, words: list[tuple[str, bool]], gap: str) -> None:
+    printer = tmp_path_factory.mktemp("bin") / "argv"
+    printer.write_text(f"#!{sys.executable}\n{ARGV_PRINTER}\n")
+    printer.chmod(0o755)
+    command = gap.join([str(printer), *(w for w, _ in words)])
+    env = {**os.environ, "A": "1 2", "B_2": "*"}
+    env.pop("UNSET", None)
+    argv = directArgv(command, env)
+    assert (argv is None) == any(needsShell for _, needsShell in words)  # bash for what needs the shell, only
+    if argv is None:
+        return
+    byBash = json.loads(subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, check=True).stdout)
+    assert argv == [str(printer), *byBash]
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["echo hi", "true", "cd /tmp", "a=1 python x", "python x > out", "python $A", "ls *.py", "~/x", "python x; y",
+     "python x | y", "python 'a'\\''b'", "python $(id)", "", "   ", "time python x", "export A=1", "python x &"],
+)  # fmt: skip
+def test_what_needs_the_shell_goes_to_bash(command: str) -> None:
+    assert directArgv(command, {}) is None
+
+
+def test_an_exported_bash_function_sends_every_command_to_bash() -> None:
+    assert directArgv("python x", {"BASH_FUNC_python%%": "() { echo hi; }"}) is None
+    assert directArgv("python x", {}) == ["python", "x"]

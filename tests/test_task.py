@@ -362,3 +362,34 @@ def test_peak_memory_of_each_run_is_recorded(tmp_path: Path) -> None:
     ends = p.ends()
     assert all(0 < ends[i]["maxrss_mb"] < 4096 for i in (0, 1))  # a small Python program
     assert ends[1]["seconds"] >= 0.1
+
+
+def test_a_plain_command_starts_without_a_shell_and_a_missing_one_fails_as_in_bash(tmp_path: Path) -> None:
+    p = Project(tmp_path, ["env", "ok"])
+    m = p.manifest([[0, 1]], skip_done=False)
+    m.command = "python prog.py {mode} --check \"$PYX_INDEX\""  # words and a "$VAR": no shell needed
+    m.write(str(tmp_path / "manifest.json"))
+    assert p.run() == 0
+    seen = json.loads((tmp_path / "results" / "mode-env" / "0" / "env.json").read_text())
+    assert seen["argv"] == ["env", "--check", "0"]
+    m.command = "no-such-program-here {mode}"
+    m.write(str(tmp_path / "manifest.json"))
+    assert p.run() == 1
+    end = p.ends()[0]
+    assert end["exit"] == 127 and end["cause"] == "FAILED"
+    err = (tmp_path / ".logs" / "t1" / "0.err").read_text()
+    assert "no-such-program-here: command not found" in err  # bash's words, from the fallback
+
+
+def test_the_direct_start_is_what_bash_would_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHLVL", raising=False)
+    p = Project(tmp_path, ["env"])
+    m = p.manifest([[0]], skip_done=False)
+    for command, shell in (("python -c {probe}", False), ("python -c {probe} && true", True)):
+        exp = json.loads(Path(p.experiment).read_text())
+        probe = "import os; open('shlvl', 'w').write(os.environ.get('SHLVL', '-'))"
+        Path(p.experiment).write_text(json.dumps({**exp, "probe": probe}))
+        m.command = command
+        m.write(str(tmp_path / "manifest.json"))
+        p.run()  # FAILED (the probe writes no result): what it saw is the point
+        assert ((tmp_path / "shlvl").read_text() != "-") is shell  # a shell sets SHLVL; a direct start does not

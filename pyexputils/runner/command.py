@@ -162,6 +162,69 @@ def checkCommand(template: str, exp: ExperimentDescription, where: str | None = 
     buildCommand(template, exp, 0, where=where)
 
 
+# a word of a command that needs nothing of the shell: plain characters, '...', or "..." with only $NAME/${NAME}
+_PLAIN = r"[A-Za-z0-9_./:=,@%+-]"
+_DOUBLE = r'"(?:[^"$`\\!]|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\})*"'
+_WORD = re.compile(rf"(?:{_PLAIN}+|'[^']*'|{_DOUBLE})+")
+_VAR = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+_BLANKS = re.compile(r"[ \t]+")
+# bash's builtins and keywords: a command starting with one of these goes to bash
+SHELL_WORDS = frozenset(
+    ". : [ alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo "
+    "enable eval exec exit export false fc fg getopts hash help history jobs kill let local logout mapfile popd "
+    "printf pushd pwd read readarray readonly return set shift shopt source suspend test times trap true type "
+    "typeset ulimit umask unalias unset wait if then else elif fi case esac for select while until do done in "
+    "function time { } ! [[ ]] coproc".split()
+)
+
+
+def directArgv(command: str, env: Mapping[str, str]) -> list[str] | None:
+    """The argv ``bash -c COMMAND`` would exec, when ``command`` needs nothing else of the shell: one simple
+    command of words that are plain, single-quoted, or double-quoted with only ``$NAME`` / ``${NAME}`` in
+    them (expanded from ``env``, unset: empty), not starting with a builtin, keyword or assignment, and no
+    exported bash function in ``env``. None for anything else (pipes, redirections, globs, ``~``, ``;``,
+    unquoted ``$``, backslashes, ...): that goes to bash. Saves starting a shell for every run."""
+    words: list[str] = []
+    pos = _BLANKS.match(command)
+    at = pos.end() if pos else 0
+    while at < len(command):
+        m = _WORD.match(command, at)
+        if m is None:
+            return None
+        words.append(m.group(0))
+        gap = _BLANKS.match(command, m.end())
+        if gap is None and m.end() < len(command):
+            return None
+        at = gap.end() if gap else m.end()
+    if not words:
+        return None
+    first = words[0]
+    if "=" in first.split("'")[0].split('"')[0] or any(k.startswith("BASH_FUNC_") for k in env):
+        return None  # an assignment; or a function that may stand for the command
+    argv = [_unquote(w, env) for w in words]
+    return None if argv[0] in SHELL_WORDS or not argv[0] else argv
+
+
+def _unquote(word: str, env: Mapping[str, str]) -> str:
+    out: list[str] = []
+    pos = 0
+    while pos < len(word):
+        c = word[pos]
+        if c == "'":
+            end = word.index("'", pos + 1)
+            out.append(word[pos + 1 : end])
+        elif c == '"':
+            end = word.index('"', pos + 1)
+            out.append(_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), word[pos + 1 : end]))
+        else:
+            end = pos
+            while end + 1 < len(word) and word[end + 1] not in "'\"":
+                end += 1
+            out.append(word[pos : end + 1])
+        pos = end + 1
+    return "".join(out)
+
+
 def shellArgv(command: str) -> list[str]:
     """The argv that runs ``command``: ``bash -c`` (``sh -c`` when there is no bash)."""
     return [_shell(), "-c", command]

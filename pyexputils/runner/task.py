@@ -1,7 +1,8 @@
 """The in-job runner: ``python -m pyexputils.runner.task MANIFEST [--task N]``.
 
 Runs the bundle of indices of one array task (``$SLURM_ARRAY_TASK_ID``, or ``--task N``), ``parallel`` at a
-time, each as ``bash -c COMMAND`` in the project folder, in a process group of its own, with stdout/stderr in
+time, each as ``bash -c COMMAND`` would run it (a command that needs nothing of the shell is started directly:
+:func:`_spawn`) in the project folder, in a process group of its own, with stdout/stderr in
 ``Manifest.logPaths(index)``. Every event goes to the task's status file (``Manifest.statusPath(task)``,
 see :mod:`pyexputils.runner.status`), one flushed line each.
 
@@ -50,7 +51,7 @@ from pyexputils.errors import ExperimentError, PyExpUtilsError
 from pyexputils.models import Config, ExperimentDescription, loadConfig
 from pyexputils.models.loader import loadMapping
 from pyexputils.runner.causes import Cause
-from pyexputils.runner.command import buildCommand, shellArgv
+from pyexputils.runner.command import buildCommand, directArgv, shellArgv
 from pyexputils.runner.manifest import Manifest
 from pyexputils.runner.status import StatusWriter
 
@@ -58,6 +59,20 @@ STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SETTLE_S = 0.5  # how long a run that died of a signal waits for the runner's own stop signal
 SHELL_SIGKILL = 128 + signal.SIGKILL  # a shell reports a child killed by SIGKILL as exit 137
 WARN_MARGIN_S = 2.0  # after a USR1: runs get SIGTERM grace_s + this many seconds before the deadline
+
+
+def _spawn(command: str, cwd: str, env: dict[str, str], out: Any, err: Any) -> "subprocess.Popen[bytes]":
+    """Start ``command`` in a session of its own: directly when it needs nothing of the shell (what
+    ``bash -c`` would exec: :func:`pyexputils.runner.command.directArgv`), else through bash. A direct start
+    that fails (not found, not executable) goes through bash, which says so in bash's words and exit code."""
+    argv = directArgv(command, env)
+    if argv is not None:
+        try:
+            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+        except OSError:
+            pass
+    return subprocess.Popen(shellArgv(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                            start_new_session=True)  # fmt: skip
 
 
 def deadlineMargin(limit: float) -> float:
@@ -299,10 +314,7 @@ class TaskRunner:
         limit = self.m.time_limit_s
         env = self._env(index, folder, now)
         with open(outPath, "ab") as out, open(errPath, "ab") as err:
-            proc = subprocess.Popen(
-                shellArgv(command), cwd=self.project, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True,
-            )  # fmt: skip
+            proc = _spawn(command, self.project, env, out, err)
         run = Run(index, proc, now, now + limit if limit else None, folder)
         self.running.append(run)
         self._record(index, "start", pid=proc.pid, command=command)
