@@ -167,3 +167,46 @@ def test_recorded_bundles_give_the_attempts_the_lists_would(history: list, idx: 
             lists.record(Submission("last", "9", "fake", "/e.json", len(mine), {}, 1, 1.0, "/m.json"), chunks(idx, per))
             assert compact.attempts("/e.json") == lists.attempts("/e.json")
             assert compact.tasksOf("last") == lists.tasksOf("last")
+
+
+@settings(max_examples=200, deadline=None)
+@given(indexSets, st.lists(st.integers(0, 3), min_size=1, max_size=40), st.integers(1, 4), st.sampled_from([2, 5, 1 << 16]))
+def test_split_by_setting_is_each_groups_members(idx: list[int], code: list[int], groups: int, chunk: int) -> None:
+    mp = pytest.MonkeyPatch()
+    mp.setattr(bundles, "CHUNK", chunk)
+    try:
+        c = np.array([x % groups for x in code], dtype=np.int8)
+        parts = bundles.splitBySetting(IndexSet.of(idx), c, groups)
+        assert [list(p) for p in parts] == [[i for i in idx if c[i % len(c)] == g] for g in range(groups)]
+    finally:
+        mp.undo()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 3)), max_size=6), st.sampled_from([3, 1 << 16]))
+def test_setting_groups_are_the_rules_each_setting_matches(picks: list[tuple[str, int]], chunk: int) -> None:
+    import tempfile
+
+    from pyexputils.models import loadExperiment
+    from pyexputils.runner.options import ByRule, settingGroups
+
+    values = {"a": [1, 2, 3], "b": [0.1, 0.2, 0.3, 0.4], "c": ["x", "y"]}
+    rules = [ByRule(p, str(values[p][v % len(values[p])]), {}, "config.json") for p, v in picks]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "e.json"
+        path.write_text(json.dumps({"metaParameters": values}))
+        exp = loadExperiment(str(path))
+        mp = pytest.MonkeyPatch()
+        mp.setattr(bundles, "CHUNK", chunk)
+        import pyexputils.runner.options as optionsModule
+
+        mp.setattr(optionsModule, "CHUNK", chunk)
+        try:
+            group, ruleSets = settingGroups(exp, rules, "e.json")
+        finally:
+            mp.undo()
+        for s in range(exp.numPermutations()):
+            setting = exp.getPermutation(s)
+            matched = tuple(r for r in rules if str(setting[r.param]) == r.value)
+            assert ruleSets[int(group[s])] == matched
+        assert all(x != y for k, x in enumerate(ruleSets) for y in ruleSets[k + 1 :]) and group.dtype == np.int8

@@ -326,6 +326,31 @@ class Bundles(Sequence[Sequence[int]]):
         return cls(IndexSet.of(np.asarray(d["indices"], dtype=np.int64)), per)
 
 
+def splitBySetting(indices: IndexSet, code: npt.NDArray[np.integer[Any]], groups: int) -> list[IndexSet]:
+    """``indices`` by the code of their setting (``code[index % len(code)]``, each in ``0 … groups − 1``): the
+    members of each code, in passes a chunk at a time, each part filled in place (8 bytes an index at most,
+    ranges where smaller; the indices as they came when every one has the same code)."""
+    settings = len(code)
+    sizes = np.zeros(groups, dtype=np.int64)
+    for a in range(0, len(indices), CHUNK):
+        sizes += np.bincount(code[indices.between(a, a + CHUNK).array() % settings], minlength=groups)[:groups]
+    if int(np.count_nonzero(sizes)) <= 1:  # one group: as they came (ranges stay ranges)
+        return [indices if n else indices[:0] for n in sizes.tolist()]
+    parts = [np.empty(n, dtype=np.int64) for n in sizes.tolist()]
+    filled = [0] * groups
+    for a in range(0, len(indices), CHUNK):
+        chunk = indices.between(a, a + CHUNK).array()
+        of = code[chunk % settings]
+        for k, part in enumerate(parts):
+            mine = chunk[of == k]
+            part[filled[k] : filled[k] + len(mine)] = mine
+            filled[k] += len(mine)
+    out: list[IndexSet] = []
+    while parts:  # each array let go once it is held
+        out.append(IndexSet.of(parts.pop(0)))
+    return out
+
+
 def countRuns(tasks: Sequence[Sequence[int]]) -> int:
     """Indices over all ``tasks`` (without a list per task for :class:`Bundles`)."""
     return tasks.runs if isinstance(tasks, Bundles) else sum(len(t) for t in tasks)

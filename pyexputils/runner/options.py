@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from pyexputils.errors import ConfigError, PyExpUtilsError
 from pyexputils.runner.backend import Limits
+from pyexputils.runner.bundles import CHUNK
 from pyexputils.runner.plan import DEFAULT_MAX_TASKS, PlanOptions
 from pyexputils.runner.policy import Policy, Resources
 from pyexputils.runner.render import sbatchKeys
@@ -293,14 +294,15 @@ def paramNames(exp: "ExperimentDescription") -> list[str]:
     return [".".join(f"[{q}]" if isinstance(q, int) else str(q) for q in p.path[skip:]) for p in exp.sweep]
 
 
-def settingGroups(exp: "ExperimentDescription", rules: Sequence[ByRule], where: str) -> tuple[npt.NDArray[np.int64], list[tuple[ByRule, ...]]]:  # fmt: skip
-    """Which ``by`` rules match each setting: a group number per setting and the rules of each group (in
-    the order given; possibly none). ConfigError (naming ``slurm.by.<param>.<value>``) for a parameter or value the sweep lacks."""
+def settingGroups(exp: "ExperimentDescription", rules: Sequence[ByRule], where: str) -> tuple[npt.NDArray[np.integer[Any]], list[tuple[ByRule, ...]]]:  # fmt: skip
+    """Which ``by`` rules match each setting: a group number per setting (the narrowest integer type: a byte a
+    setting for up to 127 groups, built a chunk of settings at a time) and the rules of each group (in the
+    order given; possibly none). ConfigError (naming ``slurm.by.<param>.<value>``) for a parameter or value the
+    sweep lacks."""
     names = paramNames(exp)
     sweep = exp.sweep
-    settings = np.arange(sweep.count, dtype=np.int64)
-    code = np.zeros(sweep.count, dtype=np.int64)
-    for k, r in enumerate(rules):
+    checks: list[tuple[int, int, int]] = []  # (stride, radix, the value's position) of each rule
+    for r in rules:
         if r.param not in names:
             raise ConfigError(f"{r.source}: slurm.by.{r.param}: {where} sweeps no parameter {r.param!r} "
                               f"(its parameters: {', '.join(names) or 'none'})")  # fmt: skip
@@ -309,7 +311,17 @@ def settingGroups(exp: "ExperimentDescription", rules: Sequence[ByRule], where: 
         if r.value not in texts:
             raise ConfigError(f"{r.source}: slurm.by.{r.param}.{r.value}: {r.param} never takes this value "
                               f"(its values: {', '.join(texts)})")  # fmt: skip
-        digit = (settings // sweep.strides[j]) % sweep.radices[j]
-        code |= (digit == texts.index(r.value)).astype(np.int64) << k
-    codes, group = np.unique(code, return_inverse=True)
-    return group.astype(np.int64), [tuple(r for k, r in enumerate(rules) if c >> k & 1) for c in codes.tolist()]
+        checks.append((int(sweep.strides[j]), int(sweep.radices[j]), texts.index(r.value)))
+    count = sweep.count
+    width = next(t for bits, t in ((8, np.uint8), (16, np.uint16), (32, np.uint32), (64, np.uint64)) if len(rules) <= bits)
+    code = np.zeros(count, dtype=width)  # bit k: rule k matches
+    for a in range(0, count, CHUNK):
+        settings = np.arange(a, min(count, a + CHUNK), dtype=np.int64)
+        for k, (stride, radix, value) in enumerate(checks):
+            code[a : a + len(settings)] |= ((settings // stride) % radix == value).astype(width) << width(k)
+    codes = np.unique(code)
+    narrow = next(t for most, t in ((127, np.int8), (32767, np.int16), (2**31 - 1, np.int32)) if len(codes) <= most)
+    group = np.empty(count, dtype=narrow)
+    for a in range(0, count, CHUNK):
+        group[a : a + CHUNK] = np.searchsorted(codes, code[a : a + CHUNK])
+    return group, [tuple(r for k, r in enumerate(rules) if int(c) >> k & 1) for c in codes.tolist()]

@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pyexputils.runner.bundles import CHUNK, IndexSet
+from pyexputils.runner.bundles import CHUNK, IndexSet, splitBySetting
 from pyexputils.runner.plan import PlanOptions, Request, RunTime, SettingTimes, TimeTable, predictSame, predictTasks
 
 SHARE = 0.8  # p95 of a task's predicted time <= this share of its limit
@@ -124,24 +124,10 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, In
         mean = sum(c * rt.mean for _, c, rt in g) / total
         var = sum(c * rt.sd**2 for _, c, rt in g) / total  # tasks mix the settings (as predictTask does)
         summaries.append(RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)))
-    if len(groups) == 1 and not unknown:  # one class: the indices as they came (ranges stay ranges)
-        return [(summaries[0], iset)], iset[:0]
     code = np.full(S, len(groups), dtype=np.int16)  # the class of each setting; len(groups): not measured
     for k, g in enumerate(groups):
         code[np.array([s for s, _, _ in g], dtype=np.int64)] = k
-    sizes = [sum(c for _, c, _ in g) for g in groups]
-    parts = [np.empty(n, dtype=np.int64) for n in [*sizes, len(iset) - sum(sizes)]]  # filled a chunk at a time
-    filled = [0] * len(parts)
-    for a in range(0, len(iset), CHUNK):
-        chunk = iset.between(a, a + CHUNK).array()
-        of = code[chunk % S]
-        for k, part in enumerate(parts):
-            mine = chunk[of == k]
-            part[filled[k] : filled[k] + len(mine)] = mine
-            filled[k] += len(mine)
-    members = []
-    while parts:  # each class's array let go once it is held (as ranges, when smaller)
-        members.append(IndexSet.of(parts.pop(0)))
+    members = splitBySetting(iset, code, len(groups) + 1)
     return list(zip(summaries, members[:-1])), members[-1]
 
 

@@ -38,7 +38,7 @@ from pyexputils.models.loader import loadMapping
 from pyexputils.results import doneMask
 from pyexputils.results.indices import doneAt
 from pyexputils.runner.backend import JOB_PREFIX, Backend, JobSpec, Limits, LiveTask, QueueFull, SubmitRejected
-from pyexputils.runner.bundles import Bundles, IndexSet, countRuns
+from pyexputils.runner.bundles import Bundles, IndexSet, countRuns, splitBySetting
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, isLive, normaliseState
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.durations import Durations, SubmissionInfo
@@ -669,13 +669,12 @@ class Session:
         if not o.by:
             return [_Part(b.sweep, b.indices, b.resources, o)]
         group, rules = settingGroups(b.sweep.exp, o.by, b.sweep.shown)
-        idx = IndexSet.of(b.indices).array()
-        mine = group[idx % len(group)]
         out = []
-        for g in np.unique(mine).tolist():
-            v = o.variant(rules[g])
-            res = v.base if b.resources == o.base else b.resources
-            out.append(_Part(b.sweep, IndexSet.of(idx[mine == g]), res, v))
+        for g, members in enumerate(splitBySetting(IndexSet.of(b.indices), group, len(rules))):
+            if len(members):
+                v = o.variant(rules[g])
+                res = v.base if b.resources == o.base else b.resources
+                out.append(_Part(b.sweep, members, res, v))
         return out
 
     def _job(self, a: ArrayPlan, tag: str, sweep: Sweep, res: Resources, o: ExperimentOptions) -> JobSpec:
