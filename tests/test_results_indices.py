@@ -236,3 +236,25 @@ def test_ranges_text_is_index_ranges(indices: set[int]) -> None:
     mask = np.zeros(61, dtype=bool)
     mask[sorted(indices)] = True
     assert rangesText(mask) == indexRanges(sorted(indices))
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_listings_go_to_threads_only_when_they_wait(monkeypatch: pytest.MonkeyPatch, slow: bool) -> None:
+    import threading
+
+    seen: list[tuple[int, str]] = []
+
+    def listing(x: int) -> int:
+        seen.append((x, threading.current_thread().name))
+        return x * x
+
+    monkeypatch.setattr(indices, "SLOW_LISTING_S", 0.0 if slow else 1e9)  # every listing slow, or none
+    pace = indices.Pace(8)
+    got = indices._map(listing, range(500), pace)
+    assert got == [x * x for x in range(500)]  # in order, whatever ran them
+    threads = {name for x, name in seen if x >= indices.PROBE}
+    assert ({threading.current_thread().name} != threads) is slow and pace.threaded is slow
+    assert {name for x, name in seen if x < indices.PROBE} == {threading.current_thread().name}  # the probe: here
+    seen.clear()
+    assert indices._map(listing, range(100), pace) == [x * x for x in range(100)]  # the walk's next call: no probe
+    assert ({name for _, name in seen} != {threading.current_thread().name}) is slow
