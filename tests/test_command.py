@@ -197,7 +197,8 @@ def test_a_direct_start_gets_the_argv_bash_would_give(tmp_path_factory: pytest.T
 @pytest.mark.parametrize(
     "command",
     ["echo hi", "true", "cd /tmp", "a=1 python x", "python x > out", "python $A", "ls *.py", "~/x", "python x; y",
-     "python x | y", "python 'a'\\''b'", "python $(id)", "", "   ", "time python x", "export A=1", "python x &"],
+     "python x | y", "python 'a'\\''b'", "python $(id)", "", "   ", "time python x", "export A=1", "python x &",
+     'python "$PWD"', 'python "${RANDOM}"', 'python "$SHLVL"', 'python "$BASH_VERSION"', "python x \"$HOSTNAME\""],
 )  # fmt: skip
 def test_what_needs_the_shell_goes_to_bash(command: str) -> None:
     assert directArgv(command, {}) is None

@@ -176,13 +176,20 @@ SHELL_WORDS = frozenset(
     "typeset ulimit umask unalias unset wait if then else elif fi case esac for select while until do done in "
     "function time { } ! [[ ]] coproc".split()
 )
+# variables bash sets itself (``$RANDOM``, ``$PWD`` of the folder it runs in, ...): a command naming one goes to bash
+BASH_VARIABLES = frozenset(
+    "BASHOPTS BASHPID DIRSTACK EPOCHREALTIME EPOCHSECONDS EUID FUNCNAME GROUPS HOSTNAME HOSTTYPE IFS LINENO "
+    "MACHTYPE MAPFILE OLDPWD OPTARG OPTERR OPTIND OSTYPE PIPESTATUS PPID PS1 PS2 PS3 PS4 PWD RANDOM REPLY "
+    "SECONDS SHELL SHELLOPTS SHLVL SRANDOM TIMEFORMAT UID _".split()
+)
+_BASH_PREFIXES = ("BASH", "COMP_", "COPROC", "HIST", "READLINE_")
 
 
 def directArgv(command: str, env: Mapping[str, str]) -> list[str] | None:
     """The argv ``bash -c COMMAND`` would exec, when ``command`` needs nothing else of the shell: one simple
     command of words that are plain, single-quoted, or double-quoted with only ``$NAME`` / ``${NAME}`` in
-    them (expanded from ``env``, unset: empty), not starting with a builtin, keyword or assignment, and no
-    exported bash function in ``env``. None for anything else (pipes, redirections, globs, ``~``, ``;``,
+    them (expanded from ``env``, unset: empty; none that bash sets itself, such as ``$PWD`` or ``$RANDOM``),
+    not starting with a builtin, keyword or assignment, and no exported bash function in ``env``. None for anything else (pipes, redirections, globs, ``~``, ``;``,
     unquoted ``$``, backslashes, ...): that goes to bash. Saves starting a shell for every run."""
     words: list[str] = []
     pos = _BLANKS.match(command)
@@ -201,6 +208,11 @@ def directArgv(command: str, env: Mapping[str, str]) -> list[str] | None:
     first = words[0]
     if "=" in first.split("'")[0].split('"')[0] or any(k.startswith("BASH_FUNC_") for k in env):
         return None  # an assignment; or a function that may stand for the command
+    for w in words:
+        for m in _VAR.finditer(w):
+            name = m.group(1) or m.group(2)
+            if name in BASH_VARIABLES or name.startswith(_BASH_PREFIXES):
+                return None  # bash's own value, not the environment's
     argv = [_unquote(w, env) for w in words]
     return None if argv[0] in SHELL_WORDS or not argv[0] else argv
 
