@@ -34,6 +34,7 @@ Exit code: 0 when every index ended ``COMPLETED`` or was skipped as done, 1 othe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import select
@@ -65,14 +66,15 @@ def _spawn(command: str, cwd: str, env: dict[str, str], out: Any, err: Any) -> "
     """Start ``command`` in a session of its own: directly when it needs nothing of the shell (what
     ``bash -c`` would exec: :func:`pyexputils.runner.command.directArgv`), else through bash. A direct start
     that fails (not found, not executable) goes through bash, which says so in bash's words and exit code."""
+
+    def start(argv: list[str]) -> "subprocess.Popen[bytes]":
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+
     argv = directArgv(command, env)
     if argv is not None:
-        try:
-            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
-        except OSError:
-            pass
-    return subprocess.Popen(shellArgv(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                            start_new_session=True)  # fmt: skip
+        with contextlib.suppress(OSError):
+            return start(argv)
+    return start(shellArgv(command))
 
 
 def deadlineMargin(limit: float) -> float:
