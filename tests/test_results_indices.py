@@ -3,6 +3,7 @@ with a naive per-index check on random sweeps, save paths and present subsets (h
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -250,11 +251,57 @@ def test_listings_go_to_threads_only_when_they_wait(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(indices, "SLOW_LISTING_S", 0.0 if slow else 1e9)  # every listing slow, or none
     pace = indices.Pace(8)
-    got = indices._map(listing, range(500), pace)
+    with pace:
+        got = indices._map(listing, range(500), pace)
     assert got == [x * x for x in range(500)]  # in order, whatever ran them
     threads = {name for x, name in seen if x >= indices.PROBE}
     assert ({threading.current_thread().name} != threads) is slow and pace.threaded is slow
     assert {name for x, name in seen if x < indices.PROBE} == {threading.current_thread().name}  # the probe: here
     seen.clear()
-    assert indices._map(listing, range(100), pace) == [x * x for x in range(100)]  # the walk's next call: no probe
+    with pace:
+        assert indices._map(listing, range(100), pace) == [x * x for x in range(100)]  # the walk's next call: no probe
     assert ({name for _, name in seen} != {threading.current_thread().name}) is slow
+
+
+def test_threaded_listings_run_a_bounded_way_ahead_of_their_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk uses listings as threads make them: never more than AHEAD (+ the batches under way) ahead,
+    so the names held at once stay bounded, whatever the number of folders."""
+    import threading
+
+    lock = threading.Lock()
+    made = [0]
+
+    def listing(x: int) -> int:
+        with lock:
+            made[0] += 1
+        return x
+
+    monkeypatch.setattr(indices, "SLOW_LISTING_S", 0.0)
+    size = 10 * indices.AHEAD
+    with indices.Pace(4) as pace:
+        stream = indices._stream(listing, range(size), pace)
+        ahead = []
+        for used, x in enumerate(stream, start=1):
+            assert x == used - 1
+            if used % 1000 == 0 and size - used > indices.AHEAD:
+                deadline = time.monotonic() + 5.0  # let the threads run ahead as far as they may
+                while made[0] - used < indices.AHEAD // 2 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                time.sleep(0.005)
+                ahead.append(made[0] - used)
+    assert made[0] == size
+    assert max(ahead) <= indices.AHEAD + indices.BATCH
+    assert max(ahead) >= indices.AHEAD // 2  # and they do run ahead: the disk waits overlap the walk's work
+
+
+def test_an_unreadable_folder_in_a_threaded_walk_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def listing(x: int) -> int:
+        if x == 700:
+            raise indices.unreadable(f"folder{x}", PermissionError(13, "Permission denied"))
+        return x
+
+    monkeypatch.setattr(indices, "SLOW_LISTING_S", 0.0)
+    with indices.Pace(4) as pace:
+        with pytest.raises(indices.ResultsUnreadable, match="folder700: cannot read"):
+            indices._map(listing, range(5000), pace)
+    assert pace._pool is None  # the threads were stopped

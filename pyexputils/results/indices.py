@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,8 @@ CHUNK = 4096  # folders of the last level listed at once
 WORKERS = 16  # threads that list folders at once when listings wait (on the disk or the network): waits overlap
 PROBE = 32  # folders listed one by one first, to tell a listing that waits from one served by the cache
 SLOW_LISTING_S = 100e-6  # a mean listing slower than this waits on something: the rest go to threads
+BATCH = 16  # listings a thread takes at a time
+AHEAD = 2 * CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
 _Node = tuple[int, int, str]
 
 
@@ -87,13 +90,14 @@ def doneMask(
             mask[i] = os.path.exists(path) and all(os.path.exists(os.path.join(path, f)) for f in required)
         return mask
     count = exp.numPermutations()
-    pace = Pace(workers)
-    if not required:
-        done = _walk(exp, plan, params, runs, pace, paths=False)
-    else:
-        folders = _walk(exp, plan, params, runs, pace, paths=True)
-        ok = _map(lambda node: _hasAll(node[1], required), folders, pace)
-        done = [i for (i, _), good in zip(folders, ok) if good]
+    with Pace(workers) as pace:
+        if not required:
+            done = _walk(exp, plan, params, runs, pace, paths=False)
+        else:
+            folders = _walk(exp, plan, params, runs, pace, paths=True)
+            assert isinstance(folders, list)
+            ok = _map(lambda node: _hasAll(node[1], required), folders, pace)
+            done = [i for (i, _), good in zip(folders, ok) if good]
     if len(done):
         mask[np.asarray(done, dtype=np.int64)] = True
     return mask
@@ -147,12 +151,13 @@ def _walk(
         shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
         if shared and depth == len(plan.levels) - 1 and not paths:
             candidates = _candidates(level, -1, -1, params, count, runStrings)
+            names = _stream(_listNames, [node[2] for node in nodes], pace)
             parts = []
-            for k in range(0, len(nodes), CHUNK):  # listed a chunk of folders at a time: only their names in memory
+            for k in range(0, len(nodes), CHUNK):  # a chunk of folders' names at a time in memory
                 chunk = nodes[k : k + CHUNK]
-                parts.append(_lastLevel(chunk, _listAll([node[2] for node in chunk], pace), candidates, count))
+                parts.append(_lastLevel(chunk, list(itertools.islice(names, len(chunk))), candidates, count))
             return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=np.int64)
-        listings = _listAll([node[2] for node in nodes], pace)
+        listings = _map(_listNames, [node[2] for node in nodes], pace)
         if shared:
             candidates = _candidates(level, -1, -1, params, count, runStrings)
             nodes = _sharedLevel(nodes, listings, candidates, level)
@@ -289,11 +294,6 @@ def _candidates(
     return out
 
 
-def _listAll(paths: list[str], pace: "Pace") -> list[list[str] | None]:
-    """The names in each folder (None for one absent)."""
-    return _map(_listNames, paths, pace)
-
-
 def _listNames(path: str) -> list[str] | None:
     """The names in folder ``path``; None when it is absent; ResultsUnreadable when it cannot be read."""
     try:
@@ -333,36 +333,65 @@ def _hasAll(folder: str, required: list[str]) -> bool:
 
 
 class Pace:
-    """How one walk lists folders: ``workers`` threads once listings are found to wait (decided once, by
-    the first :data:`PROBE` listings of 64 or more)."""
+    """How one walk lists folders: one by one, or with ``workers`` threads once listings are found to wait
+    (decided once, by the first :data:`PROBE` listings of a call of 64 or more). A context manager: closing
+    it stops its threads."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.threaded: bool | None = None if workers > 1 else False
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pyexputils-list")
+        return self._pool
+
+    def __enter__(self) -> "Pace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
-def _map(fn: Callable[[T], R], items: Sequence[T] | Iterable[T], pace: Pace) -> list[R]:
-    """``fn`` over ``items``. Until ``pace`` knows, the first :data:`PROBE` one by one: when they took over
-    :data:`SLOW_LISTING_S` each (they wait on the disk or the network: waits overlap), this and every later
-    call of the walk use ``pace.workers`` threads (in contiguous chunks); else one by one (from a warm cache
-    threads only contend for the interpreter)."""
-    items = list(items)
+def _map(fn: Callable[[T], R], items: Sequence[T], pace: Pace) -> list[R]:
+    """:func:`_stream`, all at once."""
+    return list(_stream(fn, items, pace))
+
+
+def _stream(fn: Callable[[T], R], items: Sequence[T], pace: Pace) -> Iterator[R]:
+    """``fn`` over ``items``, in order, as they are used. Until ``pace`` knows, the first :data:`PROBE` one by
+    one: when they took over :data:`SLOW_LISTING_S` each (they wait on the disk or the network, and waits
+    overlap), this and every later call of the walk use ``pace``'s threads, :data:`BATCH` items a thread at a
+    time and at most :data:`AHEAD` items ahead of their use; else one by one (from a warm cache threads only
+    contend for the interpreter)."""
     if pace.threaded is False or len(items) < 64:
-        return [fn(x) for x in items]
-    head: list[R] = []
+        yield from map(fn, items)
+        return
+    start = 0
     if pace.threaded is None:
         began = time.perf_counter()
         head = [fn(x) for x in items[:PROBE]]
         pace.threaded = time.perf_counter() - began > SLOW_LISTING_S * PROBE
-        items = items[PROBE:]
+        yield from head
+        start = PROBE
         if not pace.threaded:
-            return head + [fn(x) for x in items]
-    return head + _threads(fn, items, pace.workers)
+            yield from map(fn, items[start:])
+            return
 
+    def work(batch: Sequence[T]) -> list[R]:
+        return [fn(x) for x in batch]
 
-def _threads(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
-    size = -(-len(items) // workers)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(lambda chunk: [fn(x) for x in chunk], chunks))
-    return [y for part in parts for y in part]
+    pool = pace.pool()
+    batches = (items[k : k + BATCH] for k in range(start, len(items), BATCH))
+    pending: deque[Future[list[R]]] = deque(pool.submit(work, b) for b in itertools.islice(batches, AHEAD // BATCH))
+    try:
+        while pending:
+            done = pending.popleft().result()
+            pending.extend(pool.submit(work, b) for b in itertools.islice(batches, 1))
+            yield from done
+    finally:
+        for future in pending:  # the walk stopped early (an error): the rest is not needed
+            future.cancel()
