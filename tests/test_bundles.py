@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from pyexputils.runner import bundles
 from pyexputils.runner.bundles import Bundles, IndexSet, allIndices, countRuns, taskArray
-from pyexputils.runner.ledger import _expand, taskRanges
+from pyexputils.runner.ledger import taskRanges
 from pyexputils.runner.manifest import Manifest
+from pyexputils.runner.packed import Packed, pack
 
 
 
@@ -27,10 +28,34 @@ def fromRuns(runs: list[tuple[int, int]]) -> list[int]:
     return out
 
 
-# sorted, distinct: runs of consecutive indices (held as ranges), or scattered ones (held as an array)
-indexSets = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 40)), max_size=30).map(fromRuns) | st.lists(
-    st.integers(0, 3000), max_size=300, unique=True
-).map(sorted)
+def fittedClass(settings: int, runs: int, code: list[int], radix: int) -> list[int]:
+    """The indices (``setting + run * settings``) of one run-time class of a fitted plan: the settings whose
+    code is 0 (``code`` repeated), or, with ``radix`` > 1, those whose digit in that place is 0 (a class by
+    one parameter's value: blocks of ``radix`` settings in mixed radix)."""
+    mine = [s for s in range(settings) if (code[s % len(code)] if radix == 1 else (s // radix) % len(code)) == 0]
+    return [s + r * settings for r in range(runs) for s in mine]
+
+
+# sorted, distinct: runs of consecutive indices (held as ranges), scattered ones (held as an array), or a
+# fitted plan's class (every k-th setting, or blocks of them, over several runs)
+indexSets = (
+    st.lists(st.tuples(st.integers(0, 30), st.integers(1, 40)), max_size=30).map(fromRuns)
+    | st.lists(st.integers(0, 3000), max_size=300, unique=True).map(sorted)
+    | st.builds(fittedClass, st.integers(1, 60), st.integers(1, 8), st.lists(st.integers(0, 3), min_size=1, max_size=9),
+                st.sampled_from([1, 1, 2, 5]))  # fmt: skip
+)
+
+
+def expandRows(rows: list) -> list[tuple[int, int, int]]:
+    """(index, task, attempt) of every member of ledger attempt rows (lo, n, task, per, attempt[, members])."""
+    out = []
+    for r in rows:
+        lo, n, task, per, attempt = r[:5]
+        members = r[5] if len(r) > 5 else None
+        idx = list(range(lo, lo + n)) if members is None else Packed(members).positionsList(0, n)
+        assert len(idx) == n and idx[0] == lo
+        out += [(i, task + k // per, attempt) for k, i in enumerate(idx)]
+    return sorted(out)
 
 
 def chunks(idx: list[int], per: int) -> list[list[int]]:
@@ -85,19 +110,38 @@ def test_attempt_ranges_hold_what_the_list_of_lists_does(idx: list[int], per: in
     attempts = {i: pattern[k % len(pattern)] for k, i in enumerate(idx)}
     arr = np.array([attempts[i] for i in t.indices], dtype=np.int32)
 
-    def triples(rows: list[tuple[int, int, int, int, int]]) -> list[tuple[int, int, int]]:
-        i, task = _expand([(*r, "x") for r in rows])
-        att = np.concatenate([np.full(r[1], r[4]) for r in rows]) if rows else np.zeros(0)
-        return sorted(zip(i.tolist(), task.tolist(), att.tolist()))
+    assert expandRows(list(t.attemptRanges(arr))) == expandRows(taskRanges(old, attempts))
+    assert expandRows(list(t.attemptRanges(2))) == expandRows(taskRanges(old, {i: 2 for i in idx}))
+    one = list(t.attemptRanges(np.broadcast_to(np.int32(1), (t.runs,))))
+    assert expandRows(one) == expandRows(taskRanges(old, {}))
+    assert len(one) <= 2 * bundles.PACK_RANGES + 2  # one attempt: a few rows, however scattered (a fitted class)
 
-    assert triples(list(t.attemptRanges(arr))) == triples(taskRanges(old, attempts))
-    assert triples(list(t.attemptRanges(2))) == triples(taskRanges(old, {i: 2 for i in idx}))
-    assert triples(list(t.attemptRanges(np.broadcast_to(np.int32(1), (t.runs,))))) == triples(taskRanges(old, {}))
+
+@settings(max_examples=200, deadline=None)
+@given(indexSets, st.integers(1, 12), st.sampled_from([1, 2, 7, 1 << 16]), st.lists(st.integers(-5, 4000), max_size=20))
+def test_a_packed_index_set_is_the_sorted_list_it_stands_for(idx: list[int], per: int, block: int, probes: list[int]) -> None:
+    """Packed (in blocks of any size): its members, any slice of them by position (plain Python too), and
+    the position of any value."""
+    p = pack(np.array(idx, dtype=np.int64), block)
+    assert len(p) == len(idx) and p.array().tolist() == idx and Packed(bytes(p)) == p
+    assert p.positionsList(0, len(idx)) == idx and [i for _, c in p.chunks() for i in c.tolist()] == idx
+    assert p.positions(per, 3 * per).tolist() == idx[per : 3 * per] == p.positionsList(per, 3 * per)
+    pos, hit = p.rank(np.array(probes, dtype=np.int64))
+    assert pos.tolist() == [sum(1 for i in idx if i < v) for v in probes] and hit.tolist() == [v in idx for v in probes]
 
 
 def test_attempt_ranges_of_a_fresh_sweep_are_one_row() -> None:
-    assert list(Bundles.of(range(10**7), 10**4).attemptRanges(1)) == [(0, 10**7, 0, 10**4, 1)]
-    assert list(Bundles.of(range(5, 10**6), 1).attemptRanges(3)) == [(5, 10**6 - 5, 0, 1, 3)]
+    assert list(Bundles.of(range(10**7), 10**4).attemptRanges(1)) == [(0, 10**7, 0, 10**4, 1, None)]
+    assert list(Bundles.of(range(5, 10**6), 1).attemptRanges(3)) == [(5, 10**6 - 5, 0, 1, 3, None)]
+
+
+def test_a_fitted_class_of_a_million_indices_is_one_row_of_a_few_bytes() -> None:
+    """Every 7th setting over 10 runs (10^5 settings): one packed row, not a row per index."""
+    cls = Bundles.of(np.arange(3, 10**6, 7), 1000)
+    rows = list(cls.attemptRanges(1))
+    assert len(rows) == 1 and rows[0][:5] == (3, len(cls.indices), 0, 1000, 1)
+    assert rows[0][5] is not None and len(rows[0][5]) < 20_000
+    assert Packed(rows[0][5]).array().tolist() == cls.indices.array().tolist()
 
 
 def test_a_manifest_stores_bundles_as_ranges_and_reads_the_older_list_of_lists(tmp_path: Path) -> None:
@@ -129,7 +173,7 @@ def test_chunked_passes_agree_across_chunk_edges(monkeypatch: pytest.MonkeyPatch
     att = np.array([1, 1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int32)
     rows = list(Bundles(s, 3).attemptRanges(att))
     assert sum(r[1] for r in rows) == len(idx)
-    assert [r for r in rows if r[4] == 2] == [(4, 1, 1, 1, 2), (6, 1, 1, 1, 2), (7, 3, 2, 3, 2)]
+    assert [r for r in rows if r[4] == 2] == [(4, 1, 1, 1, 2, None), (6, 1, 1, 1, 2, None), (7, 3, 2, 3, 2, None)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -151,6 +195,8 @@ def test_recorded_bundles_give_the_attempts_the_lists_would(history: list, idx: 
     nextAttempts aligned with the indices."""
     import tempfile
 
+    from pyexputils.runner.causes import Cause, Verdict
+    from pyexputils.runner.judge import NewVerdicts
     from pyexputils.runner.ledger import Ledger, Submission
 
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
@@ -167,6 +213,27 @@ def test_recorded_bundles_give_the_attempts_the_lists_would(history: list, idx: 
             lists.record(Submission("last", "9", "fake", "/e.json", len(mine), {}, 1, 1.0, "/m.json"), chunks(idx, per))
             assert compact.attempts("/e.json") == lists.attempts("/e.json")
             assert compact.tasksOf("last") == lists.tasksOf("last")
+            # the read side: every index's latest attempt, its submission and task, and recorded verdicts
+            top = max([i for done, _ in history for i in done] + idx + [0]) + 1
+            done = np.array(idx[::2], dtype=np.int64)
+            new = NewVerdicts(done, np.full(len(done), 2 if idx else 1, dtype=np.int32), (np.arange(len(done)) % 2).astype(np.int16),
+                              [Verdict(Cause.COMPLETED, True, 0), Verdict(Cause.FAILED, True, 1)])  # fmt: skip
+            compact.addVerdicts("/e.json", new)
+            lists.addVerdicts("/e.json", list(new))
+            assert compact.verdicts("/e.json") == lists.verdicts("/e.json")
+            assert compact.unresolvedJobs() == lists.unresolvedJobs()
+            assert {i: (a.tag, a.task, a.attempt) for i, a in compact.latest("/e.json").items()} == {
+                i: (a.tag, a.task, a.attempt) for i, a in lists.latest("/e.json").items()}  # fmt: skip
+            cv, lv = compact.view("/e.json", top), lists.view("/e.json", top)
+            has = np.flatnonzero(lv.attempt)
+            assert cv.attempt.tolist() == lv.attempt.tolist() and np.flatnonzero(cv.attempt).tolist() == has.tolist()
+            assert [cv.tags[t] for t in cv.tagOf(has).tolist()] == [lv.tags[t] for t in lv.tagOf(has).tolist()]
+            assert cv.taskOf(has).tolist() == lv.taskOf(has).tolist() == [lv.taskOf(int(i)) for i in has]
+            assert [cv.taskOf(int(i)) for i in has] == cv.taskOf(has).tolist()
+            assert [cv.table[r] if r >= 0 else None for r in cv.recorded.tolist()] == [lv.table[r] if r >= 0 else None for r in lv.recorded.tolist()]
+            assert cv.histories(has) == lv.histories(has)
+            for i in idx[:5]:
+                assert compact.attemptsOf("/e.json", i) == lists.attemptsOf("/e.json", i)
 
 
 @settings(max_examples=200, deadline=None)

@@ -11,6 +11,7 @@ from pyexputils.runner import judge
 from pyexputils.runner.causes import LIVE_STATES, Cause, Evidence, Verdict
 from pyexputils.runner.judge import PENDING_STATES, Facts, Latest, LiveIndices, State, judgeAll, judgeEach, judgeIndex, sinceLast
 from pyexputils.runner.ledger import LedgerView
+from pyexputils.runner.packed import pack
 from pyexputils.runner.policy import Policy, Resources
 from pyexputils.runner.status import IndexOutcome
 
@@ -112,7 +113,13 @@ def facts(draw: st.DrawFn) -> Facts:
     n = draw(st.integers(1, 14))
     onDisk = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     liveSet = sorted(draw(st.sets(st.integers(0, n - 1))))
-    live = LiveIndices.fromIndices(np.array(liveSet, dtype=np.int64), np.array([draw(st.booleans()) for _ in liveSet], dtype=bool))
+    runningOf = np.array([draw(st.booleans()) for _ in liveSet], dtype=bool)
+    live = LiveIndices.fromIndices(np.array(liveSet, dtype=np.int64), runningOf)
+    if draw(st.booleans()):  # as tasks of packed rows give them: masks
+        held, run = np.zeros(n + draw(st.integers(0, 2)), dtype=bool), np.zeros(n, dtype=bool)
+        held[liveSet] = True
+        run[np.array(liveSet, dtype=np.int64)[runningOf]] = True
+        live = LiveIndices(None, None, held, run)
     resets = draw(st.dictionaries(st.integers(0, n - 1), st.integers(0, 4), max_size=3))
     if draw(st.booleans()):  # per index: any attempt, submission, task and recorded verdict
         table = draw(st.lists(VERDICTS, min_size=1, max_size=5))
@@ -125,10 +132,12 @@ def facts(draw: st.DrawFn) -> Facts:
         view.spans = tuple(np.array([r[k] if k != 1 else r[0] + r[1] for r in rows], dtype=np.int64) for k in range(4))  # type: ignore[assignment]
         view.resets = resets
     else:  # as the ledger's rows make it: attempt ranges bundled in tasks, verdict ranges, later rows winning
-        arows = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 6), st.integers(0, 3), st.integers(1, 3),
-                                        st.integers(1, 4), st.sampled_from(["t0", "t1", "t2"])), max_size=6))  # fmt: skip
-        vrows = [(lo, k, a, v.cause.value, int(v.started), v.exit) for lo, k, a, v in
-                 draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 6), st.integers(1, 4), VERDICTS), max_size=8))]  # fmt: skip
+        members = st.none() | st.sets(st.integers(0, n + 2), min_size=1).map(lambda m: pack(np.array(sorted(m), dtype=np.int64)))
+        arows = [(lo, k, t, per, a, tag, None) if m is None else (m.first, len(m), t, per, a, tag, m)
+                 for lo, k, t, per, a, tag, m in draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 6), st.integers(0, 3), st.integers(1, 3),
+                                                       st.integers(1, 4), st.sampled_from(["t0", "t1", "t2"]), members), max_size=6))]  # fmt: skip
+        vrows = [(lo, k, a, v.cause.value, int(v.started), v.exit, None) if m is None else (m.first, len(m), a, v.cause.value, int(v.started), v.exit, m)
+                 for lo, k, a, v, m in draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 6), st.integers(1, 4), VERDICTS, members), max_size=8))]  # fmt: skip
         view = LedgerView.fromRows(arows, vrows, resets, n)
     evidence = [Evidence(draw(SCHEDULER), draw(outcomes_(i)), draw(st.booleans()), bool(onDisk[i]), draw(st.booleans()),
                          draw(st.booleans()), draw(st.booleans())) for i in range(n)]  # fmt: skip
@@ -174,9 +183,19 @@ def test_indices_never_submitted_cost_no_call_of_judgeIndex(monkeypatch: pytest.
     assert calls == [] and j.counts()[State.DONE] == onDisk.sum() and j.status(7).state is State.QUEUED
 
 
-@given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=12), max_size=3))
-def test_live_indices_merge_running_wins(parts: list[list[tuple[int, bool]]]) -> None:
-    arrays = [LiveIndices.fromIndices(np.array([i for i, _ in p], dtype=np.int64), np.array([r for _, r in p], dtype=bool)) for p in parts]
+def masked(p: list[tuple[int, bool]]) -> LiveIndices:
+    """Live indices as tasks of packed rows give them: masks (a later pair of one index wins, as in a dict)."""
+    held, run = np.zeros(31, dtype=bool), np.zeros(31, dtype=bool)
+    for i, r in dict(p).items():
+        held[i], run[i] = True, r
+    return LiveIndices(None, None, held, run)
+
+
+@given(st.lists(st.tuples(st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=12), st.booleans()), max_size=3))
+def test_live_indices_merge_running_wins(drawn: list[tuple[list[tuple[int, bool]], bool]]) -> None:
+    parts = [list(dict(p).items()) if asMask else p for p, asMask in drawn]
+    arrays = [masked(p) if asMask else LiveIndices.fromIndices(np.array([i for i, _ in p], dtype=np.int64), np.array([r for _, r in p], dtype=bool))
+              for p, (_, asMask) in zip(parts, drawn)]  # fmt: skip
     want: dict[int, str] = {}
     for p in parts:
         for i, r in p:
@@ -187,6 +206,7 @@ def test_live_indices_merge_running_wins(parts: list[list[tuple[int, bool]]]) ->
     assert all(i not in got for i in range(-2, 34) if i not in want)
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 9), st.integers(0, 6), st.integers(1, 4)), max_size=5),
        st.one_of(st.none(), st.lists(st.integers(0, 12), max_size=8)))  # fmt: skip
 def test_the_ranges_live_tasks_hold_are_their_indices(rows: list[tuple[int, int, int, int]], tasks: list[int] | None) -> None:
@@ -195,3 +215,15 @@ def test_the_ranges_live_tasks_hold_are_their_indices(rows: list[tuple[int, int,
     want = {lo + k for lo, n, task, per in rows for k in range(n) if tasks is None or task + k // per in tasks}
     got = LiveIndices(heldRanges(rows, tasks))
     assert list(got) == sorted(want)
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.sets(st.integers(0, 60), min_size=1), st.integers(0, 6), st.integers(1, 4)), max_size=4),
+       st.one_of(st.none(), st.lists(st.integers(0, 12), max_size=8)), st.sampled_from([2, 5, 1 << 16]))  # fmt: skip
+def test_the_indices_live_tasks_of_packed_rows_hold_are_their_members(rows: list[tuple[set[int], int, int]], tasks: list[int] | None, block: int) -> None:
+    from pyexputils.runner.session import heldMask
+
+    packed = [(min(m), len(m), task, per, pack(np.array(sorted(m), dtype=np.int64), block)) for m, task, per in rows]
+    want = {i for m, task, per in rows for k, i in enumerate(sorted(m)) if tasks is None or task + k // per in tasks}
+    got = LiveIndices(None, None, heldMask(packed, tasks), np.zeros(0, dtype=bool))
+    assert list(got) == sorted(want) and len(got) == len(want)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pyexputils.runner.bundles import Bundles
 from pyexputils.runner.causes import Cause, Verdict
 from pyexputils.runner.ledger import SCHEMA_VERSION, Ledger, LedgerBusy, LedgerError, Submission, taskRanges
 from pyexputils.runner.manifest import Manifest
@@ -217,11 +218,70 @@ def test_a_version_2_ledger_is_read_as_it_is_and_migrated_to_ranges(tmp_path: Pa
     with reader:
         check(reader)
     with Ledger.open(state) as led:
-        assert led.version == SCHEMA_VERSION == 3
+        assert led.version == SCHEMA_VERSION == 4
         check(led)
         assert led.db.execute("SELECT COUNT(*) FROM attempt_ranges").fetchone()[0] == 3  # a: 0-3 (2 per task), 7; b: 2
     tables = {r[0] for r in sqlite3.connect(state.ledger).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "attempts" not in tables and "verdicts" not in tables
+
+
+V3 = """
+PRAGMA user_version = 3;
+CREATE TABLE submissions (tag TEXT PRIMARY KEY, job_id TEXT NOT NULL, backend TEXT NOT NULL, experiment TEXT NOT NULL,
+    array_size INTEGER NOT NULL, resources TEXT NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
+    manifest TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+    provenance TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE attempt_ranges (experiment TEXT NOT NULL, tag TEXT NOT NULL, lo INTEGER NOT NULL, n INTEGER NOT NULL,
+    task INTEGER NOT NULL, per INTEGER NOT NULL, attempt INTEGER NOT NULL);
+CREATE TABLE verdict_ranges (experiment TEXT NOT NULL, lo INTEGER NOT NULL, n INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    cause TEXT NOT NULL, started INTEGER NOT NULL, exit INTEGER, time REAL NOT NULL);
+CREATE TABLE run_resources (tag TEXT PRIMARY KEY, minutes INTEGER, mem_mb INTEGER, mem_key TEXT NOT NULL);
+CREATE TABLE sweeps (experiment TEXT PRIMARY KEY, runs INTEGER NOT NULL, time REAL NOT NULL);
+CREATE TABLE resets (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
+    PRIMARY KEY (experiment, idx));
+INSERT INTO submissions VALUES ('a', '5', 'slurm', '/e.json', 2, '{}', 1, 1.0, '/m/a.json', 0, 0, '{}');
+INSERT INTO submissions VALUES ('b', '6', 'slurm', '/e.json', 1, '{}', 1, 2.0, '/m/b.json', 0, 0, '{}');
+-- a fitted plan's two classes as schema 3 wrote them: a row per run of contiguous indices
+-- a: every other index from 0 (0 2 | 4 6), two per task; b: 1 3 5 7 in one task
+INSERT INTO attempt_ranges VALUES ('/e.json', 'a', 0, 1, 0, 1, 1), ('/e.json', 'a', 2, 1, 0, 1, 1),
+    ('/e.json', 'a', 4, 1, 1, 1, 1), ('/e.json', 'a', 6, 1, 1, 1, 1), ('/e.json', 'b', 1, 1, 0, 1, 1),
+    ('/e.json', 'b', 3, 1, 0, 1, 1), ('/e.json', 'b', 5, 1, 0, 1, 1), ('/e.json', 'b', 7, 1, 0, 1, 1);
+INSERT INTO verdict_ranges VALUES ('/e.json', 0, 1, 1, 'COMPLETED', 1, 0, 3.0), ('/e.json', 2, 1, 1, 'TIMEOUT', 1, NULL, 3.0);
+INSERT INTO sweeps VALUES ('/e.json', 1, 1.0);
+"""
+
+
+def test_a_version_3_ledger_is_read_as_it_is_and_migrated_to_packed_rows(tmp_path: Path) -> None:
+    """Schema 3 to 4: read as it is (a reader), migrated in place (a writer) with every row kept; what is
+    recorded afterwards packs a fitted class's scattered indices into one row."""
+    state = oldLedger(tmp_path, V3)
+
+    def check(led: Ledger) -> None:
+        assert led.tasksOf("a") == ("/e.json", {0: [0, 2], 1: [4, 6]}) and led.tasksOf("b") == ("/e.json", {0: [1, 3, 5, 7]})
+        assert {i: (a.tag, a.task) for i, a in led.latest("/e.json").items()} == {
+            0: ("a", 0), 2: ("a", 0), 4: ("a", 1), 6: ("a", 1), 1: ("b", 0), 3: ("b", 0), 5: ("b", 0), 7: ("b", 0)}  # fmt: skip
+        assert led.verdicts("/e.json") == {0: {1: Verdict(Cause.COMPLETED, True, 0)}, 2: {1: Verdict(Cause.TIMEOUT, True)}}
+        assert led.unresolvedJobs() == ["5", "6"] and led.nextAttempts("/e.json", [0, 1, 9]) == {0: 2, 1: 2, 9: 1}
+
+    reader = Ledger.read(state)
+    assert reader is not None and reader.version == 3
+    with reader:
+        check(reader)
+    with Ledger.open(state) as led:
+        assert led.version == SCHEMA_VERSION == 4
+        check(led)
+        cls = Bundles.of(range(1001, 3001, 2), 100)  # every other index: 1,000 ranges of one
+        led.record(sub("c", "7"), cls)
+        assert led.db.execute("SELECT COUNT(*) FROM attempt_ranges WHERE tag = 'c'").fetchone()[0] == 1
+        assert led.tasksOf("c") == ("/e.json", {t: list(range(1001 + 200 * t, 1001 + 200 * (t + 1), 2)) for t in range(10)})
+        assert led.nextAttempts("/e.json", [1, 3, 1001, 2999, 3001]) == {1: 2, 3: 2, 1001: 2, 2999: 2, 3001: 1}
+        led.record(sub("d", "8"), Bundles.of(range(1, 2001, 2), 100))  # a retry of some: those get attempt 2
+        assert led.nextAttempts("/e.json", [1, 7, 9, 1001, 1999, 2001]) == {1: 3, 7: 3, 9: 2, 1001: 3, 1999: 3, 2001: 2}
+    assert sqlite3.connect(state.ledger).execute("PRAGMA user_version").fetchone()[0] == 4
+    reader = Ledger.read(state)
+    assert reader is not None and reader.version == 4
+    with reader:
+        assert reader.latest("/e.json")[2999].task == 9 and reader.latest("/e.json")[1999].tag == "d"
 
 
 @given(st.lists(st.lists(st.integers(0, 40), max_size=6), max_size=8), st.dictionaries(st.integers(0, 40), st.integers(1, 3)))

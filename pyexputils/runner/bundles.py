@@ -16,8 +16,12 @@ from typing import Any, Iterable, Iterator, Sequence, overload
 import numpy as np
 import numpy.typing as npt
 
+from pyexputils.runner.packed import packChunks
+
 Array = npt.NDArray[np.int64]
 CHUNK = 1 << 16  # indices looked at a time where a pass would otherwise allocate per index
+PACK_RANGES = 4  # a ledger row of one attempt spanning more ranges of consecutive indices is packed
+AttemptRow = tuple[int, int, int, int, int, "bytes | None"]  # lo, n, task, per, attempt, packed members
 
 
 def _runs(idx: Array) -> tuple[Array, Array]:
@@ -272,38 +276,63 @@ class Bundles(Sequence[Sequence[int]]):
         """The array task of each index (aligned with ``indices.array()``)."""
         return np.arange(len(self.indices), dtype=np.int64) // self.per
 
-    def attemptRanges(self, attempts: int | npt.NDArray[np.integer[Any]]) -> Iterator[tuple[int, int, int, int, int]]:
-        """The ledger's attempt ranges ``(lo, n, task, per, attempt)`` of these tasks: indices ``lo … lo + n − 1``,
-        index ``lo + k`` in task ``task + k // per``. ``attempts``: one number for all, or one per index
-        (aligned with ``indices``). A range never spans a gap between indices or a change of attempt."""
-        lo, n = self.indices.ranges()
-        starts = (np.cumsum(n) - n).astype(np.int64)
+    def attemptRanges(self, attempts: int | npt.NDArray[np.integer[Any]]) -> Iterator[AttemptRow]:
+        """The ledger's attempt rows ``(lo, n, task, per, attempt, members)`` of these tasks: the row's members
+        are ``lo … lo + n − 1`` (``members`` None) or the :mod:`~pyexputils.runner.packed` set ``members`` (``lo``
+        its first), its ``k``-th member in task ``task + k // per``. ``attempts``: one number for all, or one
+        per index (aligned with ``indices``). A row never spans a change of attempt; a head that starts inside
+        a task is a row of its own; a stretch of one attempt over more than ``PACK_RANGES`` ranges of
+        consecutive indices (a fitted plan's class: every k-th setting) is packed, not a row per range."""
         total = len(self.indices)
         perIndex = not isinstance(attempts, (int, np.integer)) and np.ndim(attempts) == 1 and np.asarray(attempts).strides != (0,)
         if perIndex:
             att = np.asarray(attempts)
             changes = [np.flatnonzero(np.diff(att[a : a + CHUNK + 1]) != 0) + 1 + a for a in range(0, max(0, total - 1), CHUNK)]
-            cuts = np.union1d(starts, np.concatenate(changes) if changes else np.zeros(0, dtype=np.int64)).astype(np.int64)
+            cuts = np.concatenate([np.zeros(1, dtype=np.int64), *changes]) if total else np.zeros(0, dtype=np.int64)
+            values = att[cuts].tolist()
         else:
-            att = None
-            cuts = starts
-            single = int(attempts if isinstance(attempts, (int, np.integer)) else np.asarray(attempts).flat[0]) if total else 1
-        # each segment [s, e): consecutive indices, one attempt; its first index is lo[range] + (s - start[range])
+            cuts = np.zeros(1 if total else 0, dtype=np.int64)
+            values = [int(attempts if isinstance(attempts, (int, np.integer)) else np.asarray(attempts).flat[0])] if total else []
         ends = np.append(cuts[1:], total)
-        rng = np.searchsorted(starts, cuts, side="right") - 1
-        first = lo[rng] + (cuts - starts[rng])
+        for s, e, a in zip(cuts.tolist(), ends.tolist(), values):
+            yield from self._segment(s, e, a)
+
+    def _segment(self, s: int, e: int, attempt: int) -> Iterator[AttemptRow]:
+        """The rows of positions ``s … e − 1`` (one attempt)."""
+        part = self.indices.between(s, e)
+        few: tuple[Array, Array] | None = None
+        if part.isRanges:
+            few = part.ranges() if len(part.ranges()[0]) <= PACK_RANGES else None
+        elif _breaks(part.array()) < PACK_RANGES:
+            few = _runs(part.array())
+        if few is not None:  # a few ranges: each as it is
+            lo, n = few
+            at = s
+            for first, count in zip(lo.tolist(), n.tolist()):
+                yield from self._pieces(at, at + count, attempt, first, None)
+                at += count
+            return
+        yield from self._pieces(s, e, attempt, int(part.between(0, 1).array()[0]), part)
+
+    def _pieces(self, s: int, e: int, attempt: int, first: int, part: IndexSet | None) -> Iterator[AttemptRow]:
+        """Positions ``s … e − 1``: consecutive indices from ``first`` (``part`` None), else ``part``'s, packed."""
         p = self.per
-        for k in range(0, len(cuts), CHUNK):
-            s, e, f = cuts[k : k + CHUNK], ends[k : k + CHUNK], first[k : k + CHUNK]
-            a = att[s] if att is not None else np.full(len(s), single, dtype=np.int64)
-            for s_, e_, f_, a_ in zip(s.tolist(), e.tolist(), f.tolist(), a.tolist()):
-                off = s_ % p
-                if off:  # a head that starts inside a task: a range of its own
-                    head = min(e_ - s_, p - off)
-                    yield f_, head, s_ // p, head, a_
-                    s_, f_ = s_ + head, f_ + head
-                if e_ > s_:
-                    yield f_, e_ - s_, s_ // p, p, a_
+        off = s % p
+        cuts = [s, min(e, s + p - off), e] if off else [s, e]
+        for a, b in zip(cuts, cuts[1:]):
+            if b <= a:
+                continue
+            per = b - a if a % p else p
+            if part is None:
+                yield first + (a - s), b - a, a // p, per, attempt, None
+                continue
+            mine = part.between(a - s, b - s)
+            lo0 = int(mine.between(0, 1).array()[0])
+            if mine.isRanges and len(mine.ranges()[0]) == 1:
+                yield lo0, b - a, a // p, per, attempt, None
+            else:
+                blob = packChunks(mine.between(x, x + CHUNK).array() for x in range(0, b - a, CHUNK))
+                yield lo0, b - a, a // p, per, attempt, blob
 
     # --- the manifest's compact form ---------------------------------------------------------------------
     def toJson(self) -> dict[str, Any]:

@@ -173,14 +173,33 @@ def indexSpans(indices: npt.NDArray[np.int64]) -> Spans:
 class LiveIndices(Mapping[int, str]):
     """The indices held by live tasks, as ranges (nothing per index), and those of them a running task holds:
     read as ``{index: "RUNNING" | "PENDING"}``. Judging writes them into per-index arrays a range at a time
-    (:meth:`fill`)."""
+    (:meth:`fill`). Tasks of packed ledger rows (a fitted plan's class: every k-th index) hold scattered
+    indices: those come as masks (a byte an index, not a range per index), and then everything is held there."""
 
-    def __init__(self, held: Spans | None = None, running: Spans | None = None) -> None:
+    def __init__(self, held: Spans | None = None, running: Spans | None = None,
+                 heldMask: npt.NDArray[np.bool_] | None = None, runMask: npt.NDArray[np.bool_] | None = None) -> None:  # fmt: skip
         z = np.zeros(0, dtype=np.int64)
         run = (z, z) if running is None else running
         self.held = spans((np.concatenate([(z if held is None else held[0]), run[0]]),
                            np.concatenate([(z if held is None else held[1]), run[1]])))  # fmt: skip
         self.running = spans(run)
+        self.heldMask: npt.NDArray[np.bool_] | None = None
+        self.runMask: npt.NDArray[np.bool_] | None = None
+        if heldMask is not None or runMask is not None:  # one form: the ranges go into the masks
+            top = max(len(heldMask) if heldMask is not None else 0, len(runMask) if runMask is not None else 0,
+                      int(self.held[1][-1]) if len(self.held[1]) else 0)  # fmt: skip
+            self.heldMask, self.runMask = self._mask(top, heldMask, self.held), self._mask(top, runMask, self.running)
+            self.heldMask |= self.runMask
+            self.held, self.running = (z, z), (z, z)
+
+    @staticmethod
+    def _mask(top: int, mask: npt.NDArray[np.bool_] | None, s: Spans) -> npt.NDArray[np.bool_]:
+        out = np.zeros(top, dtype=bool)
+        if mask is not None:
+            out[: len(mask)] = mask
+        for a, b in zip(s[0].tolist(), s[1].tolist()):
+            out[a:b] = True
+        return out
 
     @classmethod
     def fromIndices(cls, indices: npt.NDArray[np.int64], running: npt.NDArray[np.bool_]) -> "LiveIndices":
@@ -198,11 +217,23 @@ class LiveIndices(Mapping[int, str]):
         def cat(xs: Iterable[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
             return np.concatenate([z, *xs])
 
-        return cls((cat(p.held[0] for p in parts), cat(p.held[1] for p in parts)),
-                   (cat(p.running[0] for p in parts), cat(p.running[1] for p in parts)))  # fmt: skip
+        held = (cat(p.held[0] for p in parts), cat(p.held[1] for p in parts))
+        running = (cat(p.running[0] for p in parts), cat(p.running[1] for p in parts))
+        masked = [p for p in parts if p.heldMask is not None]
+        if not masked:
+            return cls(held, running)
+        top = max(len(p.heldMask) for p in masked if p.heldMask is not None)
+        hm, rm = np.zeros(top, dtype=bool), np.zeros(top, dtype=bool)
+        for p in masked:
+            assert p.heldMask is not None and p.runMask is not None
+            hm[: len(p.heldMask)] |= p.heldMask
+            rm[: len(p.runMask)] |= p.runMask
+        return cls(held, running, hm, rm)
 
     def clip(self, n: int) -> "LiveIndices":
         """Only the indices below ``n``."""
+        if self.heldMask is not None and self.runMask is not None:
+            return self if len(self.heldMask) <= n else LiveIndices(None, None, self.heldMask[:n], self.runMask[:n])
         if not len(self.held[0]) or self.held[1][-1] <= n:
             return self
         def cut(s: Spans) -> Spans:
@@ -215,30 +246,49 @@ class LiveIndices(Mapping[int, str]):
         lo, hi = self.running if running else self.held
         for a, b in zip(lo.tolist(), hi.tolist()):
             arr[a:b] = value
+        mask = self.runMask if running else self.heldMask
+        if mask is not None:
+            m = mask[: len(arr)]
+            arr[: len(m)][m] = value
 
-    def count(self, mask: npt.NDArray[np.bool_]) -> int:
-        """The live indices where ``mask`` holds."""
-        return sum(int(np.count_nonzero(mask[a:b])) for a, b in zip(self.held[0].tolist(), self.held[1].tolist()))
+    def count(self, mask: npt.NDArray[np.bool_], unless: npt.NDArray[np.bool_] | None = None) -> int:
+        """The live indices where ``mask`` holds (and ``unless`` does not)."""
+        if self.heldMask is not None:
+            total = 0
+            for a in range(0, min(len(mask), len(self.heldMask)), 1 << 16):
+                sl = slice(a, min(len(mask), len(self.heldMask), a + (1 << 16)))
+                got = mask[sl] & self.heldMask[sl]
+                total += int(np.count_nonzero(got if unless is None else got & ~unless[sl]))
+            return total
+        return sum(int(np.count_nonzero(mask[a:b] if unless is None else mask[a:b] & ~unless[a:b]))
+                   for a, b in zip(self.held[0].tolist(), self.held[1].tolist()))  # fmt: skip
 
     @staticmethod
     def _in(s: Spans, key: int) -> bool:
         k = int(np.searchsorted(s[0], key, side="right")) - 1
         return k >= 0 and key < s[1][k]
 
+    @staticmethod
+    def _at(mask: npt.NDArray[np.bool_] | None, key: int) -> bool:
+        return mask is not None and 0 <= key < len(mask) and bool(mask[key])
+
     def __getitem__(self, key: int) -> str:
-        if not self._in(self.held, key):
+        if not (self._in(self.held, key) or self._at(self.heldMask, key)):
             raise KeyError(key)
-        return "RUNNING" if self._in(self.running, key) else "PENDING"
+        return "RUNNING" if self._in(self.running, key) or self._at(self.runMask, key) else "PENDING"
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, (int, np.integer)) and self._in(self.held, int(key))
+        return isinstance(key, (int, np.integer)) and (self._in(self.held, int(key)) or self._at(self.heldMask, int(key)))
 
     def __iter__(self) -> Iterator[int]:
         for a, b in zip(self.held[0].tolist(), self.held[1].tolist()):
             yield from range(a, b)
+        if self.heldMask is not None:
+            for a in range(0, len(self.heldMask), 1 << 16):
+                yield from (np.flatnonzero(self.heldMask[a : a + (1 << 16)]) + a).tolist()
 
     def __len__(self) -> int:
-        return int((self.held[1] - self.held[0]).sum())
+        return int((self.held[1] - self.held[0]).sum()) + (int(np.count_nonzero(self.heldMask)) if self.heldMask is not None else 0)
 
 
 @dataclass
@@ -320,6 +370,12 @@ class NewVerdicts(Sequence[tuple[int, int, Verdict]]):
         """Those that did not complete (the array part holds only COMPLETED ones)."""
         return [x for x in self._other if x[2].cause is not Cause.COMPLETED]
 
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int16], Sequence[Verdict],
+                              Sequence[tuple[int, int, Verdict]]]:  # fmt: skip
+        """(indices, attempts, verdict ids into the table, the table) of those found by array operations, and
+        the others: what the ledger writes without a Python object per index (:func:`~pyexputils.runner.ledger.verdictRows`)."""
+        return self._idx, self._attempt, self._vid, self._table, self._other
+
     def ranges(self) -> list[tuple[int, int, int, Verdict]]:
         """As (lo, n, attempt, verdict) ranges of contiguous indices that ended alike."""
         from pyexputils.runner.ledger import verdictRanges
@@ -388,9 +444,7 @@ class Judged:
 
     def partial(self) -> int:
         f, live = self.facts, self.facts.live
-        fast = 0
-        for a, b in zip(live.held[0].tolist(), live.held[1].tolist()):
-            fast += int(np.count_nonzero(f.onDisk[a:b] & ~self.reset[a:b]))
+        fast = live.count(f.onDisk, self.reset)
         fast -= sum(1 for i in self.slow if i in live and f.onDisk[i] and not self.reset[i])  # counted below
         return fast + sum(1 for s in self.slow.values() if s.partial)
 

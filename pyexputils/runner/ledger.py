@@ -5,9 +5,9 @@ holds it until :meth:`Ledger.close` (the whole ``submit``, the whole ``watch``);
 holder, even on SIGKILL. Readers (``status``, ``show``, ``cancel``) use :meth:`Ledger.read`: read-only, no
 lock, no file created.
 
-Schema version ``SCHEMA_VERSION`` (``PRAGMA user_version``); a ledger of version 0 (pyexputils 0.1) is
-migrated in place by the next writer; a newer one is refused with a clear message. Rows are read and
-written by column name. Tables:
+Schema version ``SCHEMA_VERSION`` (``PRAGMA user_version``); an older ledger (version 0: pyexputils 0.1)
+is migrated in place by the next writer and read as it is by a reader; a newer one is refused with a clear
+message. Rows are read and written by column name. Tables:
 
 - ``submissions``: one row per array job: ``tag`` (key), ``job_id``, ``backend``, ``experiment`` (absolute
   path), ``array_size``, ``resources`` (JSON of the sbatch options), ``attempt`` (the highest attempt
@@ -15,13 +15,16 @@ written by column name. Tables:
   submit: the submitter died between sbatch and the ledger), ``cancelled`` (by ``pyexputils cancel``),
   ``provenance`` (JSON: git commit and whether the tree was dirty, the command line, pyexputils' version).
 - ``attempt_ranges``: which indices each submission holds, as ranges (schema 3; schema 2 had one row per
-  index): ``experiment``, ``tag``, indices ``lo`` … ``lo + n - 1``, index ``lo + k`` in array task
-  ``task + k // per``, ``attempt`` (1 for an index's first submission, then +1). A whole array of
-  contiguous indices bundled evenly is one row, whatever its size.
+  index): ``experiment``, ``tag``, the row's ``n`` members: indices ``lo`` … ``lo + n - 1``, or (schema 4)
+  the packed index set ``members`` (:mod:`pyexputils.runner.packed`; ``lo`` its first), its ``k``-th member
+  in array task ``task + k // per``, ``attempt`` (1 for an index's first submission, then +1). A whole array
+  of contiguous indices bundled evenly is one row, whatever its size; so is an array of a fitted plan's
+  run-time class (every k-th setting, or blocks of them): its indices packed, not a row per index.
 - ``verdict_ranges``: how attempts ended (``cause``, ``started``, ``exit``), written once they have ended
-  (:mod:`pyexputils.runner.causes`), for indices ``lo`` … ``lo + n - 1`` at attempt ``attempt``: contiguous
-  indices that ended alike are one row. An attempt without one is unresolved; of two rows for the same
-  (index, attempt), the later counts.
+  (:mod:`pyexputils.runner.causes`), for the row's members (as above: ``lo`` … ``lo + n - 1`` or the packed
+  ``members``) at attempt ``attempt``: indices that ended alike in one write are one row (packed when they
+  are scattered: a class ending). An attempt without one is unresolved; of two rows for the same (index,
+  attempt), the later counts.
 - ``run_resources``: the per-run time (minutes) and memory a submission asked for (what the policy
   escalates after TIMEOUT / OUT_OF_MEMORY).
 - ``sweeps``: the runs of each experiment, remembered from its latest submit.
@@ -44,13 +47,14 @@ import numpy as np
 import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
-from pyexputils.runner.bundles import Bundles, IndexSet
+from pyexputils.runner.bundles import PACK_RANGES, AttemptRow, Bundles, IndexSet
 from pyexputils.runner.causes import Cause, Verdict
 from pyexputils.runner.manifest import Manifest
+from pyexputils.runner.packed import Packed, packChunks
 from pyexputils.runner.policy import Resources
 from pyexputils.runner.statedir import StateDir
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     tag TEXT PRIMARY KEY,
@@ -75,7 +79,8 @@ CREATE TABLE IF NOT EXISTS attempt_ranges (
     n INTEGER NOT NULL,
     task INTEGER NOT NULL,
     per INTEGER NOT NULL,
-    attempt INTEGER NOT NULL
+    attempt INTEGER NOT NULL,
+    members BLOB
 );
 CREATE INDEX IF NOT EXISTS attempt_ranges_tag ON attempt_ranges (tag);
 CREATE INDEX IF NOT EXISTS attempt_ranges_exp ON attempt_ranges (experiment);
@@ -87,7 +92,8 @@ CREATE TABLE IF NOT EXISTS verdict_ranges (
     cause TEXT NOT NULL,
     started INTEGER NOT NULL,
     exit INTEGER,
-    time REAL NOT NULL
+    time REAL NOT NULL,
+    members BLOB
 );
 CREATE INDEX IF NOT EXISTS verdict_ranges_exp ON verdict_ranges (experiment);
 CREATE TABLE IF NOT EXISTS run_resources (
@@ -113,6 +119,7 @@ MIGRATIONS = {  # from version N to N + 1 (0: pyexputils 0.1's ledger, before ve
     0: "ALTER TABLE submissions ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';",
     1: "",  # sweeps and resets: created by SCHEMA
     2: "",  # per-index attempts and verdicts to ranges: _toRanges
+    3: "",  # packed members of attempt and verdict rows: _addMembers
 }
 LOCK_WAIT_S = 30.0
 BUSY = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
@@ -236,6 +243,8 @@ class Ledger:
                     if version == 2:
                         self.db.executescript(SCHEMA)
                         _toRanges(self.db)
+                    elif version == 3:
+                        _addMembers(self.db)
                     elif MIGRATIONS[version]:
                         self.db.executescript(MIGRATIONS[version])
             self.db.executescript(SCHEMA)
@@ -272,32 +281,53 @@ class Ledger:
         """The attempt number each index would get now (1 + its highest so far)."""
         wanted = np.unique(np.fromiter(indices, dtype=np.int64))
         best = np.zeros(len(wanted), dtype=np.int64)
-        for lo, n, _, _, attempt, _ in self._attemptRows(experiment):
-            a, b = np.searchsorted(wanted, [lo, lo + n])
-            if b > a:
-                np.maximum(best[a:b], attempt, out=best[a:b])
+        for lo, n, _, _, attempt, _, members in self._attemptRows(experiment):
+            if members is None:
+                a, b = np.searchsorted(wanted, [lo, lo + n])
+                if b > a:
+                    np.maximum(best[a:b], attempt, out=best[a:b])
+                continue
+            for _, chunk in members.chunks():
+                pos = np.minimum(np.searchsorted(wanted, chunk), max(0, len(wanted) - 1))
+                at = pos[wanted[pos] == chunk] if len(wanted) else pos[:0]
+                best[at] = np.maximum(best[at], attempt)
         return dict(zip(wanted.tolist(), (best + 1).tolist()))
 
     def nextAttemptArray(self, experiment: str, indices: IndexSet) -> npt.NDArray[np.int32]:
         """:meth:`nextAttempts` aligned with ``indices`` (read-only; without history, ones that take no memory)."""
         rows = self._attemptRows(experiment)
-        if rows and len(indices):
-            lo, n, attempt = (np.fromiter((r[k] for r in rows), dtype=np.int64, count=len(rows)) for k in (0, 1, 4))
+        if not rows or not len(indices):
+            return np.broadcast_to(np.int32(1), (len(indices),))
+        best: npt.NDArray[np.int32] | None = None
+        plain = [r for r in rows if r[6] is None]
+        if plain:
+            lo, n, attempt = (np.fromiter((r[k] for r in plain), dtype=np.int64, count=len(plain)) for k in (0, 1, 4))
             a, b = indices.rank(lo), indices.rank(lo + n)  # the positions each row covers
             hit = np.flatnonzero(b > a)
             if len(hit):
                 best = np.zeros(len(indices), dtype=np.int32)
                 for x, y, t in zip(a[hit].tolist(), b[hit].tolist(), attempt[hit].tolist()):
                     np.maximum(best[x:y], t, out=best[x:y])
-                best += 1
-                return best
-        return np.broadcast_to(np.int32(1), (len(indices),))
+        for _, _, _, _, attempt_, _, members in rows:
+            if members is None:
+                continue
+            for _, chunk in members.chunks():
+                r = indices.rank(chunk)
+                at = r[indices.rank(chunk + 1) > r]  # the members among ``indices``: their positions
+                if len(at):
+                    if best is None:
+                        best = np.zeros(len(indices), dtype=np.int32)
+                    best[at] = np.maximum(best[at], attempt_)
+        if best is None:
+            return np.broadcast_to(np.int32(1), (len(indices),))
+        best += 1
+        return best
 
     def record(self, sub: Submission, tasks: Sequence[Sequence[int]], attempts: Mapping[int, int] | npt.NDArray[np.int32] | None = None) -> None:  # fmt: skip
         """Record one submitted array job and its indices (one transaction). ``tasks`` as :class:`Bundles`
         (a plan's) go to ranges without a Python object per index, their ``attempts`` an array aligned with
         their indices (:meth:`nextAttemptArray`)."""
-        ranges: Iterable[Range]
+        ranges: Iterable[Range | AttemptRow]
         if isinstance(tasks, Bundles):
             att: int | npt.NDArray[np.int32]
             if isinstance(attempts, np.ndarray):
@@ -322,8 +352,8 @@ class Ledger:
             )  # fmt: skip
             db.execute("DELETE FROM attempt_ranges WHERE tag = ?", (sub.tag,))
             db.executemany(
-                "INSERT INTO attempt_ranges (experiment, tag, lo, n, task, per, attempt) VALUES (?,?,?,?,?,?,?)",
-                ((sub.experiment, sub.tag, *r) for r in ranges),
+                "INSERT INTO attempt_ranges (experiment, tag, lo, n, task, per, attempt, members) VALUES (?,?,?,?,?,?,?,?)",
+                ((sub.experiment, sub.tag, *r[:5], r[5] if len(r) > 5 else None) for r in ranges),
             )
 
     def adopt(self, manifest: Manifest, manifestFile: str, jobId: str, backend: str) -> Submission:
@@ -346,15 +376,19 @@ class Ledger:
                        (tag, res.minutes, res.mem_mb, res.mem_key))  # fmt: skip
 
     def addVerdicts(self, experiment: str, verdicts: Sequence[tuple[int, int, Verdict]]) -> None:
-        """Record how attempts ended: (index, attempt, verdict) triples, one transaction; contiguous indices
-        that ended alike are stored as one range. A sequence with ``ranges()`` (the session's new verdicts)
-        gives them directly."""
+        """Record how attempts ended: (index, attempt, verdict) triples, one transaction; indices that ended
+        alike are one row (a range, or packed when they are scattered). A sequence with ``arrays()`` (the
+        session's new verdicts) gives most of them as arrays, without a Python object per index."""
         now = time.time()
-        ranges = verdicts.ranges() if isinstance(verdicts, HasRanges) else verdictRanges(verdicts)
+        if isinstance(verdicts, HasArrays):
+            idx, att, vid, table, other = verdicts.arrays()
+            rows = verdictRows(idx, att, vid, table) + [(lo, n, a, v, None) for lo, n, a, v in verdictRanges(other)]
+        else:
+            rows = [(lo, n, a, v, None) for lo, n, a, v in verdictRanges(verdicts)]
         with self._write() as db:
             db.executemany(
-                "INSERT INTO verdict_ranges (experiment, lo, n, attempt, cause, started, exit, time) VALUES (?,?,?,?,?,?,?,?)",
-                ((experiment, lo, n, a, str(v.cause), int(v.started), v.exit, now) for lo, n, a, v in ranges),
+                "INSERT INTO verdict_ranges (experiment, lo, n, attempt, cause, started, exit, time, members) VALUES (?,?,?,?,?,?,?,?,?)",
+                ((experiment, lo, n, a, str(v.cause), int(v.started), v.exit, now, m) for lo, n, a, v, m in rows),
             )
 
     def setRuns(self, experiment: str, runs: int) -> None:
@@ -369,26 +403,28 @@ class Ledger:
                            ((experiment, i, a, now) for i, a in attempts.items()))  # fmt: skip
 
     # --- reading ---------------------------------------------------------------------------------------
-    def _attemptRows(self, experiment: str | None = None, tag: str | None = None) -> list[tuple[int, int, int, int, int, str]]:
-        """(lo, n, task, per, attempt, tag) of ``experiment``'s (or ``tag``'s) attempts, oldest row first
-        (a schema-2 ledger read before its migration: one range per index)."""
+    def _attemptRows(self, experiment: str | None = None, tag: str | None = None) -> list[Row]:
+        """(lo, n, task, per, attempt, tag, members) of ``experiment``'s (or ``tag``'s) attempts, oldest row
+        first (a schema-2 ledger read before its migration: one range per index; before schema 4, no members)."""
         where, args = ("experiment = ?", (experiment,)) if tag is None else ("tag = ?", (tag,))
+        members = "members" if self.version >= 4 else "NULL"
         if self.version >= 3:
-            q = f"SELECT lo, n, task, per, attempt, tag FROM attempt_ranges WHERE {where} ORDER BY rowid"
+            q = f"SELECT lo, n, task, per, attempt, tag, {members} FROM attempt_ranges WHERE {where} ORDER BY rowid"
         else:
-            q = f"SELECT idx, 1, task, 1, attempt, tag FROM attempts WHERE {where} ORDER BY rowid"
+            q = f"SELECT idx, 1, task, 1, attempt, tag, NULL FROM attempts WHERE {where} ORDER BY rowid"
         with guarded(self.path):
-            return self.db.execute(q, args).fetchall()
+            return [r if r[6] is None else (*r[:6], Packed(r[6])) for r in self.db.execute(q, args)]
 
-    def _verdictRows(self, experiment: str | None) -> list[tuple[int, int, int, str, int, int | None]]:
-        """(lo, n, attempt, cause, started, exit) of ``experiment``'s verdicts (all with None), oldest first."""
+    def _verdictRows(self, experiment: str | None) -> list[VerdictRow]:
+        """(lo, n, attempt, cause, started, exit, members) of ``experiment``'s verdicts (all with None), oldest first."""
         where, args = ("WHERE experiment = ?", (experiment,)) if experiment is not None else ("", ())
+        members = "members" if self.version >= 4 else "NULL"
         if self.version >= 3:
-            q = f"SELECT lo, n, attempt, cause, started, exit FROM verdict_ranges {where} ORDER BY rowid"
+            q = f"SELECT lo, n, attempt, cause, started, exit, {members} FROM verdict_ranges {where} ORDER BY rowid"
         else:
-            q = f"SELECT idx, 1, attempt, cause, started, exit FROM verdicts {where} ORDER BY rowid"
+            q = f"SELECT idx, 1, attempt, cause, started, exit, NULL FROM verdicts {where} ORDER BY rowid"
         with guarded(self.path):
-            return self.db.execute(q, args).fetchall()
+            return [r if r[6] is None else (*r[:6], Packed(r[6])) for r in self.db.execute(q, args)]
 
     def submissions(self, experiment: str | None = None) -> list[Submission]:
         q = "SELECT * FROM submissions" + (" WHERE experiment = ?" if experiment else "") + " ORDER BY time"
@@ -402,12 +438,12 @@ class Ledger:
         return {r["tag"] for r in self._rows("SELECT tag FROM submissions")}
 
     def taskRangesOf(self, tag: str) -> tuple[str, list["TaskRange"]] | None:
-        """(experiment, its attempt ranges (lo, n, task, per)) of one submission: index ``lo + k`` in array task
-        ``task + k // per``; None when the ledger lacks it."""
+        """(experiment, its attempt rows (lo, n, task, per, members)) of one submission: the row's ``k``-th member
+        in array task ``task + k // per``; None when the ledger lacks it."""
         sub = self._rows("SELECT experiment FROM submissions WHERE tag = ?", (tag,))
         if not sub:
             return None
-        return sub[0]["experiment"], [(lo, n, task, per) for lo, n, task, per, _, _ in self._attemptRows(tag=tag)]
+        return sub[0]["experiment"], [(lo, n, task, per, m) for lo, n, task, per, _, _, m in self._attemptRows(tag=tag)]
 
     def taskIndices(self, tag: str) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
         """(experiment, indices, their array tasks) of one submission, as arrays; None when the ledger lacks it."""
@@ -438,7 +474,7 @@ class Ledger:
         rows = self._attemptRows(experiment)
         if not rows:
             return {}
-        v = self.view(experiment, max(lo + n for lo, n, *_ in rows))
+        v = self.view(experiment, max(lastOf(r[0], r[1], r[6]) + 1 for r in rows))
         subs = {s.tag: s for s in self.submissions(experiment)}
         out: dict[int, Attempt] = {}
         for i in np.flatnonzero(v.attempt).tolist():
@@ -454,8 +490,8 @@ class Ledger:
             names = [r["experiment"] for r in self._rows("SELECT DISTINCT experiment FROM submissions")]
             return sorted(x for e in names for x in self.attempts(e))
         out: list[tuple[int, int, str]] = []
-        for lo, n, _, _, attempt, tag in self._attemptRows(experiment):
-            out += [(i, attempt, tag) for i in range(lo, lo + n)]
+        for lo, n, _, _, attempt, tag, members in self._attemptRows(experiment):
+            out += [(i, attempt, tag) for i in membersOf(lo, n, members).tolist()]
         return sorted(out)
 
     def runResources(self) -> dict[str, Resources]:
@@ -466,9 +502,9 @@ class Ledger:
     def verdicts(self, experiment: str) -> dict[int, dict[int, Verdict]]:
         """Every recorded verdict of ``experiment``: index -> attempt -> verdict."""
         out: dict[int, dict[int, Verdict]] = {}
-        for lo, n, attempt, cause, started, exit in self._verdictRows(experiment):
+        for lo, n, attempt, cause, started, exit, members in self._verdictRows(experiment):
             v = Verdict(Cause(cause), bool(started), exit)
-            for i in range(lo, lo + n):
+            for i in membersOf(lo, n, members).tolist():
                 out.setdefault(i, {})[attempt] = v
         return {i: dict(sorted(byAttempt.items())) for i, byAttempt in sorted(out.items())}
 
@@ -512,9 +548,9 @@ class Ledger:
                 byExp.setdefault(r["experiment"], {})[r["tag"]] = r["job_id"]
         for experiment, tagJobs in byExp.items():
             covered = _Coverage(self._verdictRows(experiment))
-            for lo, n, _, _, attempt, tag in self._attemptRows(experiment):
+            for lo, n, _, _, attempt, tag, members in self._attemptRows(experiment):
                 job = tagJobs.get(tag)
-                if job is not None and job not in jobs and not covered.covers(attempt, lo, lo + n):
+                if job is not None and job not in jobs and not covered.covers(attempt, lo, n, members):
                     jobs.add(job)
         return sorted(jobs)
 
@@ -530,10 +566,11 @@ class Ledger:
         """Every recorded attempt at one index, oldest first (``logs --attempt K``)."""
         subs = {x.tag: x for x in self.submissions(experiment)}
         found: dict[int, Attempt] = {}
-        for lo, n, task, per, attempt, tag in self._attemptRows(experiment):
+        for lo, n, task, per, attempt, tag, members in self._attemptRows(experiment):
             s = subs.get(tag)
-            if s is not None and lo <= idx < lo + n:  # of two rows for one attempt, the later
-                found[attempt] = Attempt(idx, tag, task + (idx - lo) // per, attempt, s.job_id, s.time, s.manifest)
+            k = rankIn(lo, n, members, idx)
+            if s is not None and k is not None:  # of two rows for one attempt, the later
+                found[attempt] = Attempt(idx, tag, task + k // per, attempt, s.job_id, s.time, s.manifest)
         return [found[a] for a in sorted(found)]
 
     def size(self) -> int:
@@ -542,7 +579,69 @@ class Ledger:
 
 
 Range = tuple[int, int, int, int, int]  # lo, n, task, per, attempt: indices lo + k in task task + k // per
-TaskRange = tuple[int, int, int, int]  # lo, n, task, per
+TaskRange = tuple[int, int, int, int, "Packed | None"]  # lo, n, task, per, packed members (None: lo … lo + n − 1)
+Row = tuple[int, int, int, int, int, str, "Packed | None"]  # an attempt row: lo, n, task, per, attempt, tag, members
+VerdictRow = tuple[int, int, int, str, int, "int | None", "Packed | None"]  # lo, n, attempt, cause, started, exit, members
+
+
+def membersOf(lo: int, n: int, members: Packed | None) -> npt.NDArray[np.int64]:
+    """A row's indices, as one array (small rows and tests; big consumers go a block at a time)."""
+    return np.arange(lo, lo + n, dtype=np.int64) if members is None else members.array()
+
+
+def lastOf(lo: int, n: int, members: Packed | None) -> int:
+    """A row's last index."""
+    return lo + n - 1 if members is None else int(members.last)
+
+
+def rankIn(lo: int, n: int, members: Packed | None, idx: int) -> int | None:
+    """The position of ``idx`` among a row's members (None: not one)."""
+    if members is None:
+        return idx - lo if lo <= idx < lo + n else None
+    if not members.first <= idx <= members.last:
+        return None
+    pos, hit = members.rank(np.array([idx], dtype=np.int64))
+    return int(pos[0]) if hit[0] else None
+
+
+def chunksOf(lo: int, n: int, members: Packed | None) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
+    """(position of the first, indices) of a row's members, a block at a time."""
+    if members is not None:
+        yield from members.chunks()
+        return
+    for a in range(0, n, 1 << 16):
+        yield a, np.arange(lo + a, lo + min(n, a + (1 << 16)), dtype=np.int64)
+
+
+@runtime_checkable
+class HasArrays(Protocol):
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int16], Sequence[Verdict],
+                              Sequence[tuple[int, int, Verdict]]]: ...  # fmt: skip
+
+
+def verdictRows(idx: npt.NDArray[np.int64], attempt: npt.NDArray[np.int32], vid: npt.NDArray[np.int16],
+                table: Sequence[Verdict]) -> list[tuple[int, int, int, Verdict, bytes | None]]:  # fmt: skip
+    """Verdicts as arrays (indices sorted and distinct; the attempt and the verdict, an index into ``table``,
+    of each) as ledger rows (lo, n, attempt, verdict, members): the indices of one attempt and verdict as
+    ranges, or packed when they are more than ``PACK_RANGES`` ranges (a class of a fitted plan ending)."""
+    out: list[tuple[int, int, int, Verdict, bytes | None]] = []
+    if not len(idx):
+        return out
+    key = attempt.astype(np.int64) << 16 | vid.astype(np.int64)
+    order = np.argsort(key, kind="stable")  # within a key: by index
+    sk = key[order]
+    starts = np.flatnonzero(np.append(True, sk[1:] != sk[:-1]))
+    ends = np.append(starts[1:], len(sk))
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        mine = idx[order[s:e]]
+        a, v = int(sk[s]) >> 16, table[int(sk[s]) & 0xFFFF]
+        brk = np.flatnonzero(np.diff(mine) != 1) + 1
+        if len(brk) < PACK_RANGES:
+            firsts, lasts = mine[np.append(0, brk)], mine[np.append(brk, len(mine)) - 1]
+            out += [(f, l - f + 1, a, v, None) for f, l in zip(firsts.tolist(), lasts.tolist())]
+        else:
+            out.append((int(mine[0]), len(mine), a, v, packChunks([mine])))
+    return sorted(out, key=lambda r: r[0])
 
 
 def taskRanges(tasks: Sequence[Sequence[int]], attempts: Mapping[int, int]) -> list[Range]:
@@ -584,11 +683,11 @@ def taskRanges(tasks: Sequence[Sequence[int]], attempts: Mapping[int, int]) -> l
     return [(r[0], r[1], r[2], r[3], r[4]) for r in out]
 
 
-def _expand(rows: Sequence[tuple[int, int, int, int, int, str]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The indices of attempt ranges and their array tasks."""
+def _expand(rows: Sequence[Row]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The indices of attempt rows and their array tasks."""
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    idx = np.concatenate([np.arange(lo, lo + n, dtype=np.int64) for lo, n, *_ in rows])
+    idx = np.concatenate([membersOf(r[0], r[1], r[6] if len(r) > 6 else None) for r in rows])
     task = np.concatenate([task + np.arange(n, dtype=np.int64) // per for _, n, task, per, *_ in rows])
     return idx, task
 
@@ -611,13 +710,26 @@ def verdictRanges(verdicts: Iterable[tuple[int, int, Verdict]]) -> list[tuple[in
 
 
 class _Coverage:
-    """Which (attempt, index) pairs the verdict ranges cover: per attempt, merged intervals."""
+    """Which (attempt, index) pairs the verdict rows cover: per attempt, merged intervals (rows of ranges), or
+    a byte an index when some rows are packed."""
 
-    def __init__(self, rows: Sequence[tuple[int, int, int, str, int, int | None]]) -> None:
+    def __init__(self, rows: Sequence[VerdictRow]) -> None:
+        self._masks: dict[int, npt.NDArray[np.bool_]] | None = None
+        if any(r[6] is not None for r in rows):
+            top = max(lastOf(r[0], r[1], r[6]) for r in rows) + 1
+            self._masks = {}
+            for lo, n, attempt, *_, members in rows:
+                mask = self._masks.setdefault(attempt, np.zeros(top, dtype=bool))
+                if members is None:
+                    mask[lo : lo + n] = True
+                else:
+                    for _, chunk in members.chunks():
+                        mask[chunk] = True
+            return
         spans: dict[int, list[tuple[int, int]]] = {}
         for lo, n, attempt, *_ in rows:
             spans.setdefault(attempt, []).append((lo, lo + n))
-        self._merged: dict[int, tuple[list[int], list[int]]] = {}
+        self._merged: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
         for attempt, items in spans.items():
             starts: list[int] = []
             ends: list[int] = []
@@ -627,15 +739,27 @@ class _Coverage:
                 else:
                     starts.append(lo)
                     ends.append(hi)
-            self._merged[attempt] = (starts, ends)
+            self._merged[attempt] = (np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64))
 
-    def covers(self, attempt: int, lo: int, hi: int) -> bool:
+    def covers(self, attempt: int, lo: int, n: int, members: Packed | None = None) -> bool:
+        """Every member of the attempt row (lo, n, members) has a verdict for ``attempt``."""
+        if self._masks is not None:
+            mask = self._masks.get(attempt)
+            if mask is None or lastOf(lo, n, members) >= len(mask):
+                return False
+            return all(bool(mask[chunk].all()) for _, chunk in chunksOf(lo, n, members)) if members is not None else bool(mask[lo : lo + n].all())
         got = self._merged.get(attempt)
         if got is None:
             return False
         starts, ends = got
-        j = bisect.bisect_right(starts, lo) - 1
-        return j >= 0 and ends[j] >= hi
+        if members is None:
+            j = int(np.searchsorted(starts, lo, side="right")) - 1
+            return j >= 0 and int(ends[j]) >= lo + n
+        for _, chunk in members.chunks():
+            at = np.searchsorted(starts, chunk, side="right") - 1
+            if bool((at < 0).any()) or not bool((ends[np.maximum(at, 0)] > chunk).all()):
+                return False
+        return True
 
 
 def smallest(top: int, signed: bool = True) -> type[np.integer[Any]]:
@@ -663,6 +787,8 @@ class LedgerView:
     resets: dict[int, int]
     rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] = field(
         default_factory=lambda: tuple(np.zeros(0, dtype=np.int64) for _ in range(4)))  # type: ignore[assignment]  # attempt ranges: lo, task, per, tag id  # fmt: skip
+    packed: dict[int, Packed] = field(default_factory=dict)  # attempt rows (by number) whose members are packed
+    vpacked: dict[int, Packed] = field(default_factory=dict)  # verdict rows (by number) whose members are packed
 
     @classmethod
     def empty(cls, n: int) -> "LedgerView":
@@ -710,7 +836,14 @@ class LedgerView:
         r = self.row[i]
         lo, task, per, _ = self.rows
         got = task[r] + (i - lo[r]) // per[r]
-        return int(got) if isinstance(i, (int, np.integer)) else got
+        if isinstance(i, (int, np.integer)):
+            p = self.packed.get(int(r))
+            return int(got) if p is None else int(task[r]) + int(p.rank(np.array([i], dtype=np.int64))[0][0]) // int(per[r])
+        for k, p in self.packed.items():  # a packed row: the member's position, not its distance from lo
+            mine = np.flatnonzero(r == k)
+            if len(mine):
+                got[mine] = task[k] + p.rank(np.asarray(i)[mine])[0] // per[k]
+        return got  # type: ignore[no-any-return]
 
     @classmethod
     def build(cls, ledger: Ledger, experiment: str, n: int) -> "LedgerView":
@@ -718,10 +851,10 @@ class LedgerView:
         return cls.fromRows(rows, ledger._verdictRows(experiment) if rows else [], ledger.resets(experiment), n)
 
     @classmethod
-    def fromRows(cls, rows: Sequence[tuple[int, int, int, int, int, str]], vrows: Sequence[tuple[int, int, int, str, int, int | None]],
-                 resets: dict[int, int], n: int) -> "LedgerView":  # fmt: skip
-        """From the ledger's attempt rows (lo, n, task, per, attempt, tag) and verdict rows (lo, n, attempt,
-        cause, started, exit), oldest first: an index's latest attempt, and of two rows for it the later."""
+    def fromRows(cls, rows: Sequence[Row], vrows: Sequence[VerdictRow], resets: dict[int, int], n: int) -> "LedgerView":
+        """From the ledger's attempt rows (lo, n, task, per, attempt, tag, members) and verdict rows (lo, n,
+        attempt, cause, started, exit, members), oldest first: an index's latest attempt, and of two rows for
+        it the later. Packed rows are read a block at a time."""
         if not rows:
             v = cls.none(n)
             v.resets = resets
@@ -734,8 +867,16 @@ class LedgerView:
         rowLo, rowTask, rowPer, rowTag = (np.zeros(len(rows), dtype=np.int64) for _ in range(4))
         order = sorted(range(len(rows)), key=lambda k: rows[k][4])  # stable: the later row wins a tie
         for k in order:
-            lo, count, task, per, attempt, tag = rows[k]
+            lo, count, task, per, attempt, tag, members = rows[k]
             rowLo[k], rowTask[k], rowPer[k], rowTag[k] = lo, task, per, tagIds.setdefault(tag, len(tagIds))
+            if members is not None:
+                v.packed[k] = members
+                for _, chunk in members.chunks():
+                    c = chunk[: np.searchsorted(chunk, n)]
+                    c = c[v.attempt[c] <= attempt]
+                    v.attempt[c] = attempt
+                    v.row[c] = k
+                continue
             hi = min(lo + count, n)
             if hi <= lo:
                 continue
@@ -752,9 +893,15 @@ class LedgerView:
         v.rows = (rowLo, rowTask, rowPer, rowTag)
         ids: dict[tuple[str, int, int | None], int] = {}
         los, his, atts, vids = (np.zeros(len(vrows), dtype=np.int64) for _ in range(4))
-        for k, (lo, count, attempt, cause, started, exit) in enumerate(vrows):
+        for k, (lo, count, attempt, cause, started, exit, members) in enumerate(vrows):
             vid = ids.setdefault((cause, int(started), exit), len(ids))
-            los[k], his[k], atts[k], vids[k] = lo, lo + count, attempt, vid
+            los[k], his[k], atts[k], vids[k] = lo, lastOf(lo, count, members) + 1, attempt, vid
+            if members is not None:
+                v.vpacked[k] = members
+                for _, chunk in members.chunks():
+                    c = chunk[: np.searchsorted(chunk, n)]
+                    v.recorded[c[v.attempt[c] == attempt]] = vid
+                continue
             hi = min(lo + count, n)
             if hi > lo:
                 sl = slice(lo, hi)
@@ -778,7 +925,11 @@ class LedgerView:
         b = np.searchsorted(indices, his)
         for k in np.flatnonzero(b > a).tolist():  # oldest row first: the later row wins
             v, attempt = self.table[int(vids[k])], int(atts[k])
-            for i in indices[a[k] : b[k]].tolist():
+            mine = indices[a[k] : b[k]]
+            p = self.vpacked.get(k)
+            if p is not None:
+                mine = mine[p.rank(mine)[1]]
+            for i in mine.tolist():
                 out[i][attempt] = v
         return {i: dict(sorted(h.items())) for i, h in out.items()}
 
@@ -805,6 +956,13 @@ def _toRanges(db: sqlite3.Connection) -> None:
                        ((experiment, lo, n, a, str(v.cause), int(v.started), v.exit, t) for lo, n, a, v in verdictRanges(triples)))  # fmt: skip
     db.execute("DROP TABLE attempts")
     db.execute("DROP TABLE verdicts")
+
+
+def _addMembers(db: sqlite3.Connection) -> None:
+    """Schema 3 to 4: attempt and verdict rows may hold packed members (a NULL column: every row as it was)."""
+    for table in ("attempt_ranges", "verdict_ranges"):
+        if "members" not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN members BLOB")
 
 
 def _submission(r: sqlite3.Row) -> Submission:

@@ -44,6 +44,7 @@ from pyexputils.runner.command import checkCommand
 from pyexputils.runner.durations import Durations, SubmissionInfo
 from pyexputils.runner.judge import NO_EVIDENCE, PENDING_STATES, Facts, IndexStatus, Judged, LiveIndices, Spans, State, indexSpans, judgeAll
 from pyexputils.runner.ledger import Ledger, LedgerView, Submission, TaskRange
+from pyexputils.runner.packed import Packed
 from pyexputils.runner.manifest import Manifest, writeAtomic
 from pyexputils.runner.options import ExperimentOptions, parseSlurm, settingGroups
 from pyexputils.runner.plan import ArrayPlan, Plan, Request, plan
@@ -377,9 +378,14 @@ class Session:
             jobs.setdefault(experiment, set()).update(t.job_id for t in tasks)
             whole = any(t.task is None for t in tasks)  # the whole job: every task of it
             running = [t.task for t in tasks if normaliseState(t.state) in RUNNING_STATES]
-            held = heldRanges(rows, None if whole else [t.task for t in tasks if t.task is not None])
-            run = heldRanges(rows, None if None in running else [r for r in running if r is not None])
-            parts.setdefault(experiment, []).append(LiveIndices(held, run))
+            heldTasks = None if whole else [t.task for t in tasks if t.task is not None]
+            runTasks = None if None in running else [r for r in running if r is not None]
+            plain, packed = [r for r in rows if r[4] is None], [r for r in rows if r[4] is not None]
+            held, run = heldRanges(plain, heldTasks), heldRanges(plain, runTasks)
+            if packed:  # a fitted plan's classes: scattered indices, as masks
+                parts.setdefault(experiment, []).append(LiveIndices(held, run, heldMask(packed, heldTasks), heldMask(packed, runTasks)))
+            else:
+                parts.setdefault(experiment, []).append(LiveIndices(held, run))
         live = {experiment: LiveIndices.merge(p) for experiment, p in parts.items()}
         ours = {s.slug for s in sweeps}
         here = os.path.realpath(self.root)
@@ -411,11 +417,11 @@ class Session:
         except PyExpUtilsError:
             return None
         if isinstance(m.tasks, Bundles):  # a plan's: its ranges, without a list per task
-            return m.experiment, [(lo, n, task, per) for lo, n, task, per, _ in m.tasks.attemptRanges(1)]
+            return m.experiment, [(lo, n, task, per, None if p is None else Packed(p)) for lo, n, task, per, _, p in m.tasks.attemptRanges(1)]
         rows: list[TaskRange] = []
         for task, bundle in enumerate(m.tasks):  # a range of its own for each run of contiguous indices
             lo, hi = indexSpans(np.asarray(bundle, dtype=np.int64))
-            rows += [(a, b - a, task, b - a) for a, b in zip(lo.tolist(), hi.tolist())]
+            rows += [(a, b - a, task, b - a, None) for a, b in zip(lo.tolist(), hi.tolist())]
         return m.experiment, rows
 
     def _adopt(self, ledger: Ledger, live: Sequence[LiveTask]) -> list[str]:
@@ -793,6 +799,24 @@ def heldRanges(rows: Sequence[TaskRange], tasks: Sequence[int] | None) -> Spans:
         los.append(lo[k] + (first - task[k]) * per[k])
         his.append(np.minimum(lo[k] + (last - task[k] + 1) * per[k], lo[k] + n[k]))
     return np.concatenate(los), np.concatenate(his)
+
+
+def heldMask(rows: Sequence[TaskRange], tasks: Sequence[int] | None) -> npt.NDArray[np.bool_]:
+    """The indices that array ``tasks`` (None: all) hold, of packed attempt rows (lo, n, task, per, members),
+    as a mask (a byte an index up to the rows' last), filled a block of members at a time."""
+    mask = np.zeros(max(int(r[4].last) for r in rows if r[4] is not None) + 1 if rows else 0, dtype=bool)
+    wanted = None if tasks is None else np.unique(np.asarray(tasks, dtype=np.int64))
+    for _, n, task, per, members in rows:
+        assert members is not None
+        if wanted is None:
+            for _, chunk in members.chunks():
+                mask[chunk] = True
+            continue
+        mine = wanted[(wanted >= task) & (wanted < task + -(-n // per))] - task
+        for t in mine.tolist():  # the members of each wanted task: positions t * per … (t + 1) * per − 1
+            for a in range(t * per, min(n, (t + 1) * per), 1 << 16):
+                mask[members.positions(a, min(n, (t + 1) * per, a + (1 << 16)))] = True
+    return mask
 
 
 MAX_INDICES = 100_000_000  # a sweep is judged with a few bytes per index in memory: beyond this, refused
