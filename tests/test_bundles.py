@@ -154,6 +154,10 @@ def test_a_manifest_stores_bundles_as_ranges_and_reads_the_older_list_of_lists(t
     scattered = Manifest(tag="s", experiment="/e.json", project="/p", command="true", tasks=Bundles.of([1, 3, 5, 9], 3))
     scattered.write(str(tmp_path / "s.json"))
     assert Manifest.read(str(tmp_path / "s.json")).tasks == [[1, 3, 5], [9]]
+    fitted = Manifest(tag="f", experiment="/e.json", project="/p", command="true", tasks=Bundles.of(np.arange(3, 10**7, 7), 1000))
+    fitted.write(str(tmp_path / "f.json"))  # a fitted class: every 7th index, packed (version 3)
+    assert (tmp_path / "f.json").stat().st_size < 50_000
+    assert Manifest.read(str(tmp_path / "f.json")).tasks[1428] == list(range(3 + 7 * 1_428_000, 10**7, 7))
     # version 1, as the code before wrote it: tasks as a list of lists
     old = {"tag": "o", "experiment": "/e.json", "project": "/p", "command": "true", "tasks": [[3, 4], [5]], "parallel": 1,
            "require": [], "log_dir": "/l", "status_dir": "/s", "attempt": 2, "time_limit_s": None, "version": 1}  # fmt: skip

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.runner.bundles import Bundles
+from pyexputils.runner import packed
 from pyexputils.runner.manifest import Manifest, TaskRanges
 
 indexLists = st.lists(st.integers(0, 3000), max_size=300, unique=True).map(sorted)
@@ -22,11 +23,18 @@ def manifest(tasks: object) -> Manifest:
 
 
 @settings(max_examples=200, deadline=None)
-@given(indexLists, st.integers(1, 40))
-def test_the_runner_reads_every_task_as_the_planner_made_it(tmp_path_factory: pytest.TempPathFactory, idx: list[int], per: int) -> None:
+@given(indexLists, st.integers(1, 40), st.sampled_from([3, 1 << 16]))
+def test_the_runner_reads_every_task_as_the_planner_made_it(tmp_path_factory: pytest.TempPathFactory, idx: list[int], per: int, block: int) -> None:
+    """Ranges, or scattered indices packed (version 3, in blocks of any size): the runner's plain-Python
+    tasks are the planner's."""
     path = str(tmp_path_factory.mktemp("m") / "m.json")
     planned = Bundles.of(idx, per)
-    manifest(planned).write(path)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(packed, "BLOCK", block)
+    try:
+        manifest(planned).write(path)
+    finally:
+        mp.undo()
     lean = Manifest.read(path, lean=True).tasks
     assert isinstance(lean, TaskRanges) and isinstance(Manifest.read(path).tasks, Bundles)
     assert len(lean) == len(planned) and lean.runs == len(idx)
@@ -35,13 +43,24 @@ def test_the_runner_reads_every_task_as_the_planner_made_it(tmp_path_factory: py
         assert lean[-1] == planned[len(planned) - 1] and lean[0:2] == [list(t) for t in planned][0:2]
 
 
+def test_a_version_2_manifest_of_scattered_indices_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    manifest([[0]]).write(str(path))
+    path.write_text(path.read_text().replace('"tasks":[[0]]', '"tasks":{"per":2,"indices":[1,4,9]}').replace('"version":3', '"version":2'))
+    for lean in (True, False):
+        got = Manifest.read(str(path), lean=lean)
+        assert got.version == 2 and [list(t) for t in got.tasks] == [[1, 4], [9]]
+
+
 def test_a_bad_compact_task_list_is_one_error_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     manifest([[0]]).write(str(path))
-    path.write_text(path.read_text().replace('"tasks":[[0]]', '"tasks":{"per":2,"ranges":[0,4,9]}'))
-    for lean in (True, False):
-        with pytest.raises(PyExpUtilsError, match=re.escape(f"{path}: cannot read manifest: tasks")):
-            Manifest.read(str(path), lean=lean)
+    for bad in ('{"per":2,"ranges":[0,4,9]}', '{"per":2,"packed":"bm90IHBhY2tlZA=="}', '{"per":2,"packed":"!!"}'):
+        path.write_text(path.read_text().replace('"tasks":[[0]]', f'"tasks":{bad}'))
+        for lean in (True, False):
+            with pytest.raises(PyExpUtilsError, match=re.escape(f"{path}: cannot read manifest: tasks")):
+                Manifest.read(str(path), lean=lean)
+        manifest([[0]]).write(str(path))
 
 
 def test_a_job_runner_starts_without_numpy() -> None:

@@ -94,15 +94,12 @@ def watchPerIndex(root: Path, settings: int, runs: int) -> float:
     s = session.Session(backend=fake)
     n = settings * runs
     path = os.path.realpath("experiments/e.json")
-    d = Durations(s.state.durations(path), path, settings)
-    for i in range(settings):
-        d.add(i, "COMPLETED", 2.0, 100.0)  # one class of run time: contiguous bundles (see the notes on strided ones)
-    d.save()
-    del d
+    measure(s, path, settings)
     s.diskRescan = 3600.0
     with s.openLedger() as led:
         sweeps = s.load(["experiments/e.json"], runs, ledger=led, command=True)
         s.round(led, sweeps)  # submits every index (and lists the results folder)
+        assert len(fake.jobs) >= 3  # the classes of run time: an array each, of every k-th setting
         s.round(led, sweeps)
         fake.start("1", 0)
         fake.end("1", 0)
@@ -113,6 +110,63 @@ def watchPerIndex(root: Path, settings: int, runs: int) -> float:
     assert c[State.DONE] == per and c[State.QUEUED] == n - per, c
     assert rounds[0].measured[path].arrays  # the ended task was folded
     return p / n
+
+
+def measure(s: session.Session, path: str, settings: int) -> None:
+    """Every setting measured before: run times of three classes (2, 6 and 18 s by setting), so a fitted plan
+    bundles every k-th setting into the array of its class."""
+    d = Durations(s.state.durations(path), path, settings)
+    for i in range(settings):
+        d.add(i, "COMPLETED", 2.0 * 3 ** (i % 3), 100.0)
+    d.save()
+
+
+def fittedPerIndex(root: Path, runs: int) -> tuple[float, float, float, int]:
+    """tracemalloc's peak per index of a fitted plan of several classes (1,000 settings measured, ``runs``
+    runs): its submit (fit, plan, manifests, ledger), a look (status: the scheduler, every index judged),
+    and a watch round after a task ended; and the ledger's attempt rows."""
+    settings = 1_000
+    sub = root / f"f{runs}"
+    sub.mkdir()
+    project(sub, settings)
+    os.chdir(sub)
+    from pyexputils.models import config as configModule
+
+    configModule._cached.clear()
+    fake = FakeBackend()
+    s = session.Session(backend=fake)
+    n = settings * runs
+    path = os.path.realpath("experiments/e.json")
+    measure(s, path, settings)
+    s.diskRescan = 3600.0
+    with s.openLedger() as led:
+        sweeps = s.load(["experiments/e.json"], runs, ledger=led, command=True)
+        rounds: list[session.Round] = []
+        sent = peak(lambda: rounds.append(s.round(led, sweeps)))
+        assert rounds[0].sent is not None and len(rounds[0].sent.submitted) >= 3  # an array per class
+        assert sum(job.manifest.tasks.runs for job, _ in rounds[0].sent.submitted) == n  # type: ignore[attr-defined]
+        rows = int(led.db.execute("SELECT COUNT(*) FROM attempt_ranges").fetchone()[0])
+        counts: list[Counter[State]] = []
+        look = peak(lambda: counts.append(s.standing(sweeps[0], s.snapshot(led, sweeps), led).counts()))
+        assert counts[0][State.QUEUED] == n, counts[0]
+        fake.start("1", 0)
+        fake.end("1", 0)
+        per = len(fake.spec("1").manifest.tasks[0])
+        watch = peak(lambda: rounds.append(s.round(led, sweeps)))
+    c = rounds[-1].standings[0].counts()
+    assert c[State.DONE] == per and c[State.QUEUED] == n - per, c
+    return sent / n, look / n, watch / n, rows
+
+
+def test_a_fitted_plan_of_several_classes_stays_bounded_and_a_few_ledger_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submit, status and a watch round of a fitted plan whose arrays hold every k-th setting: a few bytes per
+    index (the ledger's rows are packed, not a row per index), at two sizes."""
+    monkeypatch.chdir(tmp_path)
+    small, large = fittedPerIndex(tmp_path, 200), fittedPerIndex(tmp_path, 2_000)
+    for what, a, b in zip(("submit", "status", "watch round"), small[:3], large[:3]):
+        assert b <= 16, f"{what}: {b:.1f} bytes per index"
+        assert b <= a * 1.5, (what, a, b)
+    assert large[3] <= 20 and small[3] <= 20, (small[3], large[3])  # rows: a few per array, whatever the size
 
 
 @pytest.mark.parametrize("look", ["recorded", "queued", "watch"])

@@ -11,12 +11,13 @@
 """
 from __future__ import annotations
 
+import base64
 from typing import Any, Iterable, Iterator, Sequence, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from pyexputils.runner.packed import packChunks
+from pyexputils.runner.packed import Packed, packChunks
 
 Array = npt.NDArray[np.int64]
 CHUNK = 1 << 16  # indices looked at a time where a pass would otherwise allocate per index
@@ -336,13 +337,16 @@ class Bundles(Sequence[Sequence[int]]):
 
     # --- the manifest's compact form ---------------------------------------------------------------------
     def toJson(self) -> dict[str, Any]:
-        """``{"per": p, "ranges": [lo, n, lo, n, …]}``, or ``{"per": p, "indices": […]}`` when ranges are not smaller."""
+        """``{"per": p, "ranges": [lo, n, lo, n, …]}``, or ``{"per": p, "packed": "<base64>"}`` (manifest version
+        3: the indices as a :mod:`~pyexputils.runner.packed` set) when ranges are not smaller."""
         if self.indices.isRanges:
             lo, n = self.indices.ranges()
             flat = np.empty(2 * len(lo), dtype=np.int64)
             flat[0::2], flat[1::2] = lo, n
             return {"per": self.per, "ranges": flat.tolist()}
-        return {"per": self.per, "indices": self.indices.array().tolist()}
+        idx = self.indices.array()
+        blob = packChunks(idx[a : a + CHUNK] for a in range(0, len(idx), CHUNK))
+        return {"per": self.per, "packed": base64.b64encode(blob).decode("ascii")}
 
     @classmethod
     def fromJson(cls, d: dict[str, Any]) -> "Bundles":
@@ -352,7 +356,9 @@ class Bundles(Sequence[Sequence[int]]):
             if flat.size % 2:
                 raise ValueError("ranges: expected pairs of first index and length")
             return cls(IndexSet.fromRanges(flat[0::2], flat[1::2]), per)
-        return cls(IndexSet.of(np.asarray(d["indices"], dtype=np.int64)), per)
+        if "packed" in d:
+            return cls(IndexSet.of(Packed(base64.b64decode(d["packed"])).array()), per)
+        return cls(IndexSet.of(np.asarray(d["indices"], dtype=np.int64)), per)  # version 2
 
 
 def splitBySetting(indices: IndexSet, code: npt.NDArray[np.integer[Any]], groups: int) -> list[IndexSet]:

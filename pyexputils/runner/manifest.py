@@ -6,12 +6,15 @@ Array task ids are always numbered from 0, so an array never exceeds MaxArraySiz
 
 Version 2 stores the tasks of a plan compactly (:meth:`pyexputils.runner.bundles.Bundles.toJson`:
 ``{"per": p, "ranges": [lo, n, ...]}`` or ``{"per": p, "indices": [...]}``), so a 10^7-index array is a few
-bytes; a list of lists (version 1, and tasks built by hand) is read and written as it is. The in-job runner
+bytes; version 3 stores scattered indices (a fitted plan's class: every k-th setting) as a packed set
+(``{"per": p, "packed": "<base64>"}``, :mod:`pyexputils.runner.packed`), not a number each. A list of lists
+(version 1, and tasks built by hand) is read and written as it is; versions 1 and 2 are still read. The in-job runner
 reads them as :class:`TaskRanges` (plain Python: a job's runner never imports NumPy, which would cost every
 array task ~0.1 s to start and make each of its run's forks slower).
 """
 from __future__ import annotations
 
+import base64
 import bisect
 import json
 import os
@@ -20,12 +23,13 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, overload
 
 from pyexputils.errors import PyExpUtilsError
+from pyexputils.runner.packed import Packed
 
 if TYPE_CHECKING:
     from pyexputils.runner.bundles import Bundles
 
-MANIFEST_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: tasks as a list of lists only
+MANIFEST_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 1: tasks as a list of lists only; 2: and ranges or indices; 3: or packed
 
 
 @dataclass
@@ -90,8 +94,11 @@ def _bundles() -> "type[Bundles]":
 
 
 class TaskRanges(Sequence[Sequence[int]]):
-    """A manifest's compact tasks (``{"per": p, "ranges": [lo, n, ...]}`` or ``{"per": p, "indices": [...]}``)
-    in plain Python: ``tasks[t]`` is the list of task ``t``'s indices, as :class:`Bundles` gives it."""
+    """A manifest's compact tasks (``{"per": p, "ranges": [lo, n, ...]}``, ``{"per": p, "indices": [...]}`` or
+    ``{"per": p, "packed": "..."}``) in plain Python: ``tasks[t]`` is the list of task ``t``'s indices, as
+    :class:`Bundles` gives it (a packed set: only the block or two task ``t`` falls in is decoded)."""
+
+    packed: Packed | None = None
 
     def __init__(self, per: int, lo: list[int], n: list[int]) -> None:
         if per < 1 or len(lo) != len(n) or any(k < 1 for k in n):
@@ -110,6 +117,11 @@ class TaskRanges(Sequence[Sequence[int]]):
             if len(flat) % 2:
                 raise ValueError("ranges: expected pairs of first index and length")
             return cls(per, flat[0::2], flat[1::2])
+        if "packed" in d:
+            p = Packed(base64.b64decode(d["packed"]))
+            out = cls(per, [p.first] if len(p) else [], [len(p)] if len(p) else [])  # the count; the members: ``packed``
+            out.packed = p
+            return out
         return cls(per, [int(x) for x in d["indices"]], [1] * len(d["indices"]))
 
     def __len__(self) -> int:
@@ -127,6 +139,8 @@ class TaskRanges(Sequence[Sequence[int]]):
         if not 0 <= t < len(self):
             raise IndexError(t)
         pos, end = t * self.per, min(self.runs, (t + 1) * self.per)
+        if self.packed is not None:
+            return self.packed.positionsList(pos, end)
         out: list[int] = []
         k = bisect.bisect_right(self._at, pos) - 1
         while pos < end:
