@@ -16,6 +16,12 @@ manifests written), each in its own process with its peak RSS and tracemalloc's 
 quiet watch round (ledger and fake backend), each in its own process with its peak RSS (the submit that
 sets it up runs in a process of its own, not measured).
 ``--one-run``: submit of that many one-run tasks (``--runs-per-task 1``), with the ledger's size.
+``--fitted``: a fitted plan of several run-time classes (1,000 settings measured at 2, 6 and 18 s, so each
+class's array holds every third setting): its submit, a look (the scheduler, every index judged, as
+``status`` makes it) while every task is queued, and a watch round after one task ended, each timed and
+then measured again with tracemalloc in a fresh folder; with the ledger's size and rows. Up to
+``PYX_BENCH_REFERENCE_UP_TO``, the same again with the encoding before ledger schema 4 and manifest v3 (a
+ledger row per run of consecutive indices, the manifest's indices as numbers) in the same run.
 Memory: tracemalloc's peak of each phase (a second, untimed run of it), per index.
 """
 from __future__ import annotations
@@ -251,6 +257,69 @@ def bigQueued(n: int, what: str, folder: str, out: str) -> None:
                                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
 
 
+FITTED_SETTINGS = 1_000
+
+
+def fitted(n: int, mode: str, out: str) -> None:
+    """A fitted plan of several classes (see the module docstring): ``mode`` ``packed`` (now) or ``rows`` (the
+    encoding before: no packed ledger rows, the manifest's scattered tasks as numbers)."""
+    from pyexputils.runner import bundles, ledger
+    from pyexputils.runner.durations import Durations
+
+    if mode == "rows":
+        bundles.PACK_RANGES = ledger.PACK_RANGES = 1 << 62
+        real = bundles.Bundles.toJson
+
+        def numbers(self: bundles.Bundles) -> dict[str, Any]:
+            return real(self) if self.indices.isRanges else {"per": self.per, "indices": self.indices.array().tolist()}
+
+        bundles.Bundles.toJson = numbers  # type: ignore[method-assign]
+    runs = max(1, n // FITTED_SETTINGS)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    got: dict[str, Any] = {"n": n, "mode": mode, "phases": {}}
+    for memory in (False, True):
+        with tempfile.TemporaryDirectory(dir=base) as folder:
+            project(folder, FITTED_SETTINGS * runs, runs=runs)
+            fake = FakeBackend()
+            s = session.Session(backend=fake)
+            path = os.path.realpath("experiments/e.json")
+            d = Durations(s.state.durations(path), path, FITTED_SETTINGS)
+            for i in range(FITTED_SETTINGS):
+                d.add(i, "COMPLETED", 2.0 * 3 ** (i % 3), 100.0)
+            d.save()
+            s.diskRescan = 3600.0
+            with s.openLedger() as led:
+                sweeps = s.load(["experiments/e.json"], runs, ledger=led, command=True)
+
+                def phase(label: str, fn: Callable[[], Any]) -> Any:
+                    if memory:
+                        tracemalloc.start()
+                        r = fn()
+                        got["phases"][label]["peak"] = tracemalloc.get_traced_memory()[1]
+                        tracemalloc.stop()
+                        return r
+                    t0 = time.perf_counter()
+                    r = fn()
+                    got["phases"][label] = {"seconds": time.perf_counter() - t0}
+                    return r
+
+                sent = phase("submit", lambda: s.round(led, sweeps)).sent
+                assert sent is not None and sum(job.manifest.tasks.runs for job, _ in sent.submitted) == FITTED_SETTINGS * runs
+                got["arrays"] = len(sent.submitted)
+                got["rows"] = led.db.execute("SELECT COUNT(*) FROM attempt_ranges").fetchone()[0]
+                got["manifest_bytes"] = sum(os.path.getsize(job.manifest_path) for job, _ in sent.submitted)
+                phase("status", lambda: s.standing(sweeps[0], s.snapshot(led, sweeps), led).counts())
+                fake.start("1", 0)
+                fake.end("1", 0, results=False)
+                phase("watch round", lambda: s.round(led, sweeps))
+                got["verdict_rows"] = led.db.execute("SELECT COUNT(*) FROM verdict_ranges").fetchone()[0]
+                got["ledger_bytes"] = led.size()
+                got["task"] = len(fake.spec("1").manifest.tasks[0])
+        if not memory:
+            got["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out).write_text(json.dumps(got))
+
+
 def spawn(*args: str) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
@@ -271,6 +340,8 @@ def main() -> None:
     p.add_argument("--big", default="1e7", help="fresh-sweep commands at this size ('' to skip)")
     p.add_argument("--big-queued", default="1e7", help="status and a quiet watch round of a queued sweep of this size ('' to skip)")
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
+    p.add_argument("--fitted", default="1e6", help="a fitted plan of several classes at these sizes ('' to skip)")
+    p.add_argument("--child-fitted", nargs=2)
     p.add_argument("--child", type=float)
     p.add_argument("--child-one-run", type=float)
     p.add_argument("--big-runs-per-task", type=int, help="--big with this runs_per_task (default: auto)")
@@ -282,6 +353,8 @@ def main() -> None:
         return child(int(a.child), a.out)
     if a.child_one_run:
         return oneRun(int(a.child_one_run), a.out)
+    if a.child_fitted:
+        return fitted(int(float(a.child_fitted[0])), a.child_fitted[1], a.out)
     if a.child_big:
         return bigCommand(int(float(a.child_big[0])), a.child_big[1], a.out, a.big_runs_per_task)
     if a.child_big_queued:
@@ -315,6 +388,24 @@ def main() -> None:
             print(f"  {what}: {r['seconds']:.2f} s ({r['seconds'] / max(base['seconds'], 1e-3):.1f}x doneMask), "
                   f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index), "
                   f"tracemalloc peak {fmtPeak(r.get('peak'), n)}")  # fmt: skip
+
+    for n in [int(float(x)) for x in a.fitted.split(",") if x]:
+        modes = ["packed", "rows"] if n <= REFERENCE_UP_TO else ["packed"]
+        got = {m: spawn("--child-fitted", str(n), m) for m in modes}
+        now = got["packed"]
+        print(f"\nfitted plan of {n:,} indices ({FITTED_SETTINGS:,} settings measured in 3 classes, {n // FITTED_SETTINGS:,} runs; "
+              f"{now['arrays']} arrays, the first's task {now['task']:,} indices), each mode in its own process:")  # fmt: skip
+        print("| mode | phase | time | tracemalloc peak | ledger | attempt rows | verdict rows | manifests | peak RSS |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for m, r in got.items():
+            label = "now (schema 4, manifest v3)" if m == "packed" else "before (a row per run, indices as numbers)"
+            for ph, x in r["phases"].items():
+                print(f"| {label} | {ph} | {x['seconds']:.2f} s | {fmtPeak(x['peak'], n)} | {r['ledger_bytes'] / 1e6:.2f} MB | "
+                      f"{r['rows']:,} | {r['verdict_rows']:,} | {r['manifest_bytes'] / 1e6:.2f} MB | {r['maxrss_mb']:.0f} MB |")  # fmt: skip
+        if "rows" in got:
+            for ph in now["phases"]:
+                a_, b_ = now["phases"][ph], got["rows"]["phases"][ph]
+                print(f"  {ph}: {b_['seconds'] / max(a_['seconds'], 1e-6):.1f}x faster, {b_['peak'] / max(a_['peak'], 1):.1f}x less memory than before")
 
     if a.big_queued:
         n = int(float(a.big_queued))

@@ -175,20 +175,23 @@ def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)])
 
 
-V2 = """
-PRAGMA user_version = 2;
+TABLES_2_3 = """
 CREATE TABLE submissions (tag TEXT PRIMARY KEY, job_id TEXT NOT NULL, backend TEXT NOT NULL, experiment TEXT NOT NULL,
     array_size INTEGER NOT NULL, resources TEXT NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
     manifest TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
     provenance TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE attempts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, tag TEXT NOT NULL, task INTEGER NOT NULL,
-    attempt INTEGER NOT NULL, PRIMARY KEY (experiment, idx, attempt));
-CREATE TABLE verdicts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, cause TEXT NOT NULL,
-    started INTEGER NOT NULL, exit INTEGER, time REAL NOT NULL, PRIMARY KEY (experiment, idx, attempt));
 CREATE TABLE run_resources (tag TEXT PRIMARY KEY, minutes INTEGER, mem_mb INTEGER, mem_key TEXT NOT NULL);
 CREATE TABLE sweeps (experiment TEXT PRIMARY KEY, runs INTEGER NOT NULL, time REAL NOT NULL);
 CREATE TABLE resets (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
     PRIMARY KEY (experiment, idx));
+"""  # the tables schemas 2 and 3 share
+
+V2 = TABLES_2_3 + """
+PRAGMA user_version = 2;
+CREATE TABLE attempts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, tag TEXT NOT NULL, task INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, PRIMARY KEY (experiment, idx, attempt));
+CREATE TABLE verdicts (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, cause TEXT NOT NULL,
+    started INTEGER NOT NULL, exit INTEGER, time REAL NOT NULL, PRIMARY KEY (experiment, idx, attempt));
 INSERT INTO submissions VALUES ('a', '5', 'slurm', '/e.json', 3, '{}', 1, 1.0, '/m/a.json', 0, 0, '{}');
 INSERT INTO submissions VALUES ('b', '6', 'slurm', '/e.json', 1, '{}', 2, 2.0, '/m/b.json', 0, 0, '{}');
 INSERT INTO attempts VALUES ('/e.json', 0, 'a', 0, 1), ('/e.json', 1, 'a', 0, 1), ('/e.json', 2, 'a', 1, 1),
@@ -225,20 +228,12 @@ def test_a_version_2_ledger_is_read_as_it_is_and_migrated_to_ranges(tmp_path: Pa
     assert "attempts" not in tables and "verdicts" not in tables
 
 
-V3 = """
+V3 = TABLES_2_3 + """
 PRAGMA user_version = 3;
-CREATE TABLE submissions (tag TEXT PRIMARY KEY, job_id TEXT NOT NULL, backend TEXT NOT NULL, experiment TEXT NOT NULL,
-    array_size INTEGER NOT NULL, resources TEXT NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
-    manifest TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
-    provenance TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE attempt_ranges (experiment TEXT NOT NULL, tag TEXT NOT NULL, lo INTEGER NOT NULL, n INTEGER NOT NULL,
     task INTEGER NOT NULL, per INTEGER NOT NULL, attempt INTEGER NOT NULL);
 CREATE TABLE verdict_ranges (experiment TEXT NOT NULL, lo INTEGER NOT NULL, n INTEGER NOT NULL, attempt INTEGER NOT NULL,
     cause TEXT NOT NULL, started INTEGER NOT NULL, exit INTEGER, time REAL NOT NULL);
-CREATE TABLE run_resources (tag TEXT PRIMARY KEY, minutes INTEGER, mem_mb INTEGER, mem_key TEXT NOT NULL);
-CREATE TABLE sweeps (experiment TEXT PRIMARY KEY, runs INTEGER NOT NULL, time REAL NOT NULL);
-CREATE TABLE resets (experiment TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
-    PRIMARY KEY (experiment, idx));
 INSERT INTO submissions VALUES ('a', '5', 'slurm', '/e.json', 2, '{}', 1, 1.0, '/m/a.json', 0, 0, '{}');
 INSERT INTO submissions VALUES ('b', '6', 'slurm', '/e.json', 1, '{}', 1, 2.0, '/m/b.json', 0, 0, '{}');
 -- a fitted plan's two classes as schema 3 wrote them: a row per run of contiguous indices

@@ -83,19 +83,8 @@ def lookPerIndex(root: Path, settings: int, runs: int, verdicts: bool) -> float:
 def watchPerIndex(root: Path, settings: int, runs: int) -> float:
     """tracemalloc's peak per index of a watch round (the ledger written, measured run times loaded) of a
     queued sweep whose every setting was measured before, and a task of which ended since the last round."""
-    sub = root / f"w{settings}"
-    sub.mkdir()
-    project(sub, settings)
-    os.chdir(sub)
-    from pyexputils.models import config as configModule
-
-    configModule._cached.clear()
-    fake = FakeBackend()
-    s = session.Session(backend=fake)
+    s, fake, path = measuredProject(root / f"w{settings}", settings)
     n = settings * runs
-    path = os.path.realpath("experiments/e.json")
-    measure(s, path, settings)
-    s.diskRescan = 3600.0
     with s.openLedger() as led:
         sweeps = s.load(["experiments/e.json"], runs, ledger=led, command=True)
         s.round(led, sweeps)  # submits every index (and lists the results folder)
@@ -112,13 +101,25 @@ def watchPerIndex(root: Path, settings: int, runs: int) -> float:
     return p / n
 
 
-def measure(s: session.Session, path: str, settings: int) -> None:
-    """Every setting measured before: run times of three classes (2, 6 and 18 s by setting), so a fitted plan
-    bundles every k-th setting into the array of its class."""
+def measuredProject(folder: Path, settings: int) -> tuple[session.Session, FakeBackend, str]:
+    """A project in ``folder`` (made the working folder) over a fake backend, whose every setting was measured
+    before: run times of three classes (2, 6 and 18 s by setting), so a fitted plan bundles every third
+    setting into the array of its class. The session, the fake and the experiment's path."""
+    folder.mkdir()
+    project(folder, settings)
+    os.chdir(folder)
+    from pyexputils.models import config as configModule
+
+    configModule._cached.clear()
+    fake = FakeBackend()
+    s = session.Session(backend=fake)
+    path = os.path.realpath("experiments/e.json")
     d = Durations(s.state.durations(path), path, settings)
     for i in range(settings):
         d.add(i, "COMPLETED", 2.0 * 3 ** (i % 3), 100.0)
     d.save()
+    s.diskRescan = 3600.0
+    return s, fake, path
 
 
 def fittedPerIndex(root: Path, runs: int) -> tuple[float, float, float, int]:
@@ -126,19 +127,8 @@ def fittedPerIndex(root: Path, runs: int) -> tuple[float, float, float, int]:
     runs): its submit (fit, plan, manifests, ledger), a look (status: the scheduler, every index judged),
     and a watch round after a task ended; and the ledger's attempt rows."""
     settings = 1_000
-    sub = root / f"f{runs}"
-    sub.mkdir()
-    project(sub, settings)
-    os.chdir(sub)
-    from pyexputils.models import config as configModule
-
-    configModule._cached.clear()
-    fake = FakeBackend()
-    s = session.Session(backend=fake)
+    s, fake, path = measuredProject(root / f"f{runs}", settings)
     n = settings * runs
-    path = os.path.realpath("experiments/e.json")
-    measure(s, path, settings)
-    s.diskRescan = 3600.0
     with s.openLedger() as led:
         sweeps = s.load(["experiments/e.json"], runs, ledger=led, command=True)
         rounds: list[session.Round] = []
