@@ -243,7 +243,9 @@ INSERT INTO attempt_ranges VALUES ('/e.json', 'a', 0, 1, 0, 1, 1), ('/e.json', '
     ('/e.json', 'b', 3, 1, 0, 1, 1), ('/e.json', 'b', 5, 1, 0, 1, 1), ('/e.json', 'b', 7, 1, 0, 1, 1);
 INSERT INTO verdict_ranges VALUES ('/e.json', 0, 1, 1, 'COMPLETED', 1, 0, 3.0), ('/e.json', 2, 1, 1, 'TIMEOUT', 1, NULL, 3.0);
 INSERT INTO sweeps VALUES ('/e.json', 1, 1.0);
-"""
+-- c: a bigger class, every other index from 100 in tasks of 5: 20 rows of one
+INSERT INTO submissions VALUES ('c', '7', 'slurm', '/e.json', 4, '{}', 1, 3.0, '/m/c.json', 0, 0, '{}');
+INSERT INTO attempt_ranges VALUES """ + ", ".join(f"('/e.json', 'c', {100 + 2 * k}, 1, {k // 5}, 1, 1)" for k in range(20)) + ";\n"
 
 
 def test_a_version_3_ledger_is_read_as_it_is_and_migrated_to_packed_rows(tmp_path: Path) -> None:
@@ -253,10 +255,12 @@ def test_a_version_3_ledger_is_read_as_it_is_and_migrated_to_packed_rows(tmp_pat
 
     def check(led: Ledger) -> None:
         assert led.tasksOf("a") == ("/e.json", {0: [0, 2], 1: [4, 6]}) and led.tasksOf("b") == ("/e.json", {0: [1, 3, 5, 7]})
-        assert {i: (a.tag, a.task) for i, a in led.latest("/e.json").items()} == {
+        assert {i: (a.tag, a.task) for i, a in led.latest("/e.json").items() if i < 100} == {
             0: ("a", 0), 2: ("a", 0), 4: ("a", 1), 6: ("a", 1), 1: ("b", 0), 3: ("b", 0), 5: ("b", 0), 7: ("b", 0)}  # fmt: skip
+        assert led.tasksOf("c") == ("/e.json", {t: list(range(100 + 10 * t, 110 + 10 * t, 2)) for t in range(4)})
+        assert led.latest("/e.json")[136].task == 3
         assert led.verdicts("/e.json") == {0: {1: Verdict(Cause.COMPLETED, True, 0)}, 2: {1: Verdict(Cause.TIMEOUT, True)}}
-        assert led.unresolvedJobs() == ["5", "6"] and led.nextAttempts("/e.json", [0, 1, 9]) == {0: 2, 1: 2, 9: 1}
+        assert led.unresolvedJobs() == ["5", "6", "7"] and led.nextAttempts("/e.json", [0, 1, 9, 102]) == {0: 2, 1: 2, 9: 1, 102: 2}
 
     reader = Ledger.read(state)
     assert reader is not None and reader.version == 3
@@ -265,12 +269,14 @@ def test_a_version_3_ledger_is_read_as_it_is_and_migrated_to_packed_rows(tmp_pat
     with Ledger.open(state) as led:
         assert led.version == SCHEMA_VERSION == 4
         check(led)
+        count = "SELECT COUNT(*) FROM attempt_ranges WHERE tag = ?"
+        assert [led.db.execute(count, (t,)).fetchone()[0] for t in "abc"] == [4, 4, 1]  # c: a plan's tasks, packed
         cls = Bundles.of(range(1001, 3001, 2), 100)  # every other index: 1,000 ranges of one
-        led.record(sub("c", "7"), cls)
-        assert led.db.execute("SELECT COUNT(*) FROM attempt_ranges WHERE tag = 'c'").fetchone()[0] == 1
-        assert led.tasksOf("c") == ("/e.json", {t: list(range(1001 + 200 * t, 1001 + 200 * (t + 1), 2)) for t in range(10)})
+        led.record(sub("x", "8"), cls)
+        assert led.db.execute(count, ("x",)).fetchone()[0] == 1
+        assert led.tasksOf("x") == ("/e.json", {t: list(range(1001 + 200 * t, 1001 + 200 * (t + 1), 2)) for t in range(10)})
         assert led.nextAttempts("/e.json", [1, 3, 1001, 2999, 3001]) == {1: 2, 3: 2, 1001: 2, 2999: 2, 3001: 1}
-        led.record(sub("d", "8"), Bundles.of(range(1, 2001, 2), 100))  # a retry of some: those get attempt 2
+        led.record(sub("d", "9"), Bundles.of(range(1, 2001, 2), 100))  # a retry of some: those get attempt 2
         assert led.nextAttempts("/e.json", [1, 7, 9, 1001, 1999, 2001]) == {1: 3, 7: 3, 9: 2, 1001: 3, 1999: 3, 2001: 2}
     assert sqlite3.connect(state.ledger).execute("PRAGMA user_version").fetchone()[0] == 4
     reader = Ledger.read(state)

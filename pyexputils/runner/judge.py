@@ -222,12 +222,14 @@ class LiveIndices(Mapping[int, str]):
         masked = [p for p in parts if p.heldMask is not None]
         if not masked:
             return cls(held, running)
-        top = max(len(p.heldMask) for p in masked if p.heldMask is not None)
-        hm, rm = np.zeros(top, dtype=bool), np.zeros(top, dtype=bool)
+        first = max(masked, key=lambda p: len(p.heldMask) if p.heldMask is not None else 0)
+        hm, rm = first.heldMask, first.runMask  # the parts are let go: the largest takes the others in place
+        assert hm is not None and rm is not None
         for p in masked:
-            assert p.heldMask is not None and p.runMask is not None
-            hm[: len(p.heldMask)] |= p.heldMask
-            rm[: len(p.runMask)] |= p.runMask
+            if p is not first:
+                assert p.heldMask is not None and p.runMask is not None
+                hm[: len(p.heldMask)] |= p.heldMask
+                rm[: len(p.runMask)] |= p.runMask
         return cls(held, running, hm, rm)
 
     def clip(self, n: int) -> "LiveIndices":

@@ -119,7 +119,7 @@ MIGRATIONS = {  # from version N to N + 1 (0: pyexputils 0.1's ledger, before ve
     0: "ALTER TABLE submissions ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';",
     1: "",  # sweeps and resets: created by SCHEMA
     2: "",  # per-index attempts and verdicts to ranges: _toRanges
-    3: "",  # packed members of attempt and verdict rows: _addMembers
+    3: "",  # packed members of attempt and verdict rows: _addMembers, and a plan's scattered rows packed: _compact
 }
 LOCK_WAIT_S = 30.0
 BUSY = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
@@ -245,6 +245,7 @@ class Ledger:
                         _toRanges(self.db)
                     elif version == 3:
                         _addMembers(self.db)
+                        _compact(self.db)
                     elif MIGRATIONS[version]:
                         self.db.executescript(MIGRATIONS[version])
             self.db.executescript(SCHEMA)
@@ -627,14 +628,17 @@ def verdictRows(idx: npt.NDArray[np.int64], attempt: npt.NDArray[np.int32], vid:
     out: list[tuple[int, int, int, Verdict, bytes | None]] = []
     if not len(idx):
         return out
-    key = attempt.astype(np.int64) << 16 | vid.astype(np.int64)
-    order = np.argsort(key, kind="stable")  # within a key: by index
-    sk = key[order]
-    starts = np.flatnonzero(np.append(True, sk[1:] != sk[:-1]))
-    ends = np.append(starts[1:], len(sk))
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        mine = idx[order[s:e]]
-        a, v = int(sk[s]) >> 16, table[int(sk[s]) & 0xFFFF]
+    if bool((attempt == attempt[0]).all()) and bool((vid == vid[0]).all()):  # one kind (a class ended alike): as it is
+        groups: Iterable[tuple[npt.NDArray[np.int64], int, int]] = [(idx, int(attempt[0]), int(vid[0]))]
+    else:
+        key = attempt.astype(np.int64) << 16 | vid.astype(np.int64)
+        order = np.argsort(key, kind="stable")  # within a key: by index
+        sk = key[order]
+        starts = np.flatnonzero(np.append(True, sk[1:] != sk[:-1]))
+        ends = np.append(starts[1:], len(sk))
+        groups = ((idx[order[s:e]], int(sk[s]) >> 16, int(sk[s]) & 0xFFFF) for s, e in zip(starts.tolist(), ends.tolist()))
+    for mine, a, k in groups:
+        v = table[k]
         brk = np.flatnonzero(np.diff(mine) != 1) + 1
         if len(brk) < PACK_RANGES:
             firsts, lasts = mine[np.append(0, brk)], mine[np.append(brk, len(mine)) - 1]
@@ -963,6 +967,31 @@ def _addMembers(db: sqlite3.Connection) -> None:
     for table in ("attempt_ranges", "verdict_ranges"):
         if "members" not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(f"ALTER TABLE {table} ADD COLUMN members BLOB")
+
+
+def _compact(db: sqlite3.Connection) -> None:
+    """Schema 3 to 4, after the columns: each submission whose rows are a plan's tasks (its indices sorted
+    across its tasks, every task but the last of one size) rewritten as :meth:`Bundles.attemptRanges` writes
+    them now: a fitted plan's class, a row per index before, becomes a row or two. Others are kept as they are."""
+    tags = [r[0] for r in db.execute("SELECT tag FROM attempt_ranges GROUP BY tag HAVING COUNT(*) > ?", (2 * PACK_RANGES,))]
+    for tag in tags:
+        rows = db.execute("SELECT experiment, lo, n, task, per, attempt FROM attempt_ranges WHERE tag = ? ORDER BY rowid", (tag,)).fetchall()
+        experiment = rows[0][0]
+        lo, n, task, per, att = (np.asarray([r[k] for r in rows], dtype=np.int64) for k in range(1, 6))
+        start = np.cumsum(n) - n
+        k = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(start, n)  # each member's place in its row
+        idx = np.repeat(lo, n) + k
+        tasks = np.repeat(task, n) + k // np.repeat(per, n)
+        attempt = np.repeat(att, n)
+        order = np.lexsort((idx, tasks))
+        idx, tasks, attempt = idx[order], tasks[order], attempt[order]
+        sizes = np.bincount(tasks) if len(tasks) and tasks.min() >= 0 else np.zeros(0, dtype=np.int64)
+        if (len(idx) > 1 and not bool((np.diff(idx) > 0).all())) or not len(sizes) or bool((sizes[:-1] != sizes[0]).any()) or sizes[-1] > sizes[0]:
+            continue  # not a plan's tasks (built by hand, or overlapping rows): kept
+        plan = Bundles(IndexSet.of(idx), int(sizes[0]))
+        db.execute("DELETE FROM attempt_ranges WHERE tag = ?", (tag,))
+        db.executemany("INSERT INTO attempt_ranges (experiment, tag, lo, n, task, per, attempt, members) VALUES (?,?,?,?,?,?,?,?)",
+                       ((experiment, tag, *r) for r in plan.attemptRanges(attempt.astype(np.int32))))  # fmt: skip
 
 
 def _submission(r: sqlite3.Row) -> Submission:
