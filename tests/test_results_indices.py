@@ -167,6 +167,8 @@ TEMPLATES = [
     "x/{params}/r{run}/{run}",
     "./res//{name}/{params}/{run}/",
     "results/{agent}-{run}/{params}",
+    "results/{params}-{run}/done",
+    "r/{run}_{params}",
 ]
 
 VALUES = st.one_of(
@@ -195,11 +197,24 @@ def sweeps(draw: st.DrawFn) -> dict[str, Any]:
     template=st.sampled_from(TEMPLATES),
     runs=st.integers(1, 4),
     require=st.sampled_from([[], ["r.npy"], ["r.npy", "done"]]),
+    parse=st.booleans(),
+    junk=st.booleans(),
     data=st.data(),
 )
 def test_agrees_with_naive_check(
-    tmp_path_factory: pytest.TempPathFactory, d: dict[str, Any], template: str, runs: int, require: list[str], data: st.DataObject
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    d: dict[str, Any],
+    template: str,
+    runs: int,
+    require: list[str],
+    parse: bool,
+    junk: bool,
+    data: st.DataObject,
 ) -> None:
+    """Whether each level compares every name it can hold (few) or parses the names found (many; ``parse``
+    makes every level read that way), and with folders beside the save folders that no run would have."""
+    monkeypatch.setattr(indices, "PARSE_ABOVE", 0 if parse else 10**9)
     base = str(tmp_path_factory.mktemp("sweep"))
     exp = make(template, d)
     total = runs * exp.numPermutations()
@@ -213,6 +228,8 @@ def test_agrees_with_naive_check(
                 Path(path, f).touch()
         elif require:
             Path(path, require[0] + ".tmp").touch()
+        if junk:  # a name next to it that only looks like a run's
+            os.makedirs(path.rstrip("/") + "x", exist_ok=True)
     assert listResultsPaths(exp, runs) == [exp.interpolateSavePath(i) for i in range(total)]
     got = listMissingResults(exp, runs, require=require, base=base)
     assert got == naive(exp, runs, require, base)
@@ -305,3 +322,34 @@ def test_an_unreadable_folder_in_a_threaded_walk_is_one_error(monkeypatch: pytes
         with pytest.raises(indices.ResultsUnreadable, match="folder700: cannot read"):
             indices._map(listing, range(5000), pace)
     assert pace._pool is None  # the threads were stopped
+
+
+@pytest.mark.parametrize("template", ["results/{name}/{params}/{run}", "results/{name}/{run}/{params}"])
+def test_memory_grows_by_a_few_bytes_an_index_not_by_the_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str
+) -> None:
+    """With results on disk, a sweep of many settings is read by parsing the names found: tracemalloc's peak
+    grows by at most 16 B for each index added (the answer is a byte an index; the folders under way are
+    bounded), where making every setting's name, its candidates and a node per setting folder cost ~400 B a
+    setting."""
+    import tracemalloc
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"CHUNK": 64, "PARSE_ABOVE": 64, "AHEAD": 128}.items():  # buffers full at small sizes
+        monkeypatch.setattr(indices, name, value)
+    peaks = []
+    sizes = []
+    for last in (2, 8):  # 1,024 and 4,096 settings, 2 runs each
+        d = {"name": f"m{last}", "metaParameters": {k: list(range(8)) for k in "abc"} | {"e": list(range(last))}}
+        exp = make(template, d)
+        runs = 2
+        for path in listResultsPaths(exp, runs):
+            os.makedirs(path)
+        tracemalloc.start()
+        mask = doneMask(exp, runs, workers=1)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert mask.all()
+        sizes.append(len(mask))
+    perIndex = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
+    assert perIndex <= 16, f"{perIndex:.1f} B an added index (peaks {peaks})"

@@ -76,6 +76,7 @@ class ExperimentDescription:
         self._templates: dict[str, _Template] = {}
         self._pieces: list[list[str]] | None = None
         self._order: list[int] = []
+        self._keys: list[str] = []
         self._checkValues()
 
     # --- the seed's API -------------------------------------------------------------------------
@@ -189,6 +190,23 @@ class ExperimentDescription:
         strings: list[str] = out.tolist()
         return strings
 
+    def paramsFields(self) -> list[tuple[str, dict[str, int], int]] | None:
+        """``{params}`` read back: its ``key-value`` fields in order, each as (key, value text -> value number,
+        what that number adds to the permutation number); None when a value is not a scalar."""
+        if self._pieces is None:
+            self._compilePieces()
+        assert self._pieces is not None
+        if not self._pieces:
+            return None
+        strides = [1] * len(self.sweep.radices)
+        for j in range(len(strides) - 2, -1, -1):
+            strides[j] = strides[j + 1] * self.sweep.radices[j + 1]
+        fields = []
+        for j in self._order:
+            key = self._keys[j]
+            fields.append((key, {piece[len(key) + 1 :]: d for d, piece in enumerate(self._pieces[j])}, strides[j]))
+        return fields
+
     def savePathParts(self, key: str | None = None) -> tuple[str, ...]:
         """The compiled save path: literal text with ``"\\0params"`` and ``"\\0run"`` markers between."""
         return self._template(key).parts
@@ -281,6 +299,7 @@ class ExperimentDescription:
         names = [".".join(f"[{q}]" if isinstance(q, int) else q for q in p.path[skip:]) for p in self.sweep]
         self._pieces = [[f"{name}-{v}" for v in p.values] for name, p in zip(names, self.sweep)]
         self._order = sorted(range(len(names)), key=lambda j: names[j])
+        self._keys = names
 
     def _checkValues(self) -> None:
         for p in self.sweep:

@@ -2,16 +2,19 @@
 
 A run is *done* when its save folder exists or, when ``require`` (config or argument) names files, when
 all of them exist in it. ``listMissingResults`` walks the save path level by level from its fixed root:
-it lists each existing folder once and compares the names in bulk against the names every setting and
-run would have there. File-system calls: one listing per existing folder that holds save folders (a
-folder that is absent is never visited), plus, with ``require``, one check per existing save folder
-(a ``stat`` for one required file, a listing for several): that last part cannot be avoided, since
-only the save folder knows what is inside it.
+it lists each existing folder once and reads the names it finds: a level that can hold few names compares
+them in bulk against every name it could hold; a level that can hold many (every setting's ``{params}``)
+parses the names found back into settings and runs, so that memory does not grow with the sweep (a byte an
+index for the answer, plus the folders being listed). File-system calls: one listing per existing folder
+that holds save folders (a folder that is absent is never visited), plus, with ``require``, one check per
+existing save folder (a ``stat`` for one required file, a listing for several): that last part cannot be
+avoided, since only the save folder knows what is inside it.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,13 +31,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # a node of the walk: (permutation or -1, run or -1, folder path)
-CHUNK = 4096  # folders of the last level listed at once
+CHUNK = 4096  # folders (or names of one big folder) handled at once
+PARSE_ABOVE = CHUNK  # a level that can hold more names than this parses the names found instead of making all
 WORKERS = 16  # threads that list folders at once when listings wait (on the disk or the network): waits overlap
 PROBE = 32  # folders listed one by one first, to tell a listing that waits from one served by the cache
 SLOW_LISTING_S = 100e-6  # a mean listing slower than this waits on something: the rest go to threads
 BATCH = 16  # listings a thread takes at a time
 AHEAD = 2 * CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
 _Node = tuple[int, int, str]
+_Candidates = dict[str, list[tuple[int, int]]]  # name at a level -> the (perm, run) pairs it stands for
 
 
 def listIndices(exp: ExperimentDescription, runs: int = 1) -> range:
@@ -81,25 +86,23 @@ def doneMask(
     plan = planSavePath(exp, base)
     if plan is not None and not _exists(plan.root):
         return mask  # no results folder yet: nothing is done (and no name of any setting is made)
-    params = exp.paramsStrings() if plan is not None and plan.usesParams else [""]
-    if any("/" in text for text in params):  # a value with "/" adds folders to {params}: check one by one
-        plan = None
+    fields = exp.paramsFields() if plan is not None and plan.usesParams else None
+    params: list[str] | None = None
+    if plan is not None and plan.usesParams:
+        if fields is not None:
+            slash = any("/" in key or any("/" in text for text in values) for key, values, _ in fields)
+        else:  # values that are not scalars: every setting's text, made once
+            params = exp.paramsStrings()
+            slash = any("/" in text for text in params)
+        if slash:  # a value with "/" adds folders to {params}: check one by one
+            plan = None
     if plan is None:
         paths = [os.path.join(base, p) if base else p for p in listResultsPaths(exp, runs)]
         for i, path in enumerate(paths):
             mask[i] = os.path.exists(path) and all(os.path.exists(os.path.join(path, f)) for f in required)
         return mask
-    count = exp.numPermutations()
     with Pace(workers) as pace:
-        if not required:
-            done = _walk(exp, plan, params, runs, pace, paths=False)
-        else:
-            folders = _walk(exp, plan, params, runs, pace, paths=True)
-            assert isinstance(folders, list)
-            ok = _map(lambda node: _hasAll(node[1], required), folders, pace)
-            done = [i for (i, _), good in zip(folders, ok) if good]
-    if len(done):
-        mask[np.asarray(done, dtype=np.int64)] = True
+        _Walk(exp, plan, runs, fields, params, pace).mark(mask, required)
     return mask
 
 
@@ -138,57 +141,188 @@ def doneAt(
     return out
 
 
-def _walk(
-    exp: ExperimentDescription, plan: PathPlan, params: list[str], runs: int, pace: "Pace", paths: bool
-) -> list[Any] | npt.NDArray[np.int64]:
-    """The indices whose save folder exists (``params``: every setting's ``{params}``); with ``paths``, (index, folder) pairs."""
-    count = exp.numPermutations()
-    runStrings = [str(r) for r in range(runs)]
-    nodes: list[_Node] = [(-1, -1, plan.root)]
-    fixedP = fixedR = False  # whether the folders of this depth already know their setting / run
-    for depth, level in enumerate(plan.levels):
-        # the names a level can hold depend only on what it reads: share them across folders when possible
-        shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
-        if shared and depth == len(plan.levels) - 1 and not paths:
-            candidates = _candidates(level, -1, -1, params, count, runStrings)
-            names = _stream(_listNames, [node[2] for node in nodes], pace)
-            parts = []
-            for k in range(0, len(nodes), CHUNK):  # a chunk of folders' names at a time in memory
-                chunk = nodes[k : k + CHUNK]
-                parts.append(_lastLevel(chunk, list(itertools.islice(names, len(chunk))), candidates, count))
-            return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=np.int64)
-        listings = _map(_listNames, [node[2] for node in nodes], pace)
-        if shared:
-            candidates = _candidates(level, -1, -1, params, count, runStrings)
-            nodes = _sharedLevel(nodes, listings, candidates, level)
-        else:
-            nodes = _ownLevel(nodes, listings, level, params, count, runStrings)
-        fixedP, fixedR = fixedP or level.usesParams, fixedR or level.usesRun
-    if paths:
-        return [(max(r, 0) * count + max(p, 0), path) for p, r, path in nodes]
-    return [max(r, 0) * count + max(p, 0) for p, r, _ in nodes]
+class _Walk:
+    """One walk of a save path's levels: folders flow level by level as they are found, a bounded number at
+    a time, so memory holds the answer and the folders under way, not every setting's name or folder."""
+
+    def __init__(
+        self,
+        exp: ExperimentDescription,
+        plan: PathPlan,
+        runs: int,
+        fields: list[tuple[str, dict[str, int], int]] | None,
+        params: list[str] | None,
+        pace: "Pace",
+    ) -> None:
+        self.exp, self.plan, self.runs, self.pace = exp, plan, runs, pace
+        self.count = exp.numPermutations()
+        self._params = params
+        self.shared: list[bool] = []  # per level: whether its folders can all hold the same names
+        self.parsers: list[_Parser | None] = []  # per shared level that can hold many names: reads them back
+        self.candidates: list[_Candidates | None] = []  # per other shared level: every name it can hold
+        fixedP = fixedR = False  # whether the folders of a level already know their setting / run
+        for level in plan.levels:
+            shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
+            size = (self.count if level.usesParams else 1) * (runs if level.usesRun else 1)
+            parser = _Parser.of(level, fields, self.count, runs) if shared and size > PARSE_ABOVE else None
+            self.shared.append(shared)
+            self.parsers.append(parser)
+            self.candidates.append(self._candidates(level, -1, -1) if shared and parser is None else None)
+            fixedP, fixedR = fixedP or level.usesParams, fixedR or level.usesRun
+
+    def mark(self, mask: npt.NDArray[np.bool_], required: list[str]) -> None:
+        """Set ``mask`` True at every index whose save folder exists (and holds ``required``)."""
+        root: _Node = (-1, -1, self.plan.root)
+        last = len(self.plan.levels) - 1
+        folders: Iterator[_Node] = iter([root])
+        for depth in range(last):
+            folders = self._children(depth, folders)
+        if required:
+            saves = self._children(last, folders)
+            while batch := list(itertools.islice(saves, CHUNK)):
+                ok = _map(lambda node: _hasAll(node[2], required), batch, self.pace)
+                mask[[self._index(p, r) for (p, r, _), good in zip(batch, ok) if good]] = True
+            return
+        candidates = self.candidates[last]
+        offsets = _offsets(candidates, self.count) if candidates is not None else None
+        for chunk in _batches(self._listed(last, folders)):
+            if candidates is not None and offsets is not None:  # the hot loop: a bulk lookup
+                mask[_lastLevel(chunk, offsets, "" in candidates, self.count)] = True
+            else:
+                mask[[self._index(p, r) for p, r, _ in self._found(last, chunk)]] = True
+
+    def _index(self, perm: int, run: int) -> int:
+        return max(run, 0) * self.count + max(perm, 0)
+
+    def _children(self, depth: int, folders: Iterator[_Node]) -> Iterator[_Node]:
+        """The folders one level down from ``folders`` (at ``depth``) that some setting and run would have."""
+        for chunk in _batches(self._listed(depth, folders)):
+            yield from self._found(depth, chunk)
+
+    def _listed(self, depth: int, folders: Iterator[_Node]) -> Iterator[tuple[_Node, list[str]]]:
+        """Each existing folder of ``folders`` with the names in it: a folder that can hold many names (one
+        with every setting's) in parts of :data:`CHUNK` names as it is read, others whole, with threads."""
+        if self.parsers[depth] is not None:
+            for node in folders:
+                for names in _chunked(_iterNames(node[2]), CHUNK):
+                    yield node, names
+            return
+        for node, listing in _stream(lambda node: (node, _listNames(node[2])), folders, self.pace):
+            if listing is not None:
+                yield node, listing
+
+    def _found(self, depth: int, listed: list[tuple[_Node, list[str]]]) -> list[_Node]:
+        """The folders in ``listed`` (at level ``depth``) that some setting and run would have."""
+        level = self.plan.levels[depth]
+        parser, candidates = self.parsers[depth], self.candidates[depth]
+        usesP, usesR = level.usesParams, level.usesRun
+        if parser is not None:
+            found: list[_Node] = []
+            for (perm, run, path), names in listed:
+                prefix = path + "/"
+                for name in names:
+                    pr = parser.read(name)
+                    if pr is not None:
+                        found.append((pr[0] if usesP else perm, pr[1] if usesR else run, prefix + name))
+            return found
+        if candidates is not None:
+            return _sharedLevel(listed, candidates, level)
+        return _ownLevel(listed, level, self._candidates)
+
+    def _paramsText(self, perm: int) -> str:
+        return self._params[perm] if self._params is not None else self.exp.paramsString(perm)
+
+    def _candidates(self, level: Level, perm: int, run: int) -> _Candidates:
+        """Name at this level -> the (perm, run) pairs it stands for (-1: not read here), given what is fixed."""
+        perms = range(self.count) if level.usesParams and perm < 0 else [perm]
+        runList = range(self.runs) if level.usesRun and run < 0 else [run]
+        fmt = level.formatString()
+        out: _Candidates = {}
+        for p in perms:
+            text = self._paramsText(p) if p >= 0 and level.usesParams else ""
+            for r in runList:
+                name = fmt.format(text, str(r) if r >= 0 else "")
+                same = out.get(name)
+                if same is None:
+                    out[name] = [(p, r)]
+                else:
+                    same.append((p, r))
+        return out
+
+
+class _Parser:
+    """Reads a level's names back into (perm, run), for a level that can hold too many names to make them
+    all: ``{params}`` as its ``key-value`` fields (each value a run of characters without ``_``, looked up),
+    ``{run}`` as digits."""
+
+    def __init__(self, regex: re.Pattern[str], fields: list[tuple[dict[str, int], int]] | None, paramsAt: int, runAt: int, runs: int) -> None:  # fmt: skip
+        self.regex, self.fields, self.paramsAt, self.runAt, self.runs = regex, fields, paramsAt, runAt, runs
+
+    @classmethod
+    def of(cls, level: Level, fields: list[tuple[str, dict[str, int], int]] | None, count: int, runs: int) -> "_Parser | None":  # fmt: skip
+        """The parser of ``level``; None when its names could not be read back unambiguously (a value with
+        ``_``, values that are not scalars, ``{params}`` or ``{run}`` twice or side by side)."""
+        tokens = level.tokens
+        if tokens.count(PARAMS) > 1 or tokens.count(RUN) > 1:
+            return None
+        if any({a, b} == {PARAMS, RUN} for a, b in zip(tokens, tokens[1:])):
+            return None
+        parts: list[str] = []
+        group = 1
+        paramsAt = runAt = 0
+        for token in tokens:
+            if token == PARAMS:
+                if fields is None or any("_" in text for _, values, _ in fields for text in values):
+                    return None
+                parts.append("_".join(re.escape(key) + "-([^_/]*)" for key, _, _ in fields))
+                paramsAt, group = group, group + len(fields)
+            elif token == RUN:
+                parts.append("(0|[1-9][0-9]*)")
+                runAt, group = group, group + 1
+            else:
+                parts.append(re.escape(token))
+        lookups = [(values, stride) for _, values, stride in fields] if fields is not None and paramsAt else None
+        return cls(re.compile("".join(parts)), lookups, paramsAt, runAt, runs)
+
+    def read(self, name: str) -> tuple[int, int] | None:
+        """(perm, run) of the folder ``name`` (-1 for what the level does not hold); None when no setting
+        and run would have it."""
+        m = self.regex.fullmatch(name)
+        if m is None:
+            return None
+        perm = run = -1
+        if self.fields is not None:
+            perm = 0
+            for (values, stride), text in zip(self.fields, m.groups()[self.paramsAt - 1 :]):
+                digit = values.get(text)
+                if digit is None:
+                    return None
+                perm += digit * stride
+        if self.runAt:
+            run = int(m.group(self.runAt))
+            if run >= self.runs:
+                return None
+        return perm, run
 
 
 def _lastLevel(
-    nodes: list[_Node],
-    listings: list[list[str] | None],
-    candidates: dict[str, list[tuple[int, int]]],
+    listed: list[tuple[_Node, list[str]]],
+    offsets: tuple[dict[str, int], dict[str, list[int]]],
+    empty: bool,
     count: int,
-) -> list[int] | npt.NDArray[np.int64]:
-    """The hot loop: indices of the save folders found in each listed folder of the last level.
+) -> npt.NDArray[np.int64]:
+    """The hot loop: indices of the save folders found in each listed folder of the last level (``offsets``
+    of its candidates; ``empty``: the name "" is one, the folder itself).
 
     Names are looked up in C (``map`` over ``dict.get``); the per-folder offset is added by NumPy.
     """
-    offsets, extra = _offsets(candidates, count)
-    get = offsets.get
-    empty = "" in candidates
+    get = offsets[0].get
+    extra = offsets[1]
     found: list[int] = []
     bases: list[int] = []
     sizes: list[int] = []
     more: list[int] = []
-    for (perm, run, _), names in zip(nodes, listings):
-        if names is None:
-            continue
+    for (perm, run, _), names in listed:
         base = max(run, 0) * count + max(perm, 0)  # what the folder fixes; the level adds the rest
         if empty:
             names = names + [""]
@@ -205,18 +339,14 @@ def _lastLevel(
     return np.concatenate([index, np.array(more, dtype=np.int64)]) if more else index
 
 
-def _sharedLevel(
-    nodes: list[_Node], listings: list[list[str] | None], candidates: dict[str, list[tuple[int, int]]], level: Level
-) -> list[_Node]:
+def _sharedLevel(listed: list[tuple[_Node, list[str]]], candidates: _Candidates, level: Level) -> list[_Node]:
     """The folders found one level down when every folder of this level can hold the same names."""
     usesP, usesR = level.usesParams, level.usesRun
     single = {n: pairs[0] for n, pairs in candidates.items() if len(pairs) == 1 and n}
     other = {n: pairs for n, pairs in candidates.items() if len(pairs) > 1 or not n}
     found: list[_Node] = []
     add = found.append
-    for (perm, run, path), names in zip(nodes, listings):
-        if names is None:
-            continue
+    for (perm, run, path), names in listed:
         prefix = path + "/"
         for n in names:
             pr = single.get(n)
@@ -231,21 +361,12 @@ def _sharedLevel(
 
 
 def _ownLevel(
-    nodes: list[_Node],
-    listings: list[list[str] | None],
-    level: Level,
-    params: list[str],
-    count: int,
-    runStrings: list[str],
+    listed: list[tuple[_Node, list[str]]], level: Level, candidatesOf: Callable[[Level, int, int], _Candidates]
 ) -> list[_Node]:
     """The folders found one level down when the names depend on each folder's setting or run."""
     found: list[_Node] = []
-    for (perm, run, path), names in zip(nodes, listings):
-        if names is None:
-            continue
-        candidates = _candidates(
-            level, perm if level.usesParams else -1, run if level.usesRun else -1, params, count, runStrings
-        )
+    for (perm, run, path), names in listed:
+        candidates = candidatesOf(level, perm if level.usesParams else -1, run if level.usesRun else -1)
         present = set(names)
         for n, pairs in candidates.items():
             if not n or n in present:
@@ -254,9 +375,7 @@ def _ownLevel(
     return found
 
 
-def _offsets(
-    candidates: dict[str, list[tuple[int, int]]], count: int
-) -> tuple[dict[str, int], dict[str, list[int]]]:
+def _offsets(candidates: _Candidates, count: int) -> tuple[dict[str, int], dict[str, list[int]]]:
     """Candidates as index offsets: one per name, plus the rare names that stand for several pairs."""
     first: dict[str, int] = {}
     extra: dict[str, list[int]] = {}
@@ -268,30 +387,37 @@ def _offsets(
     return first, extra
 
 
-def _candidates(
-    level: Level, perm: int, run: int, params: list[str], count: int, runStrings: list[str]
-) -> dict[str, list[tuple[int, int]]]:
-    """Name at this level -> the (perm, run) pairs it stands for (-1: not read here), given what is fixed."""
-    perms = range(count) if level.usesParams and perm < 0 else [perm]
-    runList = range(len(runStrings)) if level.usesRun and run < 0 else [run]
-    if level.tokens == (PARAMS,) and len(perms) == count:  # the common levels, without formatting
-        names: Iterable[str] = params
-    elif level.tokens == (RUN,) and len(runList) == len(runStrings):
-        names = runStrings
-    else:
-        fmt = level.formatString()
-        names = (
-            fmt.format(params[p] if p >= 0 else "", runStrings[r] if r >= 0 else "") for p in perms for r in runList
-        )
-    pairs = [(p, r) for p in perms for r in runList]
-    out: dict[str, list[tuple[int, int]]] = {}
-    for name, pair in zip(names, pairs):
-        same = out.get(name)
-        if same is None:
-            out[name] = [pair]
-        else:
-            same.append(pair)
-    return out
+def _batches(listed: Iterator[tuple[_Node, list[str]]]) -> Iterator[list[tuple[_Node, list[str]]]]:
+    """``listed`` in lists of about :data:`CHUNK` folders or 4 x :data:`CHUNK` names, whichever comes first."""
+    batch: list[tuple[_Node, list[str]]] = []
+    names = 0
+    for item in listed:
+        batch.append(item)
+        names += len(item[1])
+        if len(batch) >= CHUNK or names >= 4 * CHUNK:
+            yield batch
+            batch, names = [], 0
+    if batch:
+        yield batch
+
+
+def _chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _iterNames(path: str) -> Iterator[str]:
+    """The names in folder ``path`` as they are read (none when it is absent), for a folder that may hold
+    millions; ResultsUnreadable when it cannot be read."""
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                yield entry.name
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as e:
+        raise unreadable(path, e) from None
 
 
 def _listNames(path: str) -> list[str] | None:
@@ -334,8 +460,8 @@ def _hasAll(folder: str, required: list[str]) -> bool:
 
 class Pace:
     """How one walk lists folders: one by one, or with ``workers`` threads once listings are found to wait
-    (decided once, by the first :data:`PROBE` listings of a call of 64 or more). A context manager: closing
-    it stops its threads."""
+    (decided once, by the first :data:`PROBE` listings of a call). A context manager: closing it stops its
+    threads."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -356,36 +482,33 @@ class Pace:
             self._pool = None
 
 
-def _map(fn: Callable[[T], R], items: Sequence[T], pace: Pace) -> list[R]:
+def _map(fn: Callable[[T], R], items: Iterable[T], pace: Pace) -> list[R]:
     """:func:`_stream`, all at once."""
     return list(_stream(fn, items, pace))
 
 
-def _stream(fn: Callable[[T], R], items: Sequence[T], pace: Pace) -> Iterator[R]:
-    """``fn`` over ``items``, in order, as they are used. Until ``pace`` knows, the first :data:`PROBE` one by
-    one: when they took over :data:`SLOW_LISTING_S` each (they wait on the disk or the network, and waits
-    overlap), this and every later call of the walk use ``pace``'s threads, :data:`BATCH` items a thread at a
-    time and at most :data:`AHEAD` items ahead of their use; else one by one (from a warm cache threads only
-    contend for the interpreter)."""
-    if pace.threaded is False or len(items) < 64:
-        yield from map(fn, items)
-        return
-    start = 0
+def _stream(fn: Callable[[T], R], items: Iterable[T], pace: Pace) -> Iterator[R]:
+    """``fn`` over ``items``, in order, as they are used (``items`` is advanced by this thread only). Until
+    ``pace`` knows, the first :data:`PROBE` one by one: when they took over :data:`SLOW_LISTING_S` each (they
+    wait on the disk or the network, and waits overlap), this and every later call of the walk use
+    ``pace``'s threads, :data:`BATCH` items a thread at a time and at most :data:`AHEAD` items ahead of their
+    use; else one by one (from a warm cache threads only contend for the interpreter)."""
+    it = iter(items)
     if pace.threaded is None:
         began = time.perf_counter()
-        head = [fn(x) for x in items[:PROBE]]
-        pace.threaded = time.perf_counter() - began > SLOW_LISTING_S * PROBE
+        head = [fn(x) for x in itertools.islice(it, PROBE)]
+        if len(head) == PROBE:
+            pace.threaded = time.perf_counter() - began > SLOW_LISTING_S * PROBE
         yield from head
-        start = PROBE
-        if not pace.threaded:
-            yield from map(fn, items[start:])
-            return
+    if not pace.threaded:
+        yield from map(fn, it)
+        return
 
-    def work(batch: Sequence[T]) -> list[R]:
+    def work(batch: list[T]) -> list[R]:
         return [fn(x) for x in batch]
 
     pool = pace.pool()
-    batches = (items[k : k + BATCH] for k in range(start, len(items), BATCH))
+    batches = _chunked(it, BATCH)
     pending: deque[Future[list[R]]] = deque(pool.submit(work, b) for b in itertools.islice(batches, AHEAD // BATCH))
     try:
         while pending:
