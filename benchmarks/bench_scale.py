@@ -15,6 +15,9 @@ manifests written), each in its own process with its peak RSS and tracemalloc's 
 ``--big-queued``: a sweep of that many indices submitted (auto bundling) and every task queued: status and a
 quiet watch round (ledger and fake backend), each in its own process with its peak RSS (the submit that
 sets it up runs in a process of its own, not measured).
+``--big-ended``: a sweep of that many indices submitted (auto bundling) whose every task ended, its runner's
+status file written (every run COMPLETED, exit 0; no results on disk) and no verdict recorded (no watch ran):
+``status`` in its own process, with its peak RSS and tracemalloc's peak (a second run, per index).
 ``--one-run``: submit of that many one-run tasks (``--runs-per-task 1``), with the ledger's size.
 ``--fitted``: a fitted plan of several run-time classes (1,000 settings measured at 2, 6 and 18 s, so each
 class's array holds every third setting): its submit, a look (the scheduler, every index judged, as
@@ -217,16 +220,40 @@ def bigCommand(n: int, what: str, out: str, perTask: int | None = None) -> None:
     Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": rss, "peak": peak}))
 
 
+def writeStatusFiles(fake: FakeBackend) -> None:
+    """What the runner of every task of every job writes when each of its runs completes (exit 0)."""
+    for job in fake.jobs.values():
+        assert job.spec is not None
+        m = job.spec.manifest
+        os.makedirs(os.path.join(m.status_dir, m.tag), exist_ok=True)
+        for t in range(len(m.tasks)):
+            indices = list(m.tasks[t])
+            head = f'"host":"node1","job":"{job.id}","task":{t},"attempt":{m.attempt},"time":1700000000.0'
+            with open(os.path.join(m.status_dir, m.tag, f"{t}.jsonl"), "w", encoding="utf-8") as f:
+                f.write(json.dumps({"event": "task_start", "host": "node1", "job": job.id, "task": t, "attempt": m.attempt,
+                                    "time": 1.7e9, "indices": indices, "pid": 1, "parallel": 1, "tag": m.tag}) + "\n")  # fmt: skip
+                for k in range(0, len(indices), 4096):
+                    f.write("".join(f'{{"event":"start",{head},"index":{i},"pid":2,"command":"true"}}\n'
+                                    f'{{"event":"end",{head},"index":{i},"cause":"COMPLETED","exit":0,"signal":null,'
+                                    f'"seconds":0.01,"maxrss_mb":3.1}}\n' for i in indices[k : k + 4096]))  # fmt: skip
+                f.write(f'{{"event":"task_end",{head},"cut_off":false,"cause":null,"exit":0}}\n')
+
+
 def bigQueued(n: int, what: str, folder: str, out: str) -> None:
-    """``setup``: the project in ``folder`` and a submit of every index; ``status`` / ``watch``: that look,
-    over a fake backend that holds the submitted arrays, every task PENDING."""
-    if what == "setup":
+    """``setup``: the project in ``folder`` and a submit of every index (``setup-ended``: and every task's
+    status file written, every run COMPLETED); ``status`` / ``watch``: that look, over a fake backend that
+    holds the submitted arrays, every task PENDING; ``ended``: ``status`` with every task ended (COMPLETED),
+    timed, then again under tracemalloc."""
+    if what.startswith("setup"):
         project(folder, n)
         fake = FakeBackend()
         session.BACKENDS["fake"] = lambda config: fake
         t0 = time.perf_counter()
         command("submit", "experiments/e.json", "--runs", "10", "--backend", "fake")
-        Path(out).write_text(json.dumps({"seconds": time.perf_counter() - t0, "arrays": len(fake.jobs),
+        seconds = time.perf_counter() - t0
+        if what == "setup-ended":
+            writeStatusFiles(fake)
+        Path(out).write_text(json.dumps({"seconds": seconds, "arrays": len(fake.jobs),
                                          "tasks": sum(len(j.tasks) for j in fake.jobs.values())}))  # fmt: skip
         return
     from pyexputils.runner.ledger import Ledger
@@ -240,20 +267,33 @@ def bigQueued(n: int, what: str, folder: str, out: str) -> None:
     assert reader is not None
     with reader:
         for sub in reader.submissions():  # in submission order: the fake's job ids are 1, 2, ...
-            assert fake.add(sub.tag, sub.array_size).id == sub.job_id
+            assert fake.add(sub.tag, sub.array_size, state="COMPLETED" if what == "ended" else "PENDING").id == sub.job_id
         ledgerBytes = reader.size()
+    dm = None
+    if what == "ended":
+        t0 = time.perf_counter()
+        doneMask(loadExperiment("experiments/e.json"), 10)
+        dm = time.perf_counter() - t0
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    if what == "status":
+    peak = None
+    if what in ("status", "ended"):
         command("status", "experiments/e.json", "--backend", "fake")
+        if what == "ended":
+            seconds = time.perf_counter() - t0
+            tracemalloc.start()
+            command("status", "experiments/e.json", "--backend", "fake")
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
     else:
         watcher = session.Session(backend=fake)
         sweeps = watcher.load(["experiments/e.json"], 10, command=True)
         with watcher.openLedger() as led:
             r = watcher.round(led, sweeps)
         assert r.sent is None and r.standings[0].counts().get(judge.State.QUEUED) == n, r.standings[0].counts()
-    seconds = time.perf_counter() - t0
-    Path(out).write_text(json.dumps({"seconds": seconds, "before_mb": before, "ledger_bytes": ledgerBytes,
+    if what != "ended":
+        seconds = time.perf_counter() - t0
+    Path(out).write_text(json.dumps({"seconds": seconds, "before_mb": before, "ledger_bytes": ledgerBytes, "peak": peak, "baseline": dm,
                                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
 
 
@@ -339,6 +379,7 @@ def main() -> None:
     p.add_argument("--sizes", default="1e4,1e5,1e6")
     p.add_argument("--big", default="1e7", help="fresh-sweep commands at this size ('' to skip)")
     p.add_argument("--big-queued", default="1e7", help="status and a quiet watch round of a queued sweep of this size ('' to skip)")
+    p.add_argument("--big-ended", default="1e6", help="status of a sweep of this size whose every task ended, no verdict recorded ('' to skip)")
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
     p.add_argument("--fitted", default="1e6", help="a fitted plan of several classes at these sizes ('' to skip)")
     p.add_argument("--child-fitted", nargs=2)
@@ -418,6 +459,18 @@ def main() -> None:
                 r = spawn("--child-big-queued", str(n), what, folder)
                 print(f"  {label}: {r['seconds']:.2f} s, peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; "
                       f"{r['before_mb']:.0f} MB before it); ledger {r['ledger_bytes'] / 1e6:.2f} MB")  # fmt: skip
+    if a.big_ended:
+        n = int(float(a.big_ended))
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        with tempfile.TemporaryDirectory(dir=base) as folder:
+            setup = spawn("--child-big-queued", str(n), "setup-ended", folder)
+            r = spawn("--child-big-queued", str(n), "ended", folder)
+            files = sum(f.stat().st_size for f in Path(folder).rglob("*.jsonl"))
+            print(f"\nended sweep of {n:,} indices ({setup['arrays']} arrays, {setup['tasks']:,} tasks; status files {files / 2**20:.0f} MB, "
+                  "every run COMPLETED, no results on disk, no verdict recorded), status in its own process:")  # fmt: skip
+            print(f"  status: {r['seconds']:.2f} s ({r['seconds'] / max(r['baseline'], 1e-3):.1f}x doneMask {r['baseline']:.2f} s), "
+                  f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; {r['before_mb']:.0f} MB before it), "
+                  f"tracemalloc peak {fmtPeak(r['peak'], n)}")  # fmt: skip
 
 
 if __name__ == "__main__":
