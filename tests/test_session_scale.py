@@ -80,6 +80,35 @@ def lookPerIndex(root: Path, settings: int, runs: int, verdicts: bool) -> float:
     return p / n
 
 
+def endedPerIndex(root: Path, settings: int, runs: int) -> float:
+    """tracemalloc's peak per index of one look at a sweep (status with no watch running) whose every task
+    ended, each run's end in its runner's status file (the first 100 FAILED, the rest COMPLETED; no results
+    on disk) and no verdict recorded: the files are read as ranges, nothing per index."""
+    n = settings * runs
+    s, _, n = recordSweep(root, settings, runs, -(-n // 4), False)  # 4 tasks, as auto bundling makes them
+    s.backend.jobs.clear()  # type: ignore[attr-defined]  # gone from the queue
+    per = -(-n // 4)
+    for task, lo in enumerate(range(0, n, per)):
+        path = Path(s.state.statusOf(TAG)) / f"{task}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        head = f'"host":"n1","job":"1","task":{task},"attempt":1,"time":1.0'
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f'{{"event":"task_start",{head},"indices":{list(range(lo, min(lo + per, n)))},"pid":1,"parallel":1,"tag":"{TAG}"}}\n')
+            for i in range(lo, min(lo + per, n)):
+                end = '"cause":"FAILED","exit":1' if i < 100 else '"cause":"COMPLETED","exit":0'
+                f.write(f'{{"event":"start",{head},"index":{i},"pid":2,"command":"true"}}\n{{"event":"end",{head},"index":{i},{end},"signal":null}}\n')
+    ledger = s.readLedger()
+    assert ledger is not None
+    with ledger:
+        sweeps = s.load(["experiments/e.json"], runs, ledger=ledger)
+        got: list[session.Standing] = []
+        p = peak(lambda: got.append(s.standing(sweeps[0], s.snapshot(ledger, sweeps), ledger)))
+    c = got[0].counts()
+    assert c[State.RETRY] == 100 and c[State.MISSING] == n - 100, c  # completed, results not there: to submit again
+    assert len(got[0].verdicts) == n and got[0].status(n - 1).cause is Cause.COMPLETED
+    return p / n
+
+
 def watchPerIndex(root: Path, settings: int, runs: int) -> float:
     """tracemalloc's peak per index of a watch round (the ledger written, measured run times loaded) of a
     queued sweep whose every setting was measured before, and a task of which ended since the last round."""
@@ -159,11 +188,13 @@ def test_a_fitted_plan_of_several_classes_stays_bounded_and_a_few_ledger_rows(tm
     assert large[3] <= 20 and small[3] <= 20, (small[3], large[3])  # rows: a few per array, whatever the size
 
 
-@pytest.mark.parametrize("look", ["recorded", "queued", "watch"])
+@pytest.mark.parametrize("look", ["recorded", "queued", "watch", "ended"])
 def test_memory_per_index_stays_bounded(look: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     if look == "watch":
         small, large = watchPerIndex(tmp_path, 10_000, 2), watchPerIndex(tmp_path, 100_000, 2)
+    elif look == "ended":
+        small, large = endedPerIndex(tmp_path, 10_000, 2), endedPerIndex(tmp_path, 100_000, 2)
     else:
         small, large = (lookPerIndex(tmp_path, k, 2, look == "recorded") for k in (10_000, 100_000))
     assert large <= 16, f"{large:.1f} bytes per index"  # arrays of a byte or two per index, no object per index

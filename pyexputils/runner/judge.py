@@ -170,6 +170,34 @@ def indexSpans(indices: npt.NDArray[np.int64]) -> Spans:
     return idx[np.append(0, brk)], idx[np.append(brk, len(idx)) - 1] + 1
 
 
+def rangeMask(ranges: Spans, n: int) -> npt.NDArray[np.bool_]:
+    """True at the indices below ``n`` in sorted disjoint ``ranges`` (a byte an index)."""
+    lo, hi = np.minimum(ranges[0], n), np.minimum(ranges[1], n)
+    if len(lo) <= 4096:
+        out = np.zeros(n, dtype=bool)
+        for a, b in zip(lo.tolist(), hi.tolist()):
+            out[a:b] = True
+        return out
+    edge = np.zeros(n + 1, dtype=np.int8)
+    np.add.at(edge, lo, 1)
+    np.add.at(edge, hi, -1)
+    return np.cumsum(edge[:n], dtype=np.int8).view(np.bool_)
+
+
+def completedRuns(indices: npt.NDArray[np.int64], ids: npt.NDArray[np.int16]) -> tuple[Spans, npt.NDArray[np.int16]]:
+    """Indices (sorted, distinct) and a verdict id each as ranges of consecutive indices of one id: what
+    :attr:`Facts.completed` and :attr:`Facts.completedId` hold."""
+    idx, vid = np.asarray(indices, dtype=np.int64), np.asarray(ids, dtype=np.int16)
+    if not len(idx):
+        return (idx, idx.copy()), vid
+    brk = np.flatnonzero((np.diff(idx) != 1) | (np.diff(vid) != 0)) + 1
+    first, last = np.append(0, brk), np.append(brk, len(idx)) - 1
+    return (idx[first], idx[last] + 1), vid[first]
+
+
+CHUNK = 1 << 14  # indices per pass where a pass makes index arrays: its temporaries stay small
+
+
 class LiveIndices(Mapping[int, str]):
     """The indices held by live tasks, as ranges (nothing per index), and those of them a running task holds:
     read as ``{index: "RUNNING" | "PENDING"}``. Judging writes them into per-index arrays a range at a time
@@ -305,9 +333,10 @@ class Facts:
     policy: Policy
     resources: Sequence[Resources]  # per-run resources asked by each submission of ``view.tags``
     evidence: Callable[[int], Evidence]  # of an index's unresolved latest attempt, not live
-    # the runner's record says the index's unresolved latest attempt COMPLETED: indices (sorted), and that
-    # verdict (an index into ``completedTable``); must agree with ``evidence``
-    completed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # the runner's record says the index's unresolved latest attempt COMPLETED: sorted disjoint ranges
+    # [lo, hi) of such indices, and each range's verdict (an index into ``completedTable``); must agree
+    # with ``evidence`` (:func:`completedRuns` makes them of per-index arrays)
+    completed: Spans = field(default_factory=lambda: (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
     completedId: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     completedTable: Sequence[Verdict] = ()
     measure: Callable[[int], Measure | None] | None = None  # what runs of an index's setting measured (escalation)
@@ -315,6 +344,15 @@ class Facts:
     @property
     def n(self) -> int:
         return len(self.onDisk)
+
+    def completedMask(self) -> npt.NDArray[np.bool_]:
+        """True in the :attr:`completed` ranges (a byte an index)."""
+        return rangeMask(self.completed, self.n)
+
+    def completedVerdict(self, i: int) -> Verdict:
+        """The runner's verdict of index ``i`` (in a :attr:`completed` range)."""
+        k = int(np.searchsorted(self.completed[0], i, side="right")) - 1
+        return self.completedTable[int(self.completedId[k])]
 
     def resetMask(self) -> npt.NDArray[np.bool_]:
         """Indices ``retry`` gave a fresh budget after their latest attempt: judged as never submitted."""
@@ -341,22 +379,28 @@ NO_EVIDENCE = Evidence(None, None)
 
 class NewVerdicts(Sequence[tuple[int, int, Verdict]]):
     """Newly known verdicts (index, attempt, verdict), sorted by index: those found by array operations
-    (kept as arrays) and those of :func:`judgeIndex`."""
+    (kept as ranges ``lo``, ``n``, attempt, verdict id: nothing per index) and those of :func:`judgeIndex`."""
 
-    def __init__(self, idx: npt.NDArray[np.int64], attempt: npt.NDArray[np.int32], vid: npt.NDArray[np.int16],
-                 table: Sequence[Verdict], other: Sequence[tuple[int, int, Verdict]] = ()) -> None:  # fmt: skip
-        self._idx, self._attempt, self._vid, self._table = idx, attempt, vid, table
+    def __init__(self, lo: npt.NDArray[np.int64], n: npt.NDArray[np.int64], attempt: npt.NDArray[np.int64],
+                 vid: npt.NDArray[np.int64], table: Sequence[Verdict], other: Sequence[tuple[int, int, Verdict]] = ()) -> None:  # fmt: skip
+        self._lo, self._n, self._attempt, self._vid, self._table = lo, n, attempt, vid, table
         self._other = sorted(other)
         self._all: list[tuple[int, int, Verdict]] | None = None
 
+    @classmethod
+    def none(cls, other: Sequence[tuple[int, int, Verdict]] = ()) -> "NewVerdicts":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z, (), other)
+
     def _list(self) -> list[tuple[int, int, Verdict]]:
         if self._all is None:
-            fast = [(i, a, self._table[v]) for i, a, v in zip(self._idx.tolist(), self._attempt.tolist(), self._vid.tolist())]
+            fast = [(i, a, self._table[v]) for lo, n, a, v in zip(self._lo.tolist(), self._n.tolist(), self._attempt.tolist(), self._vid.tolist())
+                    for i in range(lo, lo + n)]  # fmt: skip
             self._all = sorted(fast + self._other, key=lambda x: x[0]) if self._other else fast
         return self._all
 
     def __len__(self) -> int:
-        return len(self._idx) + len(self._other)
+        return int(self._n.sum()) + len(self._other)
 
     @overload
     def __getitem__(self, k: int) -> tuple[int, int, Verdict]: ...
@@ -382,15 +426,33 @@ class NewVerdicts(Sequence[tuple[int, int, Verdict]]):
         """As (lo, n, attempt, verdict) ranges of contiguous indices that ended alike."""
         from pyexputils.runner.ledger import verdictRanges
 
-        out: list[tuple[int, int, int, Verdict]] = []
-        idx, att, vid = self._idx, self._attempt.astype(np.int64), self._vid.astype(np.int64)
-        if len(idx):
-            brk = np.ones(len(idx), dtype=bool)
-            brk[1:] = (np.diff(idx) != 1) | (att[1:] != att[:-1]) | (vid[1:] != vid[:-1])
-            starts = np.flatnonzero(brk)
-            ends = np.append(starts[1:], len(idx))
-            out = [(int(idx[s]), int(e - s), int(att[s]), self._table[int(vid[s])]) for s, e in zip(starts.tolist(), ends.tolist())]
-        return out + verdictRanges(self._other)
+        fast = [(lo, n, a, self._table[v]) for lo, n, a, v in zip(self._lo.tolist(), self._n.tolist(), self._attempt.tolist(), self._vid.tolist())]  # fmt: skip
+        return fast + verdictRanges(self._other)
+
+
+def _fastRuns(fast: npt.NDArray[np.bool_], f: "Facts", other: Sequence[tuple[int, int, Verdict]]) -> NewVerdicts:
+    """The indices of ``fast`` (each in a :attr:`Facts.completed` range) as ranges of consecutive indices with
+    one attempt and one verdict, found :data:`CHUNK` indices at a time; and ``other``."""
+    v, (clo, _) = f.view, f.completed
+    parts: list[tuple[npt.NDArray[np.int64], ...]] = []
+    for a in range(0, f.n, CHUNK):
+        part = fast[a : a + CHUNK]
+        if not part.any():
+            continue
+        idx = a + np.flatnonzero(part)
+        att = v.attempt[idx].astype(np.int64)
+        r = np.searchsorted(clo, idx, side="right") - 1
+        brk = np.flatnonzero((np.diff(idx) != 1) | (np.diff(att) != 0) | (np.diff(r) != 0)) + 1
+        first, end = np.append(0, brk), np.append(brk, len(idx))
+        parts.append((idx[first], end - first, att[first], r[first]))
+    if not parts:
+        return NewVerdicts.none(other)
+    lo, n, att, r = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    join = np.ones(len(lo), dtype=bool)  # runs cut at a chunk's edge: joined again
+    join[1:] = (lo[1:] != lo[:-1] + n[:-1]) | (att[1:] != att[:-1]) | (r[1:] != r[:-1])
+    first = np.flatnonzero(join)
+    n = np.add.reduceat(n, first)
+    return NewVerdicts(lo[first], n, att[first], f.completedId[r[first]].astype(np.int64), f.completedTable, other)
 
 
 @dataclass
@@ -419,11 +481,7 @@ class Judged:
         if not has:
             return IndexStatus(i, State.DONE) if state is State.DONE else IndexStatus(i, State.MISSING, resources=f.base)
         r = int(v.recorded[i])
-        if r >= 0:
-            exit = v.table[r].exit
-        else:
-            k = int(np.searchsorted(f.completed, i))
-            exit = f.completedTable[int(f.completedId[k])].exit
+        exit = v.table[r].exit if r >= 0 else f.completedVerdict(i).exit
         if state is State.DONE:
             return IndexStatus(i, State.DONE, Cause.COMPLETED, attempts, exit, tag=tag, task=task)
         return IndexStatus(i, State.MISSING, Cause.COMPLETED, attempts, exit, reason=REMOVED, resources=f.base, tag=tag, task=task)
@@ -478,18 +536,18 @@ def judgeAll(f: Facts) -> Judged:
     rec = v.recorded
     completedIds = [k for k, x in enumerate(v.table) if x.cause is Cause.COMPLETED]
     # latest attempt recorded COMPLETED: done when on disk, else missing: the default above
-    failed = ended & (rec >= 0)
+    slowMask = ended & (rec >= 0)  # recorded other than COMPLETED
     for k in completedIds:
-        failed &= rec != k  # (np.isin would widen the int16 codes to 8 bytes an index)
-    others = np.flatnonzero(failed)
-    del failed
-    unresolved = np.flatnonzero(ended & (rec < 0))
+        slowMask &= rec != k  # (np.isin would widen the int16 codes to 8 bytes an index)
+    unresolved = ended & (rec < 0)
     del ended
-    pos = np.searchsorted(f.completed, unresolved)
-    hit = pos < len(f.completed)
-    hit[hit] = f.completed[pos[hit]] == unresolved[hit]
-    fastNew = unresolved[hit]  # the runner says COMPLETED: the same, and a verdict to record
-    slowIdx = np.union1d(others, unresolved[~hit])
+    fast = f.completedMask()  # the runner says COMPLETED: the same, and a verdict to record
+    fast &= unresolved
+    unresolved &= ~fast
+    slowMask |= unresolved  # unresolved otherwise: judged one by one
+    del unresolved
+    slowIdx = np.flatnonzero(slowMask)
+    del slowMask
     slow: dict[int, IndexStatus] = {}
     new: list[tuple[int, int, Verdict]] = []
     histories = v.histories(slowIdx) if len(slowIdx) else {}
@@ -499,7 +557,7 @@ def judgeAll(f: Facts) -> Judged:
         state[i] = CODE[status.state]
         if verdict is not None:
             new.append((i, int(v.attempt[i]), verdict))
-    return Judged(f, state, slow, NewVerdicts(fastNew, v.attempt[fastNew].astype(np.int32), f.completedId[pos[hit]], f.completedTable, new), reset)
+    return Judged(f, state, slow, _fastRuns(fast, f, new), reset)
 
 
 def judgeEach(f: Facts) -> Judged:
@@ -519,5 +577,4 @@ def judgeEach(f: Facts) -> Judged:
         state[i] = CODE[status.state]
         if verdict is not None:
             new.append((i, int(v.attempt[i]), verdict))
-    z = np.zeros(0, dtype=np.int64)
-    return Judged(f, state, slow, NewVerdicts(z, z.astype(np.int32), z.astype(np.int16), (), new), reset)
+    return Judged(f, state, slow, NewVerdicts.none(new), reset)

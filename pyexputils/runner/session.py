@@ -42,7 +42,7 @@ from pyexputils.runner.bundles import Bundles, IndexSet, countRuns, splitBySetti
 from pyexputils.runner.causes import RUNNING_STATES, Cause, Evidence, Verdict, isLive, normaliseState
 from pyexputils.runner.command import checkCommand
 from pyexputils.runner.durations import Durations, SubmissionInfo
-from pyexputils.runner.judge import NO_EVIDENCE, PENDING_STATES, Facts, IndexStatus, Judged, LiveIndices, Spans, State, indexSpans, judgeAll
+from pyexputils.runner.judge import CHUNK, NO_EVIDENCE, PENDING_STATES, Facts, IndexStatus, Judged, LiveIndices, Spans, State, completedRuns, indexSpans, judgeAll
 from pyexputils.runner.ledger import Ledger, LedgerView, Submission, TaskRange
 from pyexputils.runner.packed import Packed
 from pyexputils.runner.manifest import Manifest, writeAtomic
@@ -52,7 +52,7 @@ from pyexputils.runner.planfit import Measured, fit
 from pyexputils.runner.policy import Measure, Resources
 from pyexputils.runner.render import checkLogPath, checkTemplate, makeTag, newSubmissionId, outputPath, renderScript, sbatchOptions, slug  # fmt: skip
 from pyexputils.runner.statedir import StateDir
-from pyexputils.runner.status import IndexOutcome, outcomes
+from pyexputils.runner.outcomes import Outcomes
 
 _TAG = re.compile(r"^(?P<slug>.+)-\d{14}[0-9a-f]{4}-\d+$")
 
@@ -512,53 +512,51 @@ class Session:
         for i, a in view.resets.items():
             if 0 <= i < n and 0 < view.attempt[i] <= a:
                 open_[i] = False
-        unresolved = np.flatnonzero(open_)
-        del open_
-        if not walked and len(unresolved):  # what can have changed on disk since the last listing
-            onDisk[unresolved] = doneAt(sweep.exp, unresolved)
-        files: dict[tuple[int, int], dict[int, IndexOutcome]] = {}
-        completed: list[int] = []
-        completedId: list[int] = []
+        keys: set[int] = set()  # (submission, task) of each such attempt: its runner's file
+        for a in range(0, n, CHUNK):  # index arrays a chunk at a time: nothing per index beyond the mask
+            part = open_[a : a + CHUNK]
+            if not part.any():
+                continue
+            idx = a + np.flatnonzero(part)
+            if not walked:  # what can have changed on disk since the last listing
+                onDisk[idx] = doneAt(sweep.exp, idx)
+            keys.update(np.unique(view.tagOf(idx) << 32 | view.taskOf(idx)).tolist())
+        files: dict[tuple[int, int], Outcomes] = {}
+        runs: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]] = []  # ranges the runner says COMPLETED, verdict id
         table: dict[Verdict, int] = {}
         cancelledJobs = {job for (job, _), state in snap.ended.items() if normaliseState(state) == "CANCELLED"}
-        if len(unresolved):
-            keys = view.tagOf(unresolved) << 32 | view.taskOf(unresolved)
-            for key in np.unique(keys).tolist():
-                t, task = key >> 32, key & 0xFFFFFFFF
-                outs = outcomes([os.path.join(self.state.statusOf(view.tags[t]), f"{task}.jsonl")])
-                if any(normaliseState(x.schedulerState) == "CANCELLED" for x in outs.values()):
-                    cancelledJobs.add(jobOf[t])
-                kept: dict[int, IndexOutcome] = {}
-                found = np.fromiter((i for i in outs if 0 <= i < n), dtype=np.int64)
-                ours = found[(view.row[found] >= 0) & (view.recorded[found] < 0)]
-                latest = set(ours[(view.tagOf(ours) == t) & (view.taskOf(ours) == task)].tolist())  # its latest attempt's file
-                for i, out in outs.items():
-                    if out.state == Cause.COMPLETED and i in latest:
-                        completed.append(i)  # kept as arrays: a record per index only for the others
-                        completedId.append(table.setdefault(Verdict(Cause.COMPLETED, out.started, out.exit), len(table)))
-                    else:
-                        kept[i] = out
-                files[(t, task)] = kept
+        for key in sorted(keys):
+            t, task = key >> 32, key & 0xFFFFFFFF
+            outs = files[(t, task)] = Outcomes.read([os.path.join(self.state.statusOf(view.tags[t]), f"{task}.jsonl")])
+            if any(normaliseState(k[7]) == "CANCELLED" for k in outs.kindsUsed()):
+                cancelledJobs.add(jobOf[t])
+            for lo, hi, k in zip(outs.lo.tolist(), outs.hi.tolist(), outs.kind.tolist()):
+                state, exit, *_, started, _ = outs.kinds[k]
+                if state != Cause.COMPLETED or hi <= 0 or lo >= n:
+                    continue
+                vid = table.setdefault(Verdict(Cause.COMPLETED, started, exit), len(table))
+                for c in range(max(lo, 0), min(hi, n), CHUNK):  # those of its indices whose latest attempt this file holds
+                    idx = c + np.flatnonzero(open_[c : min(c + CHUNK, hi, n)])
+                    idx = idx[(view.tagOf(idx) == t) & (view.taskOf(idx) == task)]
+                    if len(idx):
+                        (clo, chi), _ = completedRuns(idx, np.zeros(len(idx), dtype=np.int16))
+                        runs.append((clo, chi, vid))
+        del open_
         for k, x in enumerate(view.table):  # an array of which a task was seen cancelled in an earlier round
             if x.cause is Cause.CANCELLED and x.started:
                 for r in np.unique(view.row[view.recorded == k]).tolist():
                     cancelledJobs.add(jobOf[int(view.rows[3][r])])
-        order = np.argsort(np.asarray(completed, dtype=np.int64), kind="stable")
-        done = np.asarray(completed, dtype=np.int64)[order]
-        keep = np.ones(len(done), dtype=bool)
-        keep[1:] = done[1:] != done[:-1]  # a live index's file read twice: once is enough
-
-        done, doneId, doneTable = done[keep], np.asarray(completedId, dtype=np.int16)[order][keep], list(table)
+        z = np.zeros(0, dtype=np.int64)
+        doneLo, doneHi = np.concatenate([z, *(r[0] for r in runs)]), np.concatenate([z, *(r[1] for r in runs)])
+        doneId = np.concatenate([np.zeros(0, dtype=np.int16), *(np.full(len(r[0]), r[2], dtype=np.int16) for r in runs)])
+        order = np.argsort(doneLo, kind="stable")  # disjoint: an index's latest attempt is in one file
+        done, doneId, doneTable = (doneLo[order], doneHi[order]), doneId[order], list(table)
 
         def evidence(i: int) -> Evidence:
             t, task = view.tagOf(i), view.taskOf(i)
             job = jobOf[t]
-            out = files.get((t, task), {}).get(i)
-            k = int(np.searchsorted(done, i))
-            if out is None and k < len(done) and done[k] == i:  # the runner said COMPLETED: what classify reads of it
-                v = doneTable[int(doneId[k])]
-                out = IndexOutcome(i, str(Cause.COMPLETED), v.exit, None, None, None, None, None, v.started)
-            return Evidence(snap.ended.get((job, task)) or snap.ended.get((job, None)), out,
+            outs = files.get((t, task))
+            return Evidence(snap.ended.get((job, task)) or snap.ended.get((job, None)), None if outs is None else outs.get(i),
                             cancelled[t], bool(onDisk[i]), snap.preemptible, job in cancelledJobs, job in snap.ending)  # fmt: skip
 
         return Facts(onDisk, live, view, o.base, o.policy, [runRes.get(t, o.base) for t in view.tags], evidence,

@@ -25,7 +25,6 @@ It works where sacct does not, and outlives squeue's memory (MinJobAge).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -68,17 +67,19 @@ class IndexOutcome:
     host: str | None
     job: str | None
     attempt: int | None
-    time: float | None
+    time: float | None  # (not kept by :class:`Outcomes`: None)
     started: bool = True  # False for a ``skip``: the index never ran in this attempt
     schedulerState: str | None = None  # the state the runner saw its job in when it was stopped
 
 
-BATCH = 4096  # lines decoded at once: a file of any size is read in bounded memory
+BATCH = 1024  # lines decoded at once: a file of any size is read in bounded memory
 
 
-def readEvents(path: str) -> Iterator[dict[str, Any]]:
+def readEvents(path: str, only: frozenset[str] | None = None) -> Iterator[dict[str, Any]]:
     """The events in ``path`` in order; a torn last line (writer killed mid-write) is ignored. Read and
-    decoded :data:`BATCH` lines at a time (a task of 10^5 runs writes a file of 10^5 lines and more)."""
+    decoded :data:`BATCH` lines at a time (a task of 10^5 runs writes a file of 10^5 lines and more).
+    ``only``: the kinds wanted; a line the writer began with another ``{"event":"<kind>"`` is not decoded
+    (``task_start`` lists every index of its task)."""
     try:
         f = open(path, encoding="utf-8", errors="replace")
     except (FileNotFoundError, NotADirectoryError):
@@ -88,11 +89,17 @@ def readEvents(path: str) -> Iterator[dict[str, Any]]:
         for line in f:
             if not line.endswith("\n"):
                 break  # the part after the last newline is torn or empty
+            if only is not None and line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only:
+                continue
             lines.append(line)
             if len(lines) == BATCH:
                 yield from _decode(lines)
                 lines = []
         yield from _decode(lines)
+
+
+_HEAD = '{"event":"'  # how StatusWriter begins every line
+_AT = len(_HEAD)
 
 
 def _decode(lines: list[str]) -> Iterator[dict[str, Any]]:
@@ -111,37 +118,8 @@ def _decode(lines: list[str]) -> Iterator[dict[str, Any]]:
 
 
 def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
-    """Fold the events of several status files into the latest outcome per index."""
-    out: dict[int, IndexOutcome] = {}
-    names: dict[Any, Any] = {}  # one string per host, job, state (not one per event)
-    same = names.setdefault
-    for path in paths:
-        seen: str | None = None
-        stopped: list[int] = []
-        for ev in readEvents(path):
-            kind = ev.get("event")
-            if kind == "scheduler":
-                seen = None if ev.get("state") is None else str(ev["state"])
-                for i in stopped:  # the stop's ends may come before the scheduler's answer
-                    if i in out and out[i].state == "CANCELLED":
-                        out[i] = dataclasses.replace(out[i], schedulerState=seen)
-                continue
-            if kind == "stop":
-                stopped = [int(i) for i in ev.get("running", []) + ev.get("skipped", [])]
-            if kind not in ("start", "end", "skip") or "index" not in ev:
-                continue
-            state = "RUNNING" if kind == "start" else str(ev.get("cause", "FAILED"))
-            host, job = ev.get("host"), ev.get("job")
-            out[int(ev["index"])] = IndexOutcome(
-                index=int(ev["index"]),
-                state=same(state, state),
-                exit=ev.get("exit"),
-                signal=ev.get("signal"),
-                host=same(host, host),
-                job=None if job is None else same(str(job), str(job)),
-                attempt=ev.get("attempt"),
-                time=ev.get("time"),
-                started=kind != "skip",
-                schedulerState=seen,
-            )
-    return out
+    """The latest outcome per index of several status files, one object per index (small files, tests:
+    :class:`pyexputils.runner.outcomes.Outcomes` holds them as ranges)."""
+    from pyexputils.runner.outcomes import Outcomes  # NumPy: never in the in-job runner, which writes these files
+
+    return dict(Outcomes.read(paths).items())
