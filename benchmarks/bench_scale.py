@@ -231,7 +231,7 @@ def writeStatusFiles(fake: FakeBackend) -> None:
             head = f'"host":"node1","job":"{job.id}","task":{t},"attempt":{m.attempt},"time":1700000000.0'
             with open(os.path.join(m.status_dir, m.tag, f"{t}.jsonl"), "w", encoding="utf-8") as f:
                 f.write(json.dumps({"event": "task_start", "host": "node1", "job": job.id, "task": t, "attempt": m.attempt,
-                                    "time": 1.7e9, "indices": indices, "pid": 1, "parallel": 1, "tag": m.tag}) + "\n")  # fmt: skip
+                                    "time": 1.7e9, "indices": indices, "pid": 1, "parallel": 1, "tag": m.tag}, separators=(",", ":")) + "\n")  # fmt: skip
                 for k in range(0, len(indices), 4096):
                     f.write("".join(f'{{"event":"start",{head},"index":{i},"pid":2,"command":"true"}}\n'
                                     f'{{"event":"end",{head},"index":{i},"cause":"COMPLETED","exit":0,"signal":null,'

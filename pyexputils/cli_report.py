@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pyexputils.runner.backend import JobSpec
-from pyexputils.runner.bundles import IndexSet, allIndices, countRuns
+from pyexputils.runner.bundles import IndexSet, countRuns
 from pyexputils.runner.command import buildCommand
-from pyexputils.runner.inspect import formatSpans, spans
+from pyexputils.runner.inspect import formatSpans, spans, taskSpans
 from pyexputils.runner.judge import State
 from pyexputils.runner.session import Round, Session, Sweep
 
@@ -129,7 +129,7 @@ def submitJson(s: Session, r: Round, dry: bool, outcome: Sequence[dict[str, Any]
             entry: dict[str, Any] = {
                 "experiment": sweep.shown, "tag": job.tag, "job": sentIds.get(job.tag), "tasks": job.array_size,
                 "runs": countRuns(job.manifest.tasks),
-                "indices": formatSpans(indexSpans(allIndices(job.manifest.tasks))),
+                "indices": formatSpans(taskSpans(job.manifest.tasks)),
                 "time_minutes": job.time_limit_minutes, "parallel": job.manifest.parallel,
             }  # fmt: skip
             if not isLocal(s):

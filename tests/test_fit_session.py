@@ -44,7 +44,7 @@ def test_by_parameter_value_gets_its_own_array_and_resources(proj: Project) -> N
     t = proj.task(2)
     proj.fake.end(t.job.id, t.task, "TIMEOUT")
     w = proj.watchOnce()
-    assert {tuple(e["indices"]): e.get("time_limit") for e in w.events("submitted")} == {(2,): "1:00:00"}
+    assert {e["indices"]: e.get("time_limit") for e in w.events("submitted")} == {"2": "1:00:00"}
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyexputils.runner.inspect import errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans
+from pyexputils.runner.bundles import Bundles
+from pyexputils.runner.inspect import errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans, taskSpans
 
 indexSets = st.sets(st.integers(0, 300), max_size=80)
+
+
+@given(indexSets, st.integers(1, 7))
+def test_a_jobs_spans_come_from_its_ranges_and_are_its_indices(indices: set[int], per: int) -> None:
+    tasks = Bundles.of(sorted(indices), per)  # a plan's tasks (ranges), and the same as lists
+    assert taskSpans(tasks) == taskSpans([list(t) for t in tasks]) == spans(indices)
+
+
+def test_a_jobs_spans_cost_its_ranges() -> None:
+    tasks = Bundles.of(range(10**9), 1000)  # 10^6 tasks: nothing per index is made
+    assert taskSpans(tasks) == [(0, 10**9 - 1)] and formatSpans(taskSpans(tasks)) == "0-999999999"
 
 
 @given(indexSets)

@@ -67,6 +67,15 @@ class Out:
         return [e for e in evs if kind is None or e["event"] == kind]
 
 
+def expand(text: str) -> list[int]:
+    """A ``submitted`` event's indices (``0-2,5``) one by one."""
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        out += range(int(a), int(b or a) + 1)
+    return out
+
+
 class Project:
     """A project in a temporary folder, the fake backend registered as ``fake``, and the command line."""
 
@@ -238,7 +247,7 @@ def test_every_cause_status_show_and_watch_agree(proj: Project, name: str) -> No
     ended = {e["index"]: e["cause"] for e in w.events("ended")}
     assert ended[0] == str(cause)
     assert proj.verdicts()[0] == [str(cause)]
-    sent = [i for e in w.events("submitted") for i in e["indices"]]
+    sent = [i for e in w.events("submitted") for i in expand(e["indices"])]
     assert (0 in sent) == resubmitted
     assert len(proj.fake.jobs) == jobs + (1 if resubmitted else 0)
     if name.startswith(("scancel-array", "pyexputils-cancel")):  # nothing live, nothing sent: the watch ends, with its finals
@@ -255,7 +264,7 @@ def test_timeout_escalates_time_oom_escalates_memory_preemption_keeps_both(proj:
     first = proj.fake.job(1).spec
     assert first is not None and (first.options["time"], first.options["mem"]) == ("0:10:00", "1024M")
     w = proj.watchOnce()
-    asked = {e["indices"][0]: (e.get("time_limit"), e.get("mem")) for e in w.events("submitted")}
+    asked = {int(e["indices"]): (e.get("time_limit"), e.get("mem")) for e in w.events("submitted")}
     assert asked == {0: ("0:20:00", "1024M"), 1: ("0:10:00", "2048M"), 2: ("0:10:00", "1024M")}
     for index, want in ((0, ("0:20:00", "1024M")), (1, ("0:10:00", "2048M")), (2, ("0:10:00", "1024M"))):
         spec = proj.task(index).job.spec
@@ -292,7 +301,7 @@ def test_checkpointed_then_timed_out_is_not_done_and_is_resubmitted_without_skip
     assert "[results on disk are partial]" in proj.show(0)["state"]
     assert proj.ok("missing", A).out.strip() == "0-2"
     w = proj.watchOnce()
-    assert [e["indices"] for e in w.events("submitted")] == [[0]]
+    assert [e["indices"] for e in w.events("submitted")] == ["0"]
     spec = proj.fake.last().spec
     assert spec is not None and spec.manifest.skip_done is False and spec.manifest.attempt == 2
 
@@ -307,7 +316,7 @@ def test_crash_after_writing_its_folder_is_not_done(proj: Project) -> None:
     assert proj.shown(1) == ("RETRY", "FAILED")
     assert proj.show(1)["attempts"] == "1, last exit code 1"
     w = proj.watchOnce()
-    assert [e["indices"] for e in w.events("submitted")] == [[1]]
+    assert [e["indices"] for e in w.events("submitted")] == ["1"]
 
 
 def test_a_deleted_result_is_resubmitted_by_watch(proj: Project) -> None:
@@ -318,7 +327,7 @@ def test_a_deleted_result_is_resubmitted_by_watch(proj: Project) -> None:
     row = proj.status()
     assert (row["done"], row["missing"]) == (2, 1)
     w = proj.watchOnce()
-    assert [e["indices"] for e in w.events("submitted")] == [[0]]
+    assert [e["indices"] for e in w.events("submitted")] == ["0"]
     assert not w.events("ended")
     assert "Traceback" not in w.err
 
@@ -333,8 +342,8 @@ def test_a_bundle_cut_off_by_its_time_limit_escalates_only_the_index_that_ran(pr
     proj.fake.end(1, 1, "COMPLETED")
     assert proj.shown(0) == proj.shown(1) == ("RETRY", "TIMEOUT")
     w = proj.watchOnce()
-    asked = {tuple(e["indices"]): e.get("time_limit") for e in w.events("submitted")}
-    assert asked == {(0,): "0:20:00", (1,): "0:10:00"}
+    asked = {e["indices"]: e.get("time_limit") for e in w.events("submitted")}
+    assert asked == {"0": "0:20:00", "1": "0:10:00"}
 
 
 # --- lost state, unknown jobs ------------------------------------------------------------------------------
@@ -483,7 +492,7 @@ def test_scancel_of_an_array_is_final_also_while_its_running_task_completes(proj
     proj.fake.cancel(["1"])  # the user's own scancel: task 0 is being stopped, tasks 1 and 2 vanish
     assert [t.state for t in proj.fake.job(1).tasks] == ["COMPLETING", "CANCELLED", "CANCELLED"]
     w = proj.watchOnce()  # a round within KillWait
-    sent = [i for e in w.events("submitted") for i in e["indices"]]
+    sent = [i for e in w.events("submitted") for i in expand(e["indices"])]
     proj.fake.end(1, 0, "CANCELLED")
     assert sent == [] and proj.verdicts() in ({}, {1: ["CANCELLED"], 2: ["CANCELLED"]})
     assert [proj.shown(i) for i in range(3)] == [("FINAL", "CANCELLED")] * 3

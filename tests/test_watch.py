@@ -94,7 +94,7 @@ def test_json_events_and_exit_0(tmp_path: Path) -> None:
     kinds = [e["event"] for e in evs]
     assert kinds[0] == "submitted" and kinds[-1] == "end"
     subs = [e for e in evs if e["event"] == "submitted"]
-    assert [(s["indices"], s["attempt"]) for s in subs] == [([0, 1], 1), ([1], 2)]
+    assert [(s["indices"], s["attempt"]) for s in subs] == [("0-1", 1), ("1", 2)]  # ranges, as submit --json says them
     assert all(s["time_limit"] == "0:01:00" and isinstance(s["time"], float) for s in subs)
     ended = [e for e in evs if e["event"] == "ended"]
     assert [(e["index"], e["attempt"], e["cause"], e["exit"]) for e in ended] == [(1, 1, "FAILED", 3)]
@@ -132,7 +132,7 @@ def test_timeout_exits_3_and_a_second_watch_resumes(tmp_path: Path) -> None:
     second = cli(tmp_path, "watch", exp, "--poll", "0.3", "--json")
     assert second.returncode == 0, second.stderr
     subs = [e for e in events(second.stdout) if e["event"] == "submitted"]
-    assert [(s["indices"], s["attempt"]) for s in subs] == [([1], 2)]  # only the failed one, once
+    assert [(s["indices"], s["attempt"]) for s in subs] == [("1", 2)]  # only the failed one, once
     assert verdicts(tmp_path) == {0: ["COMPLETED"], 1: ["FAILED", "COMPLETED"]}
 
 

@@ -5,7 +5,8 @@
 - :func:`errorKey`: the last line(s) of a run's stderr with what changes from run to run taken out (numbers,
   addresses, the index's own paths), so that one bug in 300 runs is one key;
 - :func:`groupErrors`: indices by that key, largest group first;
-- :func:`spans` / :func:`formatSpans`: sorted indices as ``(first, last)`` spans and as ``0-99,140``;
+- :func:`spans` / :func:`formatSpans`: sorted indices as ``(first, last)`` spans and as ``0-99,140``
+  (:func:`taskSpans`: a job's, from its ranges);
 - :func:`sharedValues`: the swept parameters whose value every failed setting of a group shares (the bug's
   likely trigger: ``alpha=1.0``).
 
@@ -31,6 +32,14 @@ def spans(indices: Iterable[int]) -> list[tuple[int, int]]:
         else:
             out.append((i, i))
     return out
+
+
+def taskSpans(tasks: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """Every index of a job's ``tasks`` as inclusive spans, from a plan's ranges (nothing per index)."""
+    from pyexputils.runner.bundles import Bundles, IndexSet, allIndices
+
+    lo, n = (tasks.indices if isinstance(tasks, Bundles) else IndexSet.of(allIndices(tasks))).ranges()
+    return list(zip(lo.tolist(), (lo + n - 1).tolist()))
 
 
 def formatSpans(s: Sequence[tuple[int, int]], most: int | None = None) -> str:

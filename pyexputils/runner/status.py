@@ -86,7 +86,18 @@ def readEvents(path: str, only: frozenset[str] | None = None) -> Iterator[dict[s
         return
     with f:
         lines: list[str] = []
-        for line in f:
+        while True:
+            line = f.readline(LONG)
+            if len(line) == LONG and not line.endswith("\n"):  # a long line (task_start, stop: index lists)
+                if only is not None and line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only:
+                    while len(line) == LONG and not line.endswith("\n"):  # skipped a piece at a time
+                        line = f.readline(LONG)
+                    continue
+                pieces = [line]
+                while len(line) == LONG and not line.endswith("\n"):
+                    line = f.readline(LONG)
+                    pieces.append(line)
+                line = "".join(pieces)
             if not line.endswith("\n"):
                 break  # the part after the last newline is torn or empty
             if only is not None and line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only:
@@ -98,6 +109,7 @@ def readEvents(path: str, only: frozenset[str] | None = None) -> Iterator[dict[s
         yield from _decode(lines)
 
 
+LONG = 1 << 16  # a line longer than this is read in pieces (and not at all when its kind is not wanted)
 _HEAD = '{"event":"'  # how StatusWriter begins every line
 _AT = len(_HEAD)
 

@@ -21,7 +21,9 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.runner.backend import BackendError, JobSpec
+from pyexputils.runner.bundles import countRuns
 from pyexputils.runner.causes import Cause
+from pyexputils.runner.inspect import formatSpans, taskSpans
 from pyexputils.runner.judge import NewVerdicts, State
 from pyexputils.runner.ledger import Ledger, LedgerBusy
 from pyexputils.runner.session import Round, Session, Sweep
@@ -202,7 +204,7 @@ class Watcher:
         if r.planned is not None:
             t.deferred = r.planned.deferred
         if r.sent is not None:
-            t.resubmitted = sum(len(task) for job, _ in r.sent.submitted for task in job.manifest.tasks)
+            t.resubmitted = sum(countRuns(job.manifest.tasks) for job, _ in r.sent.submitted)
             if r.sent.rejected:
                 raise PyExpUtilsError(r.sent.rejected)
             if r.sent.full:
@@ -211,11 +213,13 @@ class Watcher:
         return t
 
     def _submitted(self, job: JobSpec, jobId: str) -> None:
-        n = sum(len(t) for t in job.manifest.tasks)
+        """Said when a job is submitted; its indices as ranges (``0-99,140``, as ``submit --json`` says them):
+        a line the size of its ranges, not of its runs."""
+        n = countRuns(job.manifest.tasks)
         res = " ".join(f"{k} {job.options[k]}" for k in ("time", "mem", "mem_per_cpu") if job.options.get(k) is not None)
         self.d.log(f"submitted {n} run{'s' if n != 1 else ''} of {self.s.relPath(job.manifest.experiment)} as job {jobId} (attempt {job.manifest.attempt}, {res or 'default resources'})")  # fmt: skip
         self.d.event("submitted", experiment=job.manifest.experiment, tag=job.tag, job=jobId, runs=n,
-                     indices=sorted(i for t in job.manifest.tasks for i in t), attempt=job.manifest.attempt,
+                     indices=formatSpans(taskSpans(job.manifest.tasks)), attempt=job.manifest.attempt,
                      time_limit=job.options.get("time"), mem=job.options.get("mem") or job.options.get("mem_per_cpu"))  # fmt: skip
 
 
