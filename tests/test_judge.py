@@ -231,3 +231,25 @@ def test_the_indices_live_tasks_of_packed_rows_hold_are_their_members(rows: list
     want = {i for m, task, per in rows for k, i in enumerate(sorted(m)) if tasks is None or task + k // per in tasks}
     got = LiveIndices(None, None, heldMask(packed, tasks), np.zeros(0, dtype=bool))
     assert list(got) == sorted(want) and len(got) == len(want)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 2), st.sampled_from([0, 1])), max_size=300), st.sampled_from([2, 4, 1000]))
+def test_new_verdicts_as_ranges_become_ledger_rows_of_exactly_them(runs: list[tuple[int, int, int]], pack: int) -> None:
+    from pyexputils.runner import ledger
+    from pyexputils.runner.packed import Packed
+
+    lo, n, att, vid, at = [], [], [], [], 0  # ranges: gaps, lengths, attempts and verdicts at random
+    for gap, length, v in runs:
+        at += gap
+        lo.append(at)
+        n.append(length)
+        att.append(1 + v)
+        vid.append(v)
+        at += length
+    table = [Verdict(Cause.COMPLETED, True, 0), Verdict(Cause.COMPLETED, False, None)]
+    want = sorted((lo[k] + j, att[k], table[vid[k]]) for k in range(len(lo)) for j in range(n[k]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger, "PACK_RANGES", pack)  # scattered ones packed, the others ranges
+        rows = ledger.verdictRows(*(np.asarray(x, dtype=np.int64) for x in (lo, n, att, vid)), table)
+    got = sorted((i, a, v) for f, k, a, v, m in rows for i in ledger.membersOf(f, k, None if m is None else Packed(m)).tolist())
+    assert got == want

@@ -416,11 +416,12 @@ class NewVerdicts(Sequence[tuple[int, int, Verdict]]):
         """Those that did not complete (the array part holds only COMPLETED ones)."""
         return [x for x in self._other if x[2].cause is not Cause.COMPLETED]
 
-    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int16], Sequence[Verdict],
-                              Sequence[tuple[int, int, Verdict]]]:  # fmt: skip
-        """(indices, attempts, verdict ids into the table, the table) of those found by array operations, and
-        the others: what the ledger writes without a Python object per index (:func:`~pyexputils.runner.ledger.verdictRows`)."""
-        return self._idx, self._attempt, self._vid, self._table, self._other
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
+                              Sequence[Verdict], Sequence[tuple[int, int, Verdict]]]:  # fmt: skip
+        """(range starts, lengths, attempts, verdict ids into the table, the table) of those found by array
+        operations, and the others: what the ledger writes without a Python object per index
+        (:func:`~pyexputils.runner.ledger.verdictRows`)."""
+        return self._lo, self._n, self._attempt, self._vid, self._table, self._other
 
     def ranges(self) -> list[tuple[int, int, int, Verdict]]:
         """As (lo, n, attempt, verdict) ranges of contiguous indices that ended alike."""

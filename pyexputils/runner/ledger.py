@@ -382,8 +382,8 @@ class Ledger:
         session's new verdicts) gives most of them as arrays, without a Python object per index."""
         now = time.time()
         if isinstance(verdicts, HasArrays):
-            idx, att, vid, table, other = verdicts.arrays()
-            rows = verdictRows(idx, att, vid, table) + [(lo, n, a, v, None) for lo, n, a, v in verdictRanges(other)]
+            los, ns, att, vid, table, other = verdicts.arrays()
+            rows = verdictRows(los, ns, att, vid, table) + [(lo, n, a, v, None) for lo, n, a, v in verdictRanges(other)]
         else:
             rows = [(lo, n, a, v, None) for lo, n, a, v in verdictRanges(verdicts)]
         with self._write() as db:
@@ -616,34 +616,36 @@ def chunksOf(lo: int, n: int, members: Packed | None) -> Iterator[tuple[int, npt
 
 @runtime_checkable
 class HasArrays(Protocol):
-    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int16], Sequence[Verdict],
-                              Sequence[tuple[int, int, Verdict]]]: ...  # fmt: skip
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
+                              Sequence[Verdict], Sequence[tuple[int, int, Verdict]]]: ...  # fmt: skip
 
 
-def verdictRows(idx: npt.NDArray[np.int64], attempt: npt.NDArray[np.int32], vid: npt.NDArray[np.int16],
+def verdictRows(lo: npt.NDArray[np.int64], n: npt.NDArray[np.int64], attempt: npt.NDArray[np.int64], vid: npt.NDArray[np.int64],
                 table: Sequence[Verdict]) -> list[tuple[int, int, int, Verdict, bytes | None]]:  # fmt: skip
-    """Verdicts as arrays (indices sorted and distinct; the attempt and the verdict, an index into ``table``,
-    of each) as ledger rows (lo, n, attempt, verdict, members): the indices of one attempt and verdict as
-    ranges, or packed when they are more than ``PACK_RANGES`` ranges (a class of a fitted plan ending)."""
+    """Verdicts as ranges (``lo``, ``n``: sorted and disjoint; the attempt and the verdict, an index into
+    ``table``, of each) as ledger rows (lo, n, attempt, verdict, members): the ranges of one attempt and
+    verdict, joined where they touch, or packed when they are more than ``PACK_RANGES`` (a class of a fitted
+    plan ending)."""
     out: list[tuple[int, int, int, Verdict, bytes | None]] = []
-    if not len(idx):
+    if not len(lo):
         return out
     if bool((attempt == attempt[0]).all()) and bool((vid == vid[0]).all()):  # one kind (a class ended alike): as it is
-        groups: Iterable[tuple[npt.NDArray[np.int64], int, int]] = [(idx, int(attempt[0]), int(vid[0]))]
+        groups: Iterable[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, int]] = [(lo, n, int(attempt[0]), int(vid[0]))]
     else:
         key = attempt.astype(np.int64) << 16 | vid.astype(np.int64)
         order = np.argsort(key, kind="stable")  # within a key: by index
         sk = key[order]
         starts = np.flatnonzero(np.append(True, sk[1:] != sk[:-1]))
         ends = np.append(starts[1:], len(sk))
-        groups = ((idx[order[s:e]], int(sk[s]) >> 16, int(sk[s]) & 0xFFFF) for s, e in zip(starts.tolist(), ends.tolist()))
-    for mine, a, k in groups:
+        groups = ((lo[order[s:e]], n[order[s:e]], int(sk[s]) >> 16, int(sk[s]) & 0xFFFF) for s, e in zip(starts.tolist(), ends.tolist()))
+    for los, ns, a, k in groups:
         v = table[k]
-        brk = np.flatnonzero(np.diff(mine) != 1) + 1
-        if len(brk) < PACK_RANGES:
-            firsts, lasts = mine[np.append(0, brk)], mine[np.append(brk, len(mine)) - 1]
-            out += [(f, l - f + 1, a, v, None) for f, l in zip(firsts.tolist(), lasts.tolist())]
+        first = np.append(0, np.flatnonzero(los[1:] != los[:-1] + ns[:-1]) + 1)  # touching ranges: one
+        los, ns = los[first], np.add.reduceat(ns, first)
+        if len(los) < PACK_RANGES:
+            out += [(f, m, a, v, None) for f, m in zip(los.tolist(), ns.tolist())]
         else:
+            mine = np.repeat(los - np.cumsum(ns) + ns, ns) + np.arange(int(ns.sum()), dtype=np.int64)
             out.append((int(mine[0]), len(mine), a, v, packChunks([mine])))
     return sorted(out, key=lambda r: r[0])
 
