@@ -220,8 +220,8 @@ def test_recorded_bundles_give_the_attempts_the_lists_would(history: list, idx: 
             # the read side: every index's latest attempt, its submission and task, and recorded verdicts
             top = max([i for done, _ in history for i in done] + idx + [0]) + 1
             done = np.array(idx[::2], dtype=np.int64)
-            new = NewVerdicts(done, np.full(len(done), 2 if idx else 1, dtype=np.int32), (np.arange(len(done)) % 2).astype(np.int16),
-                              [Verdict(Cause.COMPLETED, True, 0), Verdict(Cause.FAILED, True, 1)])  # fmt: skip
+            new = NewVerdicts(done, np.ones(len(done), dtype=np.int64), np.full(len(done), 2 if idx else 1, dtype=np.int64),
+                              (np.arange(len(done)) % 2).astype(np.int64), [Verdict(Cause.COMPLETED, True, 0), Verdict(Cause.FAILED, True, 1)])  # fmt: skip
             compact.addVerdicts("/e.json", new)
             lists.addVerdicts("/e.json", list(new))
             assert compact.verdicts("/e.json") == lists.verdicts("/e.json")
