@@ -157,15 +157,13 @@ class _Walk:
         self.exp, self.plan, self.runs, self.pace = exp, plan, runs, pace
         self.count = exp.numPermutations()
         self._params = params
-        self.shared: list[bool] = []  # per level: whether its folders can all hold the same names
         self.parsers: list[_Parser | None] = []  # per shared level that can hold many names: reads them back
         self.candidates: list[_Candidates | None] = []  # per other shared level: every name it can hold
         fixedP = fixedR = False  # whether the folders of a level already know their setting / run
         for level in plan.levels:
             shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
             size = (self.count if level.usesParams else 1) * (runs if level.usesRun else 1)
-            parser = _Parser.of(level, fields, self.count, runs) if shared and size > PARSE_ABOVE else None
-            self.shared.append(shared)
+            parser = _Parser.of(level, fields, runs) if shared and size > PARSE_ABOVE else None
             self.parsers.append(parser)
             self.candidates.append(self._candidates(level, -1, -1) if shared and parser is None else None)
             fixedP, fixedR = fixedP or level.usesParams, fixedR or level.usesRun
@@ -259,7 +257,7 @@ class _Parser:
         self.regex, self.fields, self.paramsAt, self.runAt, self.runs = regex, fields, paramsAt, runAt, runs
 
     @classmethod
-    def of(cls, level: Level, fields: list[tuple[str, dict[str, int], int]] | None, count: int, runs: int) -> "_Parser | None":  # fmt: skip
+    def of(cls, level: Level, fields: list[tuple[str, dict[str, int], int]] | None, runs: int) -> "_Parser | None":
         """The parser of ``level``; None when its names could not be read back unambiguously (a value with
         ``_``, values that are not scalars, ``{params}`` or ``{run}`` twice or side by side)."""
         tokens = level.tokens
