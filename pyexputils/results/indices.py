@@ -37,7 +37,7 @@ WORKERS = 16  # threads that list folders at once when listings wait (on the dis
 PROBE = 32  # folders listed one by one first, to tell a listing that waits from one served by the cache
 SLOW_LISTING_S = 100e-6  # a mean listing slower than this waits on something: the rest go to threads
 BATCH = 16  # listings a thread takes at a time
-AHEAD = 2 * CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
+AHEAD = CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
 _Node = tuple[int, int, str]
 _Candidates = dict[str, list[tuple[int, int]]]  # name at a level -> the (perm, run) pairs it stands for
 
@@ -386,13 +386,13 @@ def _offsets(candidates: _Candidates, count: int) -> tuple[dict[str, int], dict[
 
 
 def _batches(listed: Iterator[tuple[_Node, list[str]]]) -> Iterator[list[tuple[_Node, list[str]]]]:
-    """``listed`` in lists of about :data:`CHUNK` folders or 4 x :data:`CHUNK` names, whichever comes first."""
+    """``listed`` in lists of about :data:`CHUNK` folders or names, whichever comes first."""
     batch: list[tuple[_Node, list[str]]] = []
     names = 0
     for item in listed:
         batch.append(item)
         names += len(item[1])
-        if len(batch) >= CHUNK or names >= 4 * CHUNK:
+        if len(batch) >= CHUNK or names >= CHUNK:
             yield batch
             batch, names = [], 0
     if batch:
