@@ -245,15 +245,17 @@ def test_a_value_with_a_slash_adds_folders(tmp_path: Path, monkeypatch: pytest.M
     assert listMissingResults(exp, runs=2) == [1, 2, 4, 6, 7]
 
 
-@given(st.sets(st.integers(0, 60)))
-def test_ranges_text_is_index_ranges(indices: set[int]) -> None:
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sets(st.integers(0, 60)), st.sampled_from([2, 3, 4096]))
+def test_ranges_text_is_index_ranges(monkeypatch: pytest.MonkeyPatch, members: set[int], chunk: int) -> None:
     from pyexputils.results.indices import rangesText
     from pyexputils.runner.plan import indexRanges
 
-    assert rangesText(np.array(sorted(indices), dtype=np.int64)) == indexRanges(sorted(indices))
+    monkeypatch.setattr(indices, "CHUNK", chunk)  # the text is made a chunk of ranges at a time
+    assert rangesText(np.array(sorted(members), dtype=np.int64)) == indexRanges(sorted(members))
     mask = np.zeros(61, dtype=bool)
-    mask[sorted(indices)] = True
-    assert rangesText(mask) == indexRanges(sorted(indices))
+    mask[sorted(members)] = True
+    assert rangesText(mask) == indexRanges(sorted(members))
 
 
 @pytest.mark.parametrize("slow", [True, False])

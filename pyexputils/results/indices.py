@@ -108,18 +108,23 @@ def doneMask(
 
 def rangesText(indices: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> str:
     """Sorted, distinct indices (or a mask: the indices where it is True) as ranges (``0-99,140``), costing
-    the ranges, not the indices (a mask: a byte an index)."""
+    the text and 16 bytes a range, not an object an index (a mask: a byte an index)."""
     if indices.dtype == np.bool_:
         edges = np.diff(indices.view(np.int8), prepend=np.int8(0), append=np.int8(0))  # +1 where a range starts, -1 after it ends
-        starts = np.flatnonzero(edges == 1).tolist()
-        ends = (np.flatnonzero(edges == -1) - 1).tolist()
+        starts = np.flatnonzero(edges == 1)
+        ends = np.flatnonzero(edges == -1) - 1
+        del edges
     else:
         if not len(indices):
             return ""
         cut = np.flatnonzero(np.diff(indices) != 1)
-        starts = np.concatenate([indices[:1], indices[cut + 1]]).tolist()
-        ends = np.concatenate([indices[cut], indices[-1:]]).tolist()
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(starts, ends))
+        starts = np.concatenate([indices[:1], indices[cut + 1]])
+        ends = np.concatenate([indices[cut], indices[-1:]])
+    parts = []
+    for k in range(0, len(starts), CHUNK):  # the text of a chunk of ranges at a time
+        a, b = starts[k : k + CHUNK].tolist(), ends[k : k + CHUNK].tolist()
+        parts.append(",".join(str(x) if x == y else f"{x}-{y}" for x, y in zip(a, b)))
+    return ",".join(parts)
 
 
 def doneAt(
