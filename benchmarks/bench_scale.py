@@ -18,6 +18,9 @@ sets it up runs in a process of its own, not measured).
 ``--big-ended``: a sweep of that many indices submitted (auto bundling) whose every task ended, its runner's
 status file written (every run COMPLETED, exit 0; no results on disk) and no verdict recorded (no watch ran):
 ``status`` in its own process, with its peak RSS and tracemalloc's peak (a second run, per index).
+``--measured``: planning an experiment of that many settings (one run each), every one measured (three
+classes of run time): ``Durations.load`` + ``measured()`` + ``planfit.fit`` + ``plan``, in its own process, with
+its peak RSS and tracemalloc's peak (a second run, per setting).
 ``--one-run``: submit of that many one-run tasks (``--runs-per-task 1``), with the ledger's size.
 ``--fitted``: a fitted plan of several run-time classes (1,000 settings measured at 2, 6 and 18 s, so each
 class's array holds every third setting): its submit, a look (the scheduler, every index judged, as
@@ -360,6 +363,41 @@ def fitted(n: int, mode: str, out: str) -> None:
     Path(out).write_text(json.dumps(got))
 
 
+def measuredPlan(n: int, what: str, folder: str, out: str) -> None:
+    """``setup``: run times of ``n`` settings measured (2, 6 and 18 s by setting) and saved under ``folder``;
+    ``plan``: load them and plan every setting (fitted), timed, then again under tracemalloc."""
+    from pyexputils.runner.backend import Limits
+    from pyexputils.runner.durations import Durations
+    from pyexputils.runner.plan import PlanOptions, Request, plan
+    from pyexputils.runner.planfit import fit
+
+    path = os.path.join(folder, "e.npz")
+    if what == "setup":
+        d = Durations(path, "/e.json", n)
+        for k in range(n):
+            d.add(k, "COMPLETED", 2.0 * 3 ** (k % 3), 100.0)
+        d.save()
+        Path(out).write_text(json.dumps({"bytes": sum(f.stat().st_size for f in Path(folder).iterdir())}))
+        return
+
+    def run() -> int:
+        d = Durations(path, "/e.json", n)
+        m = d.measured()
+        assert m is not None
+        requests, _ = fit([Request("e", range(n), PlanOptions(time_minutes=10))], {"e": m}, 600)
+        return plan(requests, Limits(max_time_minutes=600, max_array_size=1001)).runs
+
+    t0 = time.perf_counter()
+    assert run() == n
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": rss, "peak": peak}))
+
+
 def spawn(*args: str) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
@@ -380,6 +418,7 @@ def main() -> None:
     p.add_argument("--big", default="1e7", help="fresh-sweep commands at this size ('' to skip)")
     p.add_argument("--big-queued", default="1e7", help="status and a quiet watch round of a queued sweep of this size ('' to skip)")
     p.add_argument("--big-ended", default="1e6", help="status of a sweep of this size whose every task ended, no verdict recorded ('' to skip)")
+    p.add_argument("--measured", default="1e6", help="planning this many measured settings ('' to skip)")
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
     p.add_argument("--fitted", default="1e6", help="a fitted plan of several classes at these sizes ('' to skip)")
     p.add_argument("--child-fitted", nargs=2)
@@ -388,6 +427,7 @@ def main() -> None:
     p.add_argument("--big-runs-per-task", type=int, help="--big with this runs_per_task (default: auto)")
     p.add_argument("--child-big", nargs=2)
     p.add_argument("--child-big-queued", nargs=3)
+    p.add_argument("--child-measured", nargs=3)
     p.add_argument("--out")
     a = p.parse_args()
     if a.child:
@@ -398,6 +438,8 @@ def main() -> None:
         return fitted(int(float(a.child_fitted[0])), a.child_fitted[1], a.out)
     if a.child_big:
         return bigCommand(int(float(a.child_big[0])), a.child_big[1], a.out, a.big_runs_per_task)
+    if a.child_measured:
+        return measuredPlan(int(float(a.child_measured[0])), a.child_measured[1], a.child_measured[2], a.out)
     if a.child_big_queued:
         return bigQueued(int(float(a.child_big_queued[0])), a.child_big_queued[1], a.child_big_queued[2], a.out)
     print("| indices | phase | time | baseline: doneMask | ratio | judgeIndex per index (reference) | new / reference | tracemalloc peak |")
@@ -471,6 +513,14 @@ def main() -> None:
             print(f"  status: {r['seconds']:.2f} s ({r['seconds'] / max(r['baseline'], 1e-3):.1f}x doneMask {r['baseline']:.2f} s), "
                   f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; {r['before_mb']:.0f} MB before it), "
                   f"tracemalloc peak {fmtPeak(r['peak'], n)}")  # fmt: skip
+
+    if a.measured:
+        n = int(float(a.measured))
+        with tempfile.TemporaryDirectory() as folder:
+            setup = spawn("--child-measured", str(n), "setup", folder)
+            r = spawn("--child-measured", str(n), "plan", folder)
+            print(f"\nplanning {n:,} measured settings (3 classes; measurements {setup['bytes'] / 2**20:.1f} MB on disk): "
+                  f"{r['seconds']:.2f} s, peak RSS {r['maxrss_mb']:.0f} MB, tracemalloc peak {fmtPeak(r['peak'], n).replace('index', 'setting')}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyexputils.runner.backend import Limits
-from pyexputils.runner.plan import PlanOptions, Request, RunTime, freeSlots, plan, predictSame, predictTask
-from pyexputils.runner.planfit import CLASS_RATIO, SHARE, Measured, classes, fit, fitBundle, taskMinutes
+from pyexputils.runner.plan import PlanOptions, Request, RunTime, TimeTable, freeSlots, plan, predictSame, predictTask
+from pyexputils.runner.planfit import CLASS_RATIO, SHARE, Measured, RunTimes, classes, fit, fitBundle, taskMinutes
 
 runTimes = st.builds(
     lambda mean, spread, tail: RunTime(mean, mean * spread, mean * (1 + tail)),
@@ -131,3 +131,42 @@ def test_fitBundle_shrinks_to_maxtime_and_grows_short_runs_to_the_efficiency_tar
     b = fitBundle(rt, 100, 1, 1, None, grow=True)
     t = math.ceil(100 / b)
     assert 100 * 10 / (t * taskMinutes(predictSame(rt, b)[1]) * 60) >= 0.7
+
+
+def classesOneByOne(indices: list[int], m: Measured) -> tuple[list[tuple[RunTime, list[int]]], list[int]]:
+    """The reference: settings sorted by p95 one by one, a class grown while within CLASS_RATIO of its first."""
+    known = sorted({i % m.settings for i in indices if i % m.settings in m.perSetting}, key=lambda s: m.perSetting[s].p95)
+    groups: list[list[int]] = []
+    for s in known:
+        if groups and m.perSetting[s].p95 <= CLASS_RATIO * max(m.perSetting[groups[-1][0]].p95, 1e-9):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    out = []
+    for g in groups:
+        count = {s: sum(1 for i in indices if i % m.settings == s) for s in g}
+        total = sum(count.values())
+        mean = sum(count[s] * m.perSetting[s].mean for s in g) / total
+        var = sum(count[s] * m.perSetting[s].sd ** 2 for s in g) / total
+        out.append((RunTime(mean, math.sqrt(var), max(m.perSetting[s].p95 for s in g)), [i for i in indices if i % m.settings in g]))
+    return out, [i for i in indices if i % m.settings not in m.perSetting]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sweeps(), st.booleans())
+def test_classes_as_arrays_are_the_classes_found_one_by_one(sweep: tuple[list[int], Measured], asArrays: bool) -> None:
+    indices, m = sweep
+    if asArrays:  # what Durations gives: run times by setting as arrays
+        m = Measured(m.settings, RunTimes(TimeTable.of(m.perSetting)), m.overall)
+    got, rest = classes(indices, m)
+    want, wantRest = classesOneByOne(indices, m)
+    assert list(rest) == wantRest and [list(idx) for _, idx in got] == [idx for _, idx in want]
+    for (a, _), (b, _) in zip(got, want):
+        assert math.isclose(a.mean, b.mean, rel_tol=1e-9) and math.isclose(a.sd, b.sd, rel_tol=1e-9, abs_tol=1e-9) and a.p95 == b.p95
+
+
+def test_measured_settings_read_as_a_mapping_without_a_runtime_each() -> None:
+    t = TimeTable.of({3: RunTime(1.0, 0.5, 2.0), 7: RunTime(4.0, 0.0, 4.0)})
+    r = RunTimes(t)
+    assert dict(r) == {3: RunTime(1.0, 0.5, 2.0), 7: RunTime(4.0, 0.0, 4.0)} and len(r) == 2 and 5 not in r and r.get(5) is None
+    assert Measured(10, r).table() is t and Measured(10, r, RunTime(9, 0, 9)).of(5) == RunTime(9, 0, 9)

@@ -30,8 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pyexputils.runner.plan import RunTime, indexRanges
-from pyexputils.runner.planfit import Measured
+from pyexputils.runner.plan import RunTime, TimeTable, indexRanges
+from pyexputils.runner.planfit import Measured, RunTimes
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.resources import parseMemMB, parseMinutes
 from pyexputils.runner.statedir import StateDir
@@ -368,24 +368,26 @@ class Durations:
         return RunTime(float(mean[k]), float(sd[k]), float(p95[k]))
 
     def measured(self) -> Measured | None:
-        """Per setting and over all, for :mod:`pyexputils.runner.planfit`; None when nothing is known."""
+        """Per setting (as arrays: :class:`~pyexputils.runner.planfit.RunTimes`) and over all, for
+        :mod:`pyexputils.runner.planfit`; None when nothing is known."""
         t = self._table_()
-        seen = np.flatnonzero((t.n > 0) | (t.timeouts > 0))
-        if seen.size == 0:
+        seen = (t.n > 0) | (t.timeouts > 0)
+        if not seen.any():
             return None
-        per: dict[int, RunTime] = {}
-        for k in seen.tolist():
-            rt = self._runTime(k)
-            if rt is not None:
-                per[int(t.ids[k])] = rt
+        mean, sd, p95 = self._stats()
+        timedOut = t.n[seen] == 0  # only TIMEOUTs: at least twice the longest cut-off (the policy's doubling)
+        x = 2.0 * t.censored[seen].astype(np.float64)
+        table = TimeTable(t.ids[seen].astype(np.int64), np.where(timedOut, x, mean[seen]), np.where(timedOut, 0.0, sd[seen]),
+                          np.where(timedOut, x, p95[seen]))  # fmt: skip
         n = int(t.n.sum())
         overall: RunTime | None = None
         if n:
-            mean = float(t.sum.sum()) / n
-            sd = math.sqrt(max(0.0, float(t.sumsq.sum()) / n - mean * mean))
-            samples = t.ring[np.arange(RING)[None, :] < t.n[:, None]]
-            overall = RunTime(mean, sd, max(mean, float(np.quantile(samples, 0.95))))
-        return Measured(self.settings, per, overall)
+            mu = float(t.sum.sum()) / n
+            sigma = math.sqrt(max(0.0, float(t.sumsq.sum()) / n - mu * mu))
+            full = bool((t.n >= RING).all())  # every ring full (the usual case): all of it, without a mask
+            samples = t.ring.ravel() if full else t.ring[np.arange(RING)[None, :] < t.n[:, None]]
+            overall = RunTime(mu, sigma, max(mu, float(np.quantile(samples, 0.95))))
+        return Measured(self.settings, RunTimes(table), overall)
 
     def measure(self, index: int) -> Measure | None:
         """What the policy escalates from after a TIMEOUT / OUT_OF_MEMORY of ``index``: its setting's p95

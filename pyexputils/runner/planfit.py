@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -36,16 +36,52 @@ CLASS_RATIO = 1.5  # settings whose p95 differ by more go to different arrays
 SCAN_LIMIT = 100_000  # bundle sizes tried at most per class
 
 
+class RunTimes(Mapping[int, RunTime]):
+    """A :class:`~pyexputils.runner.plan.TimeTable` read as ``{setting: RunTime}``: a RunTime is made only for
+    a setting asked about (planning 10^6 measured settings holds arrays, not a dict of them)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: TimeTable) -> None:
+        self.table = table
+
+    def _row(self, setting: object) -> int:
+        if not isinstance(setting, (int, np.integer)):
+            return -1
+        k = int(np.searchsorted(self.table.keys, setting))
+        return k if k < len(self.table.keys) and self.table.keys[k] == setting else -1
+
+    def __getitem__(self, setting: int) -> RunTime:
+        k = self._row(setting)
+        if k < 0:
+            raise KeyError(setting)
+        t = self.table
+        return RunTime(float(t.mean[k]), float(t.sd[k]), float(t.p95[k]))
+
+    def __contains__(self, setting: object) -> bool:
+        return self._row(setting) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.table.keys.tolist())
+
+    def __len__(self) -> int:
+        return len(self.table.keys)
+
+
 @dataclass(frozen=True)
 class Measured:
     """What is known of one experiment's run times: per setting (``index % settings``) and over all."""
 
     settings: int
-    perSetting: Mapping[int, RunTime] = field(default_factory=dict)
+    perSetting: Mapping[int, RunTime] = field(default_factory=dict)  # a RunTimes (arrays) from Durations
     overall: RunTime | None = None
 
     def of(self, setting: int) -> RunTime | None:
         return self.perSetting.get(setting, self.overall)
+
+    def table(self) -> TimeTable:
+        """Per setting, as arrays."""
+        return self.perSetting.table if isinstance(self.perSetting, RunTimes) else TimeTable.of(self.perSetting)
 
 
 def taskMinutes(p95: float, share: float = SHARE) -> int:
@@ -103,31 +139,30 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, In
     for a in range(0, len(iset), CHUNK):
         np.add.at(counts, iset.between(a, a + CHUNK).array() % S, 1)
     uniq = np.flatnonzero(counts)
-    known: list[tuple[int, int, RunTime]] = []
-    unknown: list[int] = []
-    for s, c in zip(uniq.tolist(), counts[uniq].tolist()):
-        rt = m.perSetting.get(s)
-        if rt is None:
-            unknown.append(s)
-        else:
-            known.append((s, c, rt))
-    del counts
-    groups: list[list[tuple[int, int, RunTime]]] = []
-    for s, c, rt in sorted(known, key=lambda x: x[2].p95):
-        if groups and rt.p95 <= CLASS_RATIO * max(groups[-1][0][2].p95, 1e-9):
-            groups[-1].append((s, c, rt))
-        else:
-            groups.append([(s, c, rt)])
+    t = m.table()
+    row = np.minimum(np.searchsorted(t.keys, uniq), max(0, len(t.keys) - 1))
+    known = t.keys[row] == uniq if len(t.keys) else np.zeros(len(uniq), dtype=bool)
+    s, c, row = uniq[known], counts[uniq[known]], row[known]
+    del counts, uniq, known
+    order = np.argsort(t.p95[row], kind="stable")  # by p95 (ties: by setting)
+    s, c, row = s[order], c[order].astype(np.float64), row[order]
+    p95 = t.p95[row]
+    starts: list[int] = []  # a class: from its fastest setting up to CLASS_RATIO x that setting's p95
+    k = 0
+    while k < len(p95):
+        starts.append(k)
+        k = max(k + 1, int(np.searchsorted(p95, CLASS_RATIO * max(float(p95[k]), 1e-9), side="right")))
     summaries: list[RunTime] = []
-    for g in groups:
-        total = sum(c for _, c, _ in g)
-        mean = sum(c * rt.mean for _, c, rt in g) / total
-        var = sum(c * rt.sd**2 for _, c, rt in g) / total  # tasks mix the settings (as predictTask does)
-        summaries.append(RunTime(mean, math.sqrt(var), max(rt.p95 for _, _, rt in g)))
-    code = np.full(S, len(groups), dtype=np.int16)  # the class of each setting; len(groups): not measured
-    for k, g in enumerate(groups):
-        code[np.array([s for s, _, _ in g], dtype=np.int64)] = k
-    members = splitBySetting(iset, code, len(groups) + 1)
+    if starts:
+        at = np.asarray(starts, dtype=np.int64)
+        total = np.add.reduceat(c, at)
+        mean = np.add.reduceat(c * t.mean[row], at) / total
+        var = np.add.reduceat(c * t.sd[row] ** 2, at) / total  # tasks mix the settings (as predictTask does)
+        top = np.maximum.reduceat(p95, at)
+        summaries = [RunTime(float(a), math.sqrt(float(b)), float(x)) for a, b, x in zip(mean, var, top)]
+    code = np.full(S, len(starts), dtype=np.int16)  # the class of each setting; len(starts): not measured
+    code[s] = np.repeat(np.arange(len(starts), dtype=np.int16), np.diff(np.asarray([*starts, len(s)], dtype=np.int64)))
+    members = splitBySetting(iset, code, len(starts) + 1)
     return list(zip(summaries, members[:-1])), members[-1]
 
 
@@ -161,7 +196,7 @@ def fit(requests: Sequence[Request], measured: Mapping[str, Measured], maxTime: 
             out.append(r)
             continue
         o = r.options
-        table = TimeTable.of(m.perSetting)
+        table = m.table()
         if rest:
             out.append(Request(r.key, rest, replace(o, label=", ".join(x for x in (o.label, "not measured") if x))))
         for rt, idx in split:
