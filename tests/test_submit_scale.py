@@ -7,6 +7,7 @@ import os
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pyexputils.models import config as configModule
@@ -17,8 +18,8 @@ from pyexputils.runner.fake import FakeBackend
 from pyexputils.runner.judge import State
 from pyexputils.runner.backend import Limits
 from pyexputils.runner.manifest import Manifest
-from pyexputils.runner.plan import PlanOptions, Request, RunTime, SettingTimes, plan
-from pyexputils.runner.planfit import Measured, fit
+from pyexputils.runner.plan import PlanOptions, Request, RunTime, SettingTimes, TimeTable, plan
+from pyexputils.runner.planfit import Measured, RunTimes, fit
 
 
 def project(root: Path, settings: int, slurm: dict[str, object] | None = None) -> None:
@@ -108,4 +109,25 @@ def fittedPeak(n: int) -> float:
 def test_a_fitted_plan_costs_a_bounded_number_of_bytes_per_index() -> None:
     small, large = fittedPeak(200_000), fittedPeak(2_000_000)
     assert large <= 16, f"{large:.1f} bytes per index"  # no RunTime per index: run times by setting, as arrays
+    assert large <= small * 1.5, (small, large)
+
+
+def measuredPeak(settings: int) -> float:
+    """tracemalloc's peak per setting of fitting and planning one run of each of ``settings`` settings, every
+    one measured (three classes of run time), their run times as arrays (what Durations.measured gives)."""
+    k = np.arange(settings, dtype=np.int64)
+    mean = 2.0 * 3.0 ** (k % 3)
+    m = Measured(settings, RunTimes(TimeTable(k, mean, mean * 0.1, mean * 1.2)), RunTime(6, 1, 9))
+    tracemalloc.start()
+    requests, _ = fit([Request("e", range(settings), PlanOptions(time_minutes=10))], {"e": m}, 600)
+    p = plan(requests, Limits(max_time_minutes=600, max_array_size=1001))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(requests) == 3 and p.runs == settings
+    return peak / settings
+
+
+def test_planning_many_measured_settings_holds_arrays_not_a_runtime_each() -> None:
+    small, large = measuredPeak(20_000), measuredPeak(200_000)
+    assert large <= 48, f"{large:.1f} bytes per setting"  # a few arrays of the settings (was ~200 with a dict)
     assert large <= small * 1.5, (small, large)

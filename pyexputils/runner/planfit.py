@@ -135,18 +135,17 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, In
     if len(iset) == 0 or m.settings < 1:
         return [], iset
     S = m.settings
-    counts = np.zeros(S, dtype=np.int64)  # indices per setting (a pass over the indices a chunk at a time)
+    counts = np.zeros(S, dtype=np.int32)  # indices per setting (a pass over the indices a chunk at a time)
     for a in range(0, len(iset), CHUNK):
         np.add.at(counts, iset.between(a, a + CHUNK).array() % S, 1)
-    uniq = np.flatnonzero(counts)
     t = m.table()
-    row = np.minimum(np.searchsorted(t.keys, uniq), max(0, len(t.keys) - 1))
-    known = t.keys[row] == uniq if len(t.keys) else np.zeros(len(uniq), dtype=bool)
-    s, c, row = uniq[known], counts[uniq[known]], row[known]
-    del counts, uniq, known
-    order = np.argsort(t.p95[row], kind="stable")  # by p95 (ties: by setting)
-    s, c, row = s[order], c[order].astype(np.float64), row[order]
-    p95 = t.p95[row]
+    rows = np.flatnonzero((t.keys < S) & (counts[np.minimum(t.keys, S - 1)] > 0))  # measured settings asked for
+    order = rows[np.argsort(t.p95[rows], kind="stable")]  # by p95 (ties: by setting)
+    del rows
+    s = t.keys[order]
+    c = counts[s].astype(np.float64)
+    del counts
+    p95 = t.p95[order]
     starts: list[int] = []  # a class: from its fastest setting up to CLASS_RATIO x that setting's p95
     k = 0
     while k < len(p95):
@@ -156,12 +155,14 @@ def classes(indices: Sequence[int], m: Measured) -> tuple[list[tuple[RunTime, In
     if starts:
         at = np.asarray(starts, dtype=np.int64)
         total = np.add.reduceat(c, at)
-        mean = np.add.reduceat(c * t.mean[row], at) / total
-        var = np.add.reduceat(c * t.sd[row] ** 2, at) / total  # tasks mix the settings (as predictTask does)
+        mean = np.add.reduceat(c * t.mean[order], at) / total
+        var = np.add.reduceat(c * t.sd[order] ** 2, at) / total  # tasks mix the settings (as predictTask does)
         top = np.maximum.reduceat(p95, at)
         summaries = [RunTime(float(a), math.sqrt(float(b)), float(x)) for a, b, x in zip(mean, var, top)]
+    del c, p95, order
     code = np.full(S, len(starts), dtype=np.int16)  # the class of each setting; len(starts): not measured
-    code[s] = np.repeat(np.arange(len(starts), dtype=np.int16), np.diff(np.asarray([*starts, len(s)], dtype=np.int64)))
+    sizes = np.asarray([*starts[1:], len(s)], dtype=np.int64) - np.asarray(starts, dtype=np.int64)
+    code[s] = np.repeat(np.arange(len(starts), dtype=np.int16), sizes)
     members = splitBySetting(iset, code, len(starts) + 1)
     return list(zip(summaries, members[:-1])), members[-1]
 
