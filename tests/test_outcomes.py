@@ -133,3 +133,10 @@ def test_a_task_whose_runs_all_completed_is_one_range_read_in_bounded_memory(tmp
 
     small, large = peak(5_000), peak(50_000)
     assert large <= small * 1.5, (small, large)  # a batch of lines at a time, then its ranges: nothing per run
+
+
+def test_only_the_kinds_asked_for_come_back_however_the_lines_were_written(tmp_path: Path) -> None:
+    path = tmp_path / "0.jsonl"
+    path.write_text('{"event": "task_start", "time": 1}\n{"event":"start","index":1}\n{"index": 1, "event": "end"}\n{"event":"task_end"}\n')
+    assert [e["event"] for e in readEvents(str(path), frozenset({"end", "task_end"}))] == ["end", "task_end"]
+    assert [e["event"] for e in readEvents(str(path))] == ["task_start", "start", "end", "task_end"]

@@ -40,6 +40,8 @@ from pyexputils.runner.status import readEvents
 RING = 8  # run times kept per setting (the latest)
 MAX_ARRAYS = 1000
 VERSION = 2
+_TASK_END = frozenset({"task_end"})
+_FOLDED = frozenset({"task_start", "end", "task_end"})  # what _foldTask reads (its start lines are not decoded)
 LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
 
 
@@ -238,9 +240,9 @@ class Durations:
                 if not name.endswith(".jsonl") or not stem.isdigit() or int(stem) in folded:
                     continue
                 path = os.path.join(folder, name)
-                if not ended and not any(e.get("event") == "task_end" for e in readEvents(path)):
+                if not ended and not any(True for _ in readEvents(path, _TASK_END)):  # only that line is decoded
                     continue
-                self._foldTask(rec, readEvents(path))  # read again rather than held: a task's file can be big
+                self._foldTask(rec, readEvents(path, _FOLDED))  # read again rather than held: a task's file can be big
                 folded.add(int(stem))
                 new = True
             if new:

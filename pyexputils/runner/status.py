@@ -104,9 +104,9 @@ def readEvents(path: str, only: frozenset[str] | None = None) -> Iterator[dict[s
                 continue
             lines.append(line)
             if len(lines) == BATCH:
-                yield from _decode(lines)
+                yield from _decode(lines, only)
                 lines = []
-        yield from _decode(lines)
+        yield from _decode(lines, only)
 
 
 LONG = 1 << 16  # a line longer than this is read in pieces (and not at all when its kind is not wanted)
@@ -114,19 +114,22 @@ _HEAD = '{"event":"'  # how StatusWriter begins every line
 _AT = len(_HEAD)
 
 
-def _decode(lines: list[str]) -> Iterator[dict[str, Any]]:
+def _decode(lines: list[str], only: frozenset[str] | None = None) -> Iterator[dict[str, Any]]:
     if not lines:
         return
     try:  # one decode for many lines
         events: list[dict[str, Any]] = json.loads("[" + ",".join(lines) + "]")
     except json.JSONDecodeError:
+        events = []
         for line in lines:  # a damaged line: skip it alone
             try:
-                yield json.loads(line)
+                events.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-        return
-    yield from events
+    if only is None:
+        yield from events
+    else:  # lines written otherwise than by StatusWriter (its prefix not found) are sorted here
+        yield from (e for e in events if isinstance(e, dict) and e.get("event") in only)
 
 
 def outcomes(paths: list[str]) -> dict[int, IndexOutcome]:
