@@ -185,7 +185,7 @@ class Durations:
                     return _Table.empty()
                 if int(meta.get("gen", 0)) != self._gen:  # written after the log (a compaction cut short): the log is in it
                     self._log = []
-                return _Table(z["ids"].copy(), *(z[k].copy() for k in _STATS))
+                return _Table(z["ids"], *(z[k] for k in _STATS))  # each read into an array of its own
         except (OSError, KeyError, ValueError, zlib.error):
             return _Table.empty()
 
@@ -353,7 +353,9 @@ class Durations:
             some = t.n > 0
             for c in np.unique(np.minimum(t.n[some], RING)).tolist():  # over the first c of the ring (all once full)
                 rows = np.flatnonzero(np.minimum(t.n, RING) == c)
-                p95[rows] = np.quantile(t.ring[rows, :c].astype(np.float64), 0.95, axis=1)
+                for a in range(0, len(rows), 1 << 14):  # in float64 a chunk of settings at a time
+                    part = rows[a : a + (1 << 14)]
+                    p95[part] = np.quantile(t.ring[part, :c].astype(np.float64), 0.95, axis=1)
             p95 = np.maximum(np.maximum(p95, mean), t.censored) * some
             self._cache = (mean * some, sd * some, p95)
         return self._cache
@@ -377,10 +379,13 @@ class Durations:
         if not seen.any():
             return None
         mean, sd, p95 = self._stats()
-        timedOut = t.n[seen] == 0  # only TIMEOUTs: at least twice the longest cut-off (the policy's doubling)
-        x = 2.0 * t.censored[seen].astype(np.float64)
-        table = TimeTable(t.ids[seen].astype(np.int64), np.where(timedOut, x, mean[seen]), np.where(timedOut, 0.0, sd[seen]),
-                          np.where(timedOut, x, p95[seen]))  # fmt: skip
+        if bool(seen.all()) and bool((t.n > 0).all()):  # every setting completed runs: the statistics as they are
+            table = TimeTable(t.ids.astype(np.int64, copy=False), mean, sd, p95)
+        else:
+            timedOut = t.n[seen] == 0  # only TIMEOUTs: at least twice the longest cut-off (the policy's doubling)
+            x = 2.0 * t.censored[seen].astype(np.float64)
+            table = TimeTable(t.ids[seen].astype(np.int64), np.where(timedOut, x, mean[seen]), np.where(timedOut, 0.0, sd[seen]),
+                              np.where(timedOut, x, p95[seen]))  # fmt: skip
         n = int(t.n.sum())
         overall: RunTime | None = None
         if n:
