@@ -282,6 +282,35 @@ def test_listings_go_to_threads_only_when_they_wait(monkeypatch: pytest.MonkeyPa
     assert ({name for _, name in seen} != {threading.current_thread().name}) is slow
 
 
+@pytest.mark.parametrize("slowFrom, oneOff", [(200, None), (None, 100)])
+def test_listings_go_to_threads_once_they_start_to_wait(
+    monkeypatch: pytest.MonkeyPatch, slowFrom: int | None, oneOff: int | None
+) -> None:
+    """Listings fast at first (a cached part of the tree) and slow later go to threads from the first probe
+    whose median waited; one slow listing among fast ones (a preemption) does not."""
+    import threading
+
+    clock = [0.0]
+    seen: dict[int, str] = {}
+
+    def listing(x: int) -> int:
+        seen[x] = threading.current_thread().name
+        # what the walk's clock sees this listing take: held up 10 ms once, or 1 ms each from slowFrom on
+        clock[0] += 1e-2 if x == oneOff else 1e-3 if slowFrom is not None and x >= slowFrom else 1e-6
+        return x
+
+    monkeypatch.setattr(indices.time, "perf_counter", lambda: clock[0])
+    main = threading.current_thread().name
+    with indices.Pace(4) as pace:
+        assert indices._map(listing, range(1000), pace) == list(range(1000))
+    onMain = {x for x, name in seen.items() if name == main}
+    if slowFrom is None:
+        assert onMain == set(range(1000)) and pace.threaded is False
+    else:
+        switch = (slowFrom // indices.PROBE + 1) * indices.PROBE  # after the first probe that is mostly slow
+        assert onMain == set(range(switch)) and pace.threaded is True
+
+
 def test_threaded_listings_run_a_bounded_way_ahead_of_their_use(monkeypatch: pytest.MonkeyPatch) -> None:
     """The walk uses listings as threads make them: never more than AHEAD (+ the batches under way) ahead,
     so the names held at once stay bounded, whatever the number of folders."""

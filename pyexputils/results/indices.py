@@ -35,7 +35,7 @@ CHUNK = 4096  # folders (or names of one big folder) handled at once
 PARSE_ABOVE = CHUNK  # a level that can hold more names than this parses the names found instead of making all
 WORKERS = 16  # threads that list folders at once when listings wait (on the disk or the network): waits overlap
 PROBE = 32  # folders listed one by one first, to tell a listing that waits from one served by the cache
-SLOW_LISTING_S = 100e-6  # a mean listing slower than this waits on something: the rest go to threads
+SLOW_LISTING_S = 100e-6  # a listing slower than this (the median of a probe) waits on something: the rest go to threads
 BATCH = 16  # listings a thread takes at a time
 AHEAD = CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
 _Node = tuple[int, int, str]
@@ -463,8 +463,7 @@ def _hasAll(folder: str, required: list[str]) -> bool:
 
 class Pace:
     """How one walk lists folders: one by one, or with ``workers`` threads once listings are found to wait
-    (decided once, by the first :data:`PROBE` listings of a call). A context manager: closing it stops its
-    threads."""
+    (``threaded``: None until a probe's worth was listed). A context manager: closing it stops its threads."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -491,21 +490,28 @@ def _map(fn: Callable[[T], R], items: Iterable[T], pace: Pace) -> list[R]:
 
 
 def _stream(fn: Callable[[T], R], items: Iterable[T], pace: Pace) -> Iterator[R]:
-    """``fn`` over ``items``, in order, as they are used (``items`` is advanced by this thread only). Until
-    ``pace`` knows, the first :data:`PROBE` one by one: when they took over :data:`SLOW_LISTING_S` each (they
-    wait on the disk or the network, and waits overlap), this and every later call of the walk use
-    ``pace``'s threads, :data:`BATCH` items a thread at a time and at most :data:`AHEAD` items ahead of their
-    use; else one by one (from a warm cache threads only contend for the interpreter)."""
+    """``fn`` over ``items``, in order, as they are used (``items`` is advanced by this thread only): one by
+    one, :data:`PROBE` at a time, until in a probe's worth the median took over :data:`SLOW_LISTING_S` (they
+    wait on the disk or the network, and waits overlap); from then on, for the rest of the walk, on ``pace``'s
+    threads, :data:`BATCH` items a thread at a time and at most :data:`AHEAD` items ahead of their use.
+    From a warm cache it stays on this thread: threads would only contend for the interpreter."""
     it = iter(items)
-    if pace.threaded is None:
-        began = time.perf_counter()
-        head = [fn(x) for x in itertools.islice(it, PROBE)]
-        if len(head) == PROBE:
-            pace.threaded = time.perf_counter() - began > SLOW_LISTING_S * PROBE
-        yield from head
-    if not pace.threaded:
+    if pace.workers <= 1:
         yield from map(fn, it)
         return
+    clock = time.perf_counter
+    while not pace.threaded:
+        head: list[R] = []
+        took: list[float] = []
+        for x in list(itertools.islice(it, PROBE)):  # taken first: making the items is not timed
+            began = clock()
+            head.append(fn(x))
+            took.append(clock() - began)
+        if len(head) == PROBE:  # the median: one listing held up (a page fault, a preemption) does not count
+            pace.threaded = sorted(took)[PROBE // 2] > SLOW_LISTING_S
+        yield from head
+        if len(head) < PROBE:
+            return
 
     def work(batch: list[T]) -> list[R]:
         return [fn(x) for x in batch]
