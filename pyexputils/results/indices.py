@@ -233,17 +233,18 @@ class _Walk:
             return _sharedLevel(listed, candidates, level)
         return _ownLevel(listed, level, self._candidates)
 
-    def _paramsText(self, perm: int) -> str:
-        return self._params[perm] if self._params is not None else self.exp.paramsString(perm)
-
     def _candidates(self, level: Level, perm: int, run: int) -> _Candidates:
         """Name at this level -> the (perm, run) pairs it stands for (-1: not read here), given what is fixed."""
-        perms = range(self.count) if level.usesParams and perm < 0 else [perm]
+        every = level.usesParams and perm < 0
+        if every and self._params is None:  # every setting's text: made in bulk, once
+            self._params = self.exp.paramsStrings()
+        params = self._params
+        perms = range(self.count) if every else [perm]
         runList = range(self.runs) if level.usesRun and run < 0 else [run]
         fmt = level.formatString()
         out: _Candidates = {}
         for p in perms:
-            text = self._paramsText(p) if p >= 0 and level.usesParams else ""
+            text = "" if p < 0 or not level.usesParams else params[p] if params is not None else self.exp.paramsString(p)
             for r in runList:
                 name = fmt.format(text, str(r) if r >= 0 else "")
                 same = out.get(name)
