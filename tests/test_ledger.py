@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from hypothesis import given
@@ -216,13 +217,7 @@ def test_a_version_2_ledger_is_read_as_it_is_and_migrated_to_ranges(tmp_path: Pa
         assert led.nextAttempts("/e.json", [2, 3, 9]) == {2: 3, 3: 2, 9: 1}
         assert led.resets("/e.json") == {7: 1} and led.runs("/e.json") == 1
 
-    reader = Ledger.read(state)
-    assert reader is not None and reader.version == 2
-    with reader:
-        check(reader)
-    with Ledger.open(state) as led:
-        assert led.version == SCHEMA_VERSION == 4
-        check(led)
+    with readThenMigrate(state, 2, check) as led:
         assert led.db.execute("SELECT COUNT(*) FROM attempt_ranges").fetchone()[0] == 3  # a: 0-3 (2 per task), 7; b: 2
     tables = {r[0] for r in sqlite3.connect(state.ledger).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "attempts" not in tables and "verdicts" not in tables
@@ -262,13 +257,7 @@ def test_a_version_3_ledger_is_read_as_it_is_and_migrated_to_packed_rows(tmp_pat
         assert led.verdicts("/e.json") == {0: {1: Verdict(Cause.COMPLETED, True, 0)}, 2: {1: Verdict(Cause.TIMEOUT, True)}}
         assert led.unresolvedJobs() == ["5", "6", "7"] and led.nextAttempts("/e.json", [0, 1, 9, 102]) == {0: 2, 1: 2, 9: 1, 102: 2}
 
-    reader = Ledger.read(state)
-    assert reader is not None and reader.version == 3
-    with reader:
-        check(reader)
-    with Ledger.open(state) as led:
-        assert led.version == SCHEMA_VERSION == 4
-        check(led)
+    with readThenMigrate(state, 3, check) as led:
         count = "SELECT COUNT(*) FROM attempt_ranges WHERE tag = ?"
         assert [led.db.execute(count, (t,)).fetchone()[0] for t in "abc"] == [4, 4, 1]  # c: a plan's tasks, packed
         cls = Bundles.of(range(1001, 3001, 2), 100)  # every other index: 1,000 ranges of one
@@ -306,3 +295,15 @@ def test_an_array_of_a_million_one_run_tasks_is_one_row(tmp_path: Path) -> None:
         v = led.view("/e.json", 1_000_000)
         assert int(v.attempt.min()) == 1 and v.taskOf(999_999) == 999_999 and v.table[int(v.recorded[5])].cause is Cause.COMPLETED
     assert os.path.getsize(StateDir(str(tmp_path)).ledger) < 100_000
+
+
+def readThenMigrate(state: StateDir, version: int, check: Callable[[Ledger], None]) -> Ledger:
+    """``check`` an old ledger read as it is (still ``version``), then opened by a writer (migrated): the writer."""
+    reader = Ledger.read(state)
+    assert reader is not None and reader.version == version
+    with reader:
+        check(reader)
+    led = Ledger.open(state)
+    assert led.version == SCHEMA_VERSION == 4
+    check(led)
+    return led

@@ -18,7 +18,7 @@ import re
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,6 @@ from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPa
 T = TypeVar("T")
 R = TypeVar("R")
 
-# a node of the walk: (permutation or -1, run or -1, folder path)
 CHUNK = 4096  # folders (or names of one big folder) handled at once
 PARSE_ABOVE = CHUNK  # a level that can hold more names than this parses the names found instead of making all
 WORKERS = 16  # threads that list folders at once when listings wait (on the disk or the network): waits overlap
@@ -38,7 +37,7 @@ PROBE = 32  # folders listed one by one first, to tell a listing that waits from
 SLOW_LISTING_S = 100e-6  # a listing slower than this (the median of a probe) waits on something: the rest go to threads
 BATCH = 16  # listings a thread takes at a time
 AHEAD = CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
-_Node = tuple[int, int, str]
+_Node = tuple[int, int, str]  # a node of the walk: (permutation or -1, run or -1, folder path)
 _Candidates = dict[str, list[tuple[int, int]]]  # name at a level -> the (perm, run) pairs it stands for
 
 
