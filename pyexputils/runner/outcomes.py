@@ -1,6 +1,8 @@
 """The runner's status files read back (:mod:`pyexputils.runner.status`) as the latest outcome per index, in
-bounded memory: index ranges that ended alike, not an object per index. Imports NumPy, so it is apart from
-:mod:`pyexputils.runner.status`, which the in-job runner imports."""
+bounded memory: index ranges that ended alike, not an object per index. A file whose last line is a
+``task_end`` with the run's own account (``outcomes``: :func:`pyexputils.runner.status.summary`) is read from
+that line and the lines before its run (earlier runs of the task), not its run's lines. Imports NumPy, so it is
+apart from :mod:`pyexputils.runner.status`, which the in-job runner imports."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
@@ -8,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import numpy.typing as npt
 
-from pyexputils.runner.status import BATCH, IndexOutcome, readEvents
+from pyexputils.runner.status import BATCH, IndexOutcome, Summary, readEvents, readSummary
 
 BLOCK = 4096  # ranges per block: painting rebuilds only the blocks it reaches
 Kind = tuple[str, Any, Any, Any, Any, Any, bool, "str | None"]  # state, exit, signal, host, job, attempt, started, seen
@@ -21,7 +23,8 @@ class Outcomes:
     sorted disjoint index ranges that ended alike, each with a kind (state, exit, signal, host, job,
     attempt, started, scheduler state): a task whose runs all completed is one range, whatever its size.
     Read in bounded memory: :data:`BATCH` lines at a time, folded into the ranges; an
-    :class:`IndexOutcome` is built only for an index asked about (:meth:`get`)."""
+    :class:`IndexOutcome` is built only for an index asked about (:meth:`get`). A run's account on its
+    ``task_end`` line stands for the run's lines (they say the same: tests/test_outcomes.py)."""
 
     def __init__(self) -> None:
         self.kinds: list[Kind] = []
@@ -46,6 +49,19 @@ class Outcomes:
         return got
 
     def _fold(self, path: str) -> None:
+        said = readSummary(path)
+        ranges = None if said is None else _summaryRanges(said)
+        if said is None or ranges is None:
+            self._foldEvents(readEvents(path, _ENDS))
+            return
+        seen = self._foldEvents(readEvents(path, _ENDS, end=said.offset))  # earlier runs' lines only
+        job = None if said.job is None else str(said.job)
+        ids = np.asarray([self._id((c, e, s, said.host, job, said.attempt, b, seen)) for (c, e, s, b), _ in said.groups], dtype=np.int64)
+        lo, hi, group = ranges
+        self._paint(lo, hi, ids[group])
+
+    def _foldEvents(self, events: Iterable[dict[str, Any]]) -> str | None:
+        """Events of one file in order, painted over the ranges; the state of its last ``scheduler`` event."""
         seen: str | None = None
         stopped = False  # a stop event was read: CANCELLED outcomes after it take the scheduler's answer
         cancelledSince: list[tuple[int, int]] = []  # ranges of those
@@ -63,7 +79,7 @@ class Outcomes:
                 idx.clear()
                 kid.clear()
 
-        for ev in readEvents(path, _ENDS):
+        for ev in events:
             kind = ev.get("event")
             if kind == "scheduler":
                 flush()
@@ -86,6 +102,7 @@ class Outcomes:
             if len(idx) >= BATCH:
                 flush()
         flush()
+        return seen
 
     def _paint(self, lo: _I64, hi: _I64, kind: _I64) -> None:
         """Ranges (sorted, disjoint) painted over what is there: only the blocks they reach are rebuilt."""
@@ -147,6 +164,82 @@ class Outcomes:
         for a, b, k in zip(self.lo.tolist(), self.hi.tolist(), self.kind.tolist()):
             for i in range(a, b):
                 yield i, self._outcome(i, k)
+
+
+def _summaryRanges(said: Summary) -> tuple[_I64, _I64, _I64] | None:
+    """A run's account as sorted disjoint ranges ``[lo, hi)`` with the position of their group; None unless
+    every group's ranges text is well formed and no index is in two groups."""
+    parts = [spanArrays(text) for _, text in said.groups]
+    if any(p is None for p in parts):
+        return None
+    lo = _cat([p[0] for p in parts if p is not None])
+    hi = _cat([p[1] for p in parts if p is not None])
+    group = _cat([np.full(len(p[0]), g, dtype=np.int64) for g, p in enumerate(parts) if p is not None])
+    order = np.argsort(lo, kind="stable")
+    lo, hi, group = lo[order], hi[order], group[order]
+    if np.any(lo[1:] < hi[:-1]):
+        return None
+    return lo, hi, group
+
+
+SPAN_CHUNK = 1 << 20  # characters of ranges text parsed at once
+
+
+def spanArrays(text: str) -> tuple[_I64, _I64] | None:
+    """Ranges text (``"0-99,140"``, :func:`pyexputils.runner.inspect.formatSpans`) as arrays ``lo = [0, 140]``,
+    ``hi = [100, 141]`` (half open), parsed with array operations :data:`SPAN_CHUNK` characters at a time
+    (nothing per range in Python); None unless well formed (a range is ``a`` or ``a-b`` with ``a <= b``)."""
+    if not text:
+        return _cat([]), _cat([])
+    los, his = [], []
+    at = 0
+    while True:
+        cut = text.find(",", at + SPAN_CHUNK) if len(text) - at > SPAN_CHUNK else -1  # a chunk ends before a comma
+        got = _spans(text[at : len(text) if cut < 0 else cut])
+        if got is None:
+            return None
+        los.append(got[0])
+        his.append(got[1])
+        if cut < 0:
+            return _cat(los), _cat(his)
+        at = cut + 1
+
+
+_POW = 10 ** np.arange(19, dtype=np.int64)
+
+
+def _spans(text: str) -> tuple[_I64, _I64] | None:
+    try:
+        b = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return None
+    digit = (b >= 48) & (b <= 57)
+    sep = np.flatnonzero(~digit)
+    if not len(b) or not np.all(digit | (b == 44) | (b == 45)):
+        return None
+    bounds = np.concatenate([[-1], sep, [len(b)]])
+    width = np.diff(bounds) - 1  # digits of each number
+    if np.any(width < 1) or np.any(width > 18):
+        return None
+    first = bounds[:-1] + 1  # where each number begins
+    pos = np.flatnonzero(digit)
+    number = np.cumsum(~digit)[pos]  # which number each digit belongs to
+    place = (first + width)[number] - pos - 1  # its power of ten
+    nums = np.add.reduceat((b[pos].astype(np.int64) - 48) * _POW[place], first - np.arange(len(first)))
+    dash = b[sep] == 45
+    if np.any(dash[1:] & dash[:-1]):  # a-b-c
+        return None
+    start = np.ones(len(nums), dtype=bool)
+    start[1:] = ~dash
+    k = np.flatnonzero(start)
+    paired = np.zeros(len(k), dtype=bool)
+    inner = k < len(dash)
+    paired[inner] = dash[k[inner]]
+    lo = nums[k]
+    hi = np.where(paired, nums[np.minimum(k + 1, len(nums) - 1)], lo)
+    if np.any(hi < lo):
+        return None
+    return lo, hi + 1
 
 
 def _runs(idx: _I64, kind: _I64) -> tuple[_I64, _I64, _I64]:

@@ -21,6 +21,9 @@ Signals (the sbatch script ``exec``s the runner, so it receives them itself):
 A run the runner stopped is killed (SIGKILL to its group) ``Manifest.grace_s`` seconds after its SIGTERM.
 A run past ``Manifest.time_limit_s`` is stopped the same way and ends ``TIMEOUT``; the others go on.
 
+When no stop cut the task off, its ``task_end`` line carries the task's own account of how every index ended
+(``outcomes``: :func:`pyexputils.runner.status.summary`), so that a reader need not read every line.
+
 Causes of ``end``: exit 0 with every ``require`` file present: ``COMPLETED`` (even after a SIGTERM); exit 0
 with files missing: ``FAILED`` (``missing`` lists them); stopped by the runner: the stop's cause; killed by
 SIGKILL (or a shell's exit 137) that the runner did not send: ``OUT_OF_MEMORY`` (a heuristic: the kernel's
@@ -54,7 +57,7 @@ from pyexputils.models.loader import loadMapping
 from pyexputils.runner.causes import Cause
 from pyexputils.runner.command import buildCommand, directArgv, shellArgv
 from pyexputils.runner.manifest import Manifest
-from pyexputils.runner.status import StatusWriter
+from pyexputils.runner.status import Final, StatusWriter, summary
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SETTLE_S = 0.5  # how long a run that died of a signal waits for the runner's own stop signal
@@ -136,7 +139,8 @@ class TaskRunner:
         )
         self.running: list[Run] = []
         self.pending: deque[int] = deque(self.indices)
-        self.causes: dict[int, Cause] = {}
+        self.finals: dict[int, Final] = {}  # each index's last line so far: cause, exit, signal, started
+        self._final: dict[Final, Final] = {}  # one tuple of each kind, shared by the indices that ended alike
         self.stopCause: Cause | None = None
         self.sawUsr1 = False
         self.stopAt: float | None = None  # a USR1 came early: stop (TIMEOUT) at this time
@@ -201,8 +205,12 @@ class TaskRunner:
             if self.pending or self.running:
                 wake.wait(self._timeout(time.time()))
         self._probed(final=True)
-        code = 0 if all(self.causes.get(i) == Cause.COMPLETED for i in self.indices) else 1
-        self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
+        finals = self.finals
+        code = 0 if all(i in finals and finals[i][0] == Cause.COMPLETED for i in self.indices) else 1
+        if self.stopCause is None and all(i in finals for i in self.indices):  # the run's account, last on the line
+            self._event("task_end", cut_off=False, cause=None, exit=code, offset=self.w.offset, outcomes=summary(finals.items()))
+        else:
+            self._event("task_end", cut_off=self.stopCause is not None, cause=self.stopCause, exit=code)
         return code
 
     def _load(self) -> None:
@@ -398,12 +406,15 @@ class TaskRunner:
     # --- records ------------------------------------------------------------------------------------
     def _record(self, index: int, kind: str, **fields: Any) -> None:
         if kind == "skip":
-            self.causes[index] = Cause(fields["cause"])
+            self._ended(index, (Cause(fields["cause"]), None, None, False))
         self._event(kind, index=index, **fields)
 
     def _end(self, index: int, cause: Cause, **fields: Any) -> None:
-        self.causes[index] = cause
+        self._ended(index, (cause, fields["exit"], fields["signal"], True))
         self._event("end", index=index, cause=cause, **fields)
+
+    def _ended(self, index: int, final: Final) -> None:
+        self.finals[index] = self._final.setdefault(final, final)
 
 
 PROBE_S = 2.0  # how long after a SIGTERM the runner looks for Slurm's own line in its job's stderr file
