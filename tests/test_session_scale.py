@@ -19,6 +19,7 @@ from pyexputils.runner.durations import Durations
 from pyexputils.runner.fake import FakeBackend
 from pyexputils.runner.judge import State
 from pyexputils.runner.ledger import Ledger, Submission
+from pyexputils.runner.status import summary
 
 
 def project(root: Path, settings: int) -> None:
@@ -80,10 +81,11 @@ def lookPerIndex(root: Path, settings: int, runs: int, verdicts: bool) -> float:
     return p / n
 
 
-def endedPerIndex(root: Path, settings: int, runs: int) -> float:
+def endedPerIndex(root: Path, settings: int, runs: int, account: bool = False) -> float:
     """tracemalloc's peak per index of one look at a sweep (status with no watch running) whose every task
     ended, each run's end in its runner's status file (the first 100 FAILED, the rest COMPLETED; no results
-    on disk) and no verdict recorded: the files are read as ranges, nothing per index."""
+    on disk) and no verdict recorded: the files are read as ranges, nothing per index. ``account``: each file
+    ends with the runner's account of its run (task_end's ``outcomes``), which is read instead of its lines."""
     n = settings * runs
     s, _, n = recordSweep(root, settings, runs, -(-n // 4), False)  # 4 tasks, as auto bundling makes them
     s.backend.jobs.clear()  # type: ignore[attr-defined]  # gone from the queue
@@ -97,6 +99,9 @@ def endedPerIndex(root: Path, settings: int, runs: int) -> float:
             for i in range(lo, min(lo + per, n)):
                 end = '"cause":"FAILED","exit":1' if i < 100 else '"cause":"COMPLETED","exit":0'
                 f.write(f'{{"event":"start",{head},"index":{i},"pid":2,"command":"true"}}\n{{"event":"end",{head},"index":{i},{end},"signal":null}}\n')
+            if account:
+                said = summary((i, ("FAILED", 1, None, True) if i < 100 else ("COMPLETED", 0, None, True)) for i in range(lo, min(lo + per, n)))
+                f.write(f'{{"event":"task_end",{head},"cut_off":false,"cause":null,"exit":1,"offset":0,"outcomes":{json.dumps(said)}}}\n')
     ledger = s.readLedger()
     assert ledger is not None
     with ledger:
@@ -188,13 +193,14 @@ def test_a_fitted_plan_of_several_classes_stays_bounded_and_a_few_ledger_rows(tm
     assert large[3] <= 20 and small[3] <= 20, (small[3], large[3])  # rows: a few per array, whatever the size
 
 
-@pytest.mark.parametrize("look", ["recorded", "queued", "watch", "ended"])
+@pytest.mark.parametrize("look", ["recorded", "queued", "watch", "ended", "ended-account"])
 def test_memory_per_index_stays_bounded(look: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     if look == "watch":
         small, large = watchPerIndex(tmp_path, 10_000, 2), watchPerIndex(tmp_path, 100_000, 2)
-    elif look == "ended":
-        small, large = endedPerIndex(tmp_path, 10_000, 2), endedPerIndex(tmp_path, 100_000, 2)
+    elif look.startswith("ended"):
+        account = look == "ended-account"
+        small, large = endedPerIndex(tmp_path, 10_000, 2, account), endedPerIndex(tmp_path, 100_000, 2, account)
     else:
         small, large = (lookPerIndex(tmp_path, k, 2, look == "recorded") for k in (10_000, 100_000))
     assert large <= 16, f"{large:.1f} bytes per index"  # arrays of a byte or two per index, no object per index

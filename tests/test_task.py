@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from pyexputils.runner import outcomes as outcomesModule
 from pyexputils.runner.manifest import Manifest
-from pyexputils.runner.status import outcomes, readEvents
+from pyexputils.runner.outcomes import Outcomes
+from pyexputils.runner.status import outcomes, readEvents, readSummary
 
 # The user's program: what it does depends on the swept parameter `mode`.
 PROG = r'''
@@ -200,7 +202,7 @@ def test_usr1_mid_bundle_cuts_off_the_running_index_and_skips_the_rest(tmp_path:
     assert ends[3]["event"] == "skip" and ends[3]["cause"] == "TIMEOUT"
     stop = [e for e in p.events() if e["event"] == "stop"]
     assert stop[0]["name"] == "SIGUSR1" and stop[0]["running"] == [1] and stop[0]["skipped"] == [2, 3]
-    assert p.events()[-1]["cut_off"] is True
+    assert p.events()[-1]["cut_off"] is True and "outcomes" not in p.events()[-1]  # no account of a cut-off run
     outs = outcomes([str(tmp_path / "status" / "t1" / "0.jsonl")])
     assert outs[1].state == "TIMEOUT" and outs[1].started and not outs[2].started
 
@@ -393,3 +395,29 @@ def test_the_direct_start_is_what_bash_would_exec(tmp_path: Path, monkeypatch: p
         m.write(str(tmp_path / "manifest.json"))
         p.run()  # FAILED (the probe writes no result): what it saw is the point
         assert ((tmp_path / "shlvl").read_text() != "-") is shell  # a shell sets SHLVL; a direct start does not
+
+
+def test_task_end_carries_the_runs_account_which_reads_as_its_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = Project(tmp_path, ["ok", "fail", "nowrite", "oom", "nap0.01"])
+    p.manifest([[0, 1, 2, 3, 4, 5]], parallel=2)  # index 5: mode "ok", run 1
+    path = str(tmp_path / "status" / "t1" / "0.jsonl")
+
+    def every() -> Outcomes:  # the file read line by line, as before the account
+        with monkeypatch.context() as mp:
+            mp.setattr(outcomesModule, "readSummary", lambda path: None)
+            return Outcomes.read([path])
+
+    for run in (1, 2):  # the second: the same task again (a requeue appends to its file; done indices are skipped)
+        size = os.path.getsize(path) if run == 2 else 0
+        assert p.run() == 1
+        end = p.events()[-1]
+        assert end["event"] == "task_end" and end["cut_off"] is False and end["offset"] == size
+        assert readSummary(path) is not None
+        groups = {(g["cause"], g["exit"], g["signal"], g["started"]): g["indices"] for g in end["outcomes"]}
+        assert groups == ({("COMPLETED", 0, None, True): "0,4-5", ("FAILED", 3, None, True): "1", ("FAILED", 0, None, True): "2",
+                           ("OUT_OF_MEMORY", None, 9, True): "3"} if run == 1 else
+                          {("COMPLETED", None, None, False): "0,4-5", ("FAILED", 3, None, True): "1", ("FAILED", 0, None, True): "2",
+                           ("OUT_OF_MEMORY", None, 9, True): "3"})  # fmt: skip
+        got, want = Outcomes.read([path]), every()
+        assert [(a, b, got.kinds[k]) for a, b, k in zip(got.lo, got.hi, got.kind)] == [(a, b, want.kinds[k]) for a, b, k in zip(want.lo, want.hi, want.kind)]
+        assert dict(got.items()) == dict(want.items()) and len(got) == 6

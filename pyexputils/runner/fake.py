@@ -20,14 +20,14 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from pyexputils.errors import ExperimentError
 from pyexputils.models import ExperimentDescription, loadConfig
 from pyexputils.models.loader import loadMapping
 from pyexputils.runner.backend import Backend, BackendError, JobSpec, Limits, LiveTask
 from pyexputils.runner.causes import Cause
-from pyexputils.runner.status import StatusWriter
+from pyexputils.runner.status import StatusWriter, summary
 
 LIVE = ("PENDING", "RUNNING", "COMPLETING")
 # how Slurm names a task that ended with each cause
@@ -55,6 +55,7 @@ class FakeTask:
     forgotten: bool = False  # squeue no longer lists it (MinJobAge passed since it ended)
     started: list[int] = field(default_factory=list)  # its indices the runner started
     stopped: Cause | None = None  # the runner got a stop signal (see FakeBackend.stop)
+    offset: int = 0  # where its runner's task_start line begins in its status file
 
 
 @dataclass
@@ -177,6 +178,7 @@ class FakeBackend(Backend):
         assert t.state == "PENDING", f"task {job}_{task} is {t.state}, not PENDING"
         t.state = "RUNNING"
         with self._writer(t) as w:
+            t.offset = w.offset
             w.write("task_start", time=time.time(), indices=t.job.indices(task), pid=os.getpid(), parallel=1, tag=t.job.tag)
             for i in t.job.indices(task)[:1]:
                 w.write("start", time=time.time(), index=i, pid=os.getpid(), command="fake")
@@ -221,9 +223,12 @@ class FakeBackend(Backend):
                     w.write("end", time=now, index=i, seconds=1.0, **self._endFields(t.stopped or c, exit))
                 if seen is not None:
                     w.write("scheduler", time=now, state=seen, source="stderr")
-                w.write("task_end", time=now, cut_off=t.stopped is not None,
-                        cause=None if t.stopped is None else self._runnerCause(t.stopped),
-                        exit=0 if c is Cause.COMPLETED else 1)  # fmt: skip
+                if t.stopped is None:  # with the run's account, as the runner writes it
+                    f = self._endFields(c, exit)
+                    w.write("task_end", time=now, cut_off=False, cause=None, exit=0 if c is Cause.COMPLETED else 1, offset=t.offset,
+                            outcomes=summary((i, (str(f["cause"]), f["exit"], f["signal"], True)) for i in t.started))  # fmt: skip
+                else:
+                    w.write("task_end", time=now, cut_off=True, cause=self._runnerCause(t.stopped), exit=1)
         t.state = state if state is not None else SCHEDULER_STATE[c]
 
     def stop(self, job: str | int, task: int, cause: Cause | str = Cause.CANCELLED, *, seen: str | None = None,
@@ -291,7 +296,7 @@ class FakeBackend(Backend):
     def _runnerCause(c: Cause) -> str:
         return "TIMEOUT" if c is Cause.TIMEOUT else "CANCELLED"
 
-    def _endFields(self, c: Cause, exit: int | None) -> dict[str, object]:
+    def _endFields(self, c: Cause, exit: int | None) -> dict[str, Any]:
         if c is Cause.COMPLETED:
             return {"cause": "COMPLETED", "exit": 0, "signal": None}
         if c is Cause.FAILED:
