@@ -17,7 +17,9 @@ quiet watch round (ledger and fake backend), each in its own process with its pe
 sets it up runs in a process of its own, not measured).
 ``--big-ended``: a sweep of that many indices submitted (auto bundling) whose every task ended, its runner's
 status file written (every run COMPLETED, exit 0; no results on disk) and no verdict recorded (no watch ran):
-``status`` in its own process, with its peak RSS and tracemalloc's peak (a second run, per index).
+``status`` in its own process, with its peak RSS and tracemalloc's peak (a second run, per index); the files
+as the runner writes them (``task_end`` with the run's account, ``runner.status.summary``) and, in the same
+run, as runners before it wrote them (no account: every line read) (``--big-ended-files``).
 ``--measured``: planning an experiment of that many settings (one run each), every one measured (three
 classes of run time): ``Durations.load`` + ``measured()`` + ``planfit.fit`` + ``plan``, in its own process, with
 its peak RSS and tracemalloc's peak (a second run, per setting).
@@ -56,6 +58,7 @@ from pyexputils.models import loadExperiment  # noqa: E402
 from pyexputils.results import doneMask  # noqa: E402
 from pyexputils.runner import judge, session  # noqa: E402
 from pyexputils.runner.fake import FakeBackend  # noqa: E402
+from pyexputils.runner.status import summary  # noqa: E402
 
 COMPLETE_UP_TO = 100_000
 REFERENCE_UP_TO = int(float(os.environ.get("PYX_BENCH_REFERENCE_UP_TO", "1e6")))  # judgeIndex per index: 75 s a phase at 10^6
@@ -223,8 +226,9 @@ def bigCommand(n: int, what: str, out: str, perTask: int | None = None) -> None:
     Path(out).write_text(json.dumps({"seconds": seconds, "maxrss_mb": rss, "peak": peak}))
 
 
-def writeStatusFiles(fake: FakeBackend) -> None:
-    """What the runner of every task of every job writes when each of its runs completes (exit 0)."""
+def writeStatusFiles(fake: FakeBackend, account: bool = True) -> None:
+    """What the runner of every task of every job writes when each of its runs completes (exit 0); without
+    ``account``, as runners before the run's account on ``task_end`` wrote it."""
     for job in fake.jobs.values():
         assert job.spec is not None
         m = job.spec.manifest
@@ -239,7 +243,28 @@ def writeStatusFiles(fake: FakeBackend) -> None:
                     f.write("".join(f'{{"event":"start",{head},"index":{i},"pid":2,"command":"true"}}\n'
                                     f'{{"event":"end",{head},"index":{i},"cause":"COMPLETED","exit":0,"signal":null,'
                                     f'"seconds":0.01,"maxrss_mb":3.1}}\n' for i in indices[k : k + 4096]))  # fmt: skip
-                f.write(f'{{"event":"task_end",{head},"cut_off":false,"cause":null,"exit":0}}\n')
+                said = f',"offset":0,"outcomes":{json.dumps(summary((i, DONE) for i in indices), separators=(",", ":"))}' if account else ""
+                f.write(f'{{"event":"task_end",{head},"cut_off":false,"cause":null,"exit":0{said}}}\n')
+
+
+DONE = ("COMPLETED", 0, None, True)  # an index's last line when its run completed
+
+
+def dropAccounts(folder: str) -> None:
+    """Every status file under ``folder`` as runners before the run's account wrote it: its last line
+    (task_end) without ``offset`` and ``outcomes``."""
+    for path in Path(folder).rglob("*.jsonl"):
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - (1 << 20)))
+            tail = f.read()
+            at = size - len(tail) + tail.rfind(b"\n", 0, len(tail) - 1) + 1
+            end = json.loads(tail[at - (size - len(tail)) :])
+            end.pop("offset", None)
+            end.pop("outcomes", None)
+            f.seek(at)
+            f.truncate()
+            f.write(json.dumps(end, separators=(",", ":")).encode() + b"\n")
 
 
 def bigQueued(n: int, what: str, folder: str, out: str) -> None:
@@ -256,6 +281,8 @@ def bigQueued(n: int, what: str, folder: str, out: str) -> None:
         seconds = time.perf_counter() - t0
         if what == "setup-ended":
             writeStatusFiles(fake)
+        if what == "setup-ended-old":
+            writeStatusFiles(fake, account=False)
         Path(out).write_text(json.dumps({"seconds": seconds, "arrays": len(fake.jobs),
                                          "tasks": sum(len(j.tasks) for j in fake.jobs.values())}))  # fmt: skip
         return
@@ -418,6 +445,8 @@ def main() -> None:
     p.add_argument("--big", default="1e7", help="fresh-sweep commands at this size ('' to skip)")
     p.add_argument("--big-queued", default="1e7", help="status and a quiet watch round of a queued sweep of this size ('' to skip)")
     p.add_argument("--big-ended", default="1e6", help="status of a sweep of this size whose every task ended, no verdict recorded ('' to skip)")
+    p.add_argument("--big-ended-files", choices=["both", "account", "old"], default="both",
+                   help="--big-ended's status files: as the runner writes them (task_end with the run's account), as older runners did, or both")
     p.add_argument("--measured", default="1e6", help="planning this many measured settings ('' to skip)")
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
     p.add_argument("--fitted", default="1e6", help="a fitted plan of several classes at these sizes ('' to skip)")
@@ -505,14 +534,19 @@ def main() -> None:
         n = int(float(a.big_ended))
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         with tempfile.TemporaryDirectory(dir=base) as folder:
-            setup = spawn("--child-big-queued", str(n), "setup-ended", folder)
-            r = spawn("--child-big-queued", str(n), "ended", folder)
+            kinds = {"both": ["account", "old"], "account": ["account"], "old": ["old"]}[a.big_ended_files]
+            setup = spawn("--child-big-queued", str(n), "setup-ended" if kinds[0] == "account" else "setup-ended-old", folder)
             files = sum(f.stat().st_size for f in Path(folder).rglob("*.jsonl"))
             print(f"\nended sweep of {n:,} indices ({setup['arrays']} arrays, {setup['tasks']:,} tasks; status files {files / 2**20:.0f} MB, "
                   "every run COMPLETED, no results on disk, no verdict recorded), status in its own process:")  # fmt: skip
-            print(f"  status: {r['seconds']:.2f} s ({r['seconds'] / max(r['baseline'], 1e-3):.1f}x doneMask {r['baseline']:.2f} s), "
-                  f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; {r['before_mb']:.0f} MB before it), "
-                  f"tracemalloc peak {fmtPeak(r['peak'], n)}")  # fmt: skip
+            for kind in kinds:
+                if kind == "old" and kinds[0] == "account":
+                    dropAccounts(folder)
+                r = spawn("--child-big-queued", str(n), "ended", folder)
+                label = "task_end with the run's account" if kind == "account" else "no account (older runners: every line read)"
+                print(f"  status, {label}: {r['seconds']:.2f} s ({r['seconds'] / max(r['baseline'], 1e-3):.1f}x doneMask {r['baseline']:.2f} s), "
+                      f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; {r['before_mb']:.0f} MB before it), "
+                      f"tracemalloc peak {fmtPeak(r['peak'], n)}")  # fmt: skip
 
     if a.measured:
         n = int(float(a.measured))
