@@ -8,7 +8,7 @@ array task id) and ``attempt``:
   the stop's cause or None, ``exit``: the runner's exit code; when the run was not cut off, also ``offset``:
   the byte offset in the file of this run's ``task_start`` line (0 unless an earlier run of the task, e.g.
   before a requeue, wrote lines first), and ``outcomes``: the run's own account of every index's last line,
-  :func:`summary` (written last on the line; runners before pyexputils 0.6 wrote neither)).
+  :func:`summary` (written last on the line; older runners wrote neither: their files are read line by line)).
 - ``start``: an index began (``pid``, ``command``).
 - ``end``: an index ended: ``exit`` (exit code or None), ``signal`` (signal number or None), ``seconds``,
   ``cause``: ``COMPLETED`` | ``FAILED`` (non-zero exit, or exit 0 without its ``require`` files:
