@@ -11,6 +11,7 @@ import pytest
 from pyexputils.runner.durations import RING, Durations, SubmissionInfo
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.statedir import StateDir
+from pyexputils.runner.status import lastRunEnded
 
 
 def writeTask(state: StateDir, tag: str, task: int, runs: list[tuple[int, str, float, float | None]], end: bool = True) -> None:
@@ -126,3 +127,31 @@ def test_a_version_1_file_is_read_and_a_compaction_cut_short_counts_no_run_twice
     Path(d.logPath).write_bytes(log)  # as if the process had died before the log was rewritten
     e = Durations.load(state, "/p/e.json", 3)
     assert int(e.n[0]) == 4 and e.measured() is not None  # each run once
+
+
+def test_a_requeued_task_is_folded_when_its_last_run_ended_with_every_run_of_it(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path))
+    writeTask(state, "a-1", 0, [(0, "TIMEOUT", 30.0, None)])  # the first run, cut off (its task_end written)
+    path = Path(state.statusOf("a-1")) / "0.jsonl"
+    first = path.read_text()
+    path.write_text(first + json.dumps({"event": "task_start", "time": 2000.0, "parallel": 1, "indices": [0, 2]}) + "\n"
+                    + json.dumps({"event": "end", "time": 2010.0, "index": 0, "cause": "COMPLETED", "seconds": 10.0}) + "\n")  # requeued, running
+    d = Durations.load(state, "/p/e.json", 4)
+    d.refresh(state, [sub("a-1")], live={"77"})
+    assert int(d.n[0]) == 0 and d.arrays["a-1"]["folded"] == ""  # the second run goes on: not yet
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"event": "end", "time": 2030.0, "index": 2, "cause": "COMPLETED", "seconds": 20.0}) + "\n")
+        f.write(json.dumps({"event": "task_end", "time": 2031.0}) + "\n")
+    d.refresh(state, [sub("a-1")], live={"77"})
+    assert int(d.n[0]) == 1 and int(d.n[2]) == 1 and d.arrays["a-1"]["folded"] == "0"  # both runs, once
+
+
+@pytest.mark.parametrize("last, ended", [('{"event":"task_end","x":1}\n', True), ('{"event": "task_end"}\n', True),
+                                         ('{"event":"end","index":1}\n', False), ('{"event":"task_end","x":1}', False),
+                                         ('{"event":"task_start","indices":[' + ",".join(map(str, range(50_000))) + "]}\n", False),
+                                         ('{"event":"task_end","outcomes":"' + "7," * 50_000 + '"}\n', True), ("", False)])  # fmt: skip
+def test_last_run_ended_reads_the_last_line_only(tmp_path: Path, last: str, ended: bool) -> None:
+    path = tmp_path / "0.jsonl"
+    path.write_text('{"event":"task_start","indices":[1]}\n{"event":"task_end"}\n' + last)  # an earlier run's task_end does not count
+    assert lastRunEnded(str(path)) is (ended or not last)
+    assert not lastRunEnded(str(tmp_path / "none.jsonl"))

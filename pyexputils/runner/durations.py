@@ -14,8 +14,9 @@ table was written: a watch round reads only that one, see :class:`Durations`):
   :data:`MAX_ARRAYS` arrays are kept (the oldest ended ones go first).
 
 :meth:`Durations.refresh` folds the runner's status files (``status/<tag>/<task>.jsonl``) of the arrays not
-closed yet: a task file once it says ``task_end``, or whatever it holds once its job has left the queue
-(the array is then closed and never read again). ``submit``/``watch`` save it (they hold the ledger's
+closed yet: a task file once its last line is a ``task_end`` (its last run ended: a requeued task's file
+waits for the run after the requeue; looked at from the end of the file, not read through, while the task
+runs), or whatever it holds once its job has left the queue (the array is then closed and never read again). ``submit``/``watch`` save it (they hold the ledger's
 lock); ``status`` and ``--dry-run`` fold in memory only. A change in the number of settings starts afresh.
 """
 from __future__ import annotations
@@ -35,12 +36,11 @@ from pyexputils.runner.planfit import Measured, RunTimes
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.resources import parseMemMB, parseMinutes
 from pyexputils.runner.statedir import StateDir
-from pyexputils.runner.status import readEvents
+from pyexputils.runner.status import lastRunEnded, readEvents
 
 RING = 8  # run times kept per setting (the latest)
 MAX_ARRAYS = 1000
 VERSION = 2
-_TASK_END = frozenset({"task_end"})
 _FOLDED = frozenset({"task_start", "end", "task_end"})  # what _foldTask reads (its start lines are not decoded)
 LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
 
@@ -240,7 +240,7 @@ class Durations:
                 if not name.endswith(".jsonl") or not stem.isdigit() or int(stem) in folded:
                     continue
                 path = os.path.join(folder, name)
-                if not ended and not any(True for _ in readEvents(path, _TASK_END)):  # only that line is decoded
+                if not ended and not lastRunEnded(path):  # its last line, read from the end
                     continue
                 self._foldTask(rec, readEvents(path, _FOLDED))  # read again rather than held: a task's file can be big
                 folded.add(int(stem))

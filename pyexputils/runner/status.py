@@ -190,6 +190,7 @@ class Summary:
 
 
 _START = b'{"event":"task_start"'
+_END = b'{"event":"task_end"'
 SUMMARY_TAIL = b'"}]}\n'  # how a task_end line with outcomes ends (ranges text, the last field of the last group)
 
 
@@ -205,23 +206,8 @@ def readSummary(path: str) -> Summary | None:
             f.seek(size - len(SUMMARY_TAIL))
             if f.read() != SUMMARY_TAIL:
                 return None
-            pieces: list[bytes] = []
-            pos = size
-            while pos > 0:  # back to the newline before the last line
-                step = min(LONG, pos)
-                pos -= step
-                f.seek(pos)
-                piece = f.read(step)
-                if not pieces:
-                    piece = piece[:-1]
-                nl = piece.rfind(b"\n")
-                pieces.append(piece[nl + 1 :])
-                if nl >= 0:
-                    pos += nl + 1
-                    break
-            line = b"".join(reversed(pieces))
-            del pieces
-            if not line.startswith(b'{"event":"task_end"'):
+            line, pos = _lastLine(f, size)
+            if not line.startswith(_END):
                 return None
             ev = json.loads(line)
             del line
@@ -245,6 +231,47 @@ def readSummary(path: str) -> Summary | None:
             return None
         out.append(((c, e, s, b), idx))
     return Summary(offset, ev.get("host"), ev.get("job"), ev.get("attempt"), out)
+
+
+def _lastLine(f: IO[bytes], size: int) -> tuple[bytes, int]:
+    """The last line of a file of ``size`` bytes that ends with a newline (without it), read back from the end
+    :data:`LONG` bytes at a time, and where it begins."""
+    pieces: list[bytes] = []
+    pos = size
+    while pos > 0:
+        step = min(LONG, pos)
+        pos -= step
+        f.seek(pos)
+        piece = f.read(step)
+        if not pieces:
+            piece = piece[:-1]
+        nl = piece.rfind(b"\n")
+        pieces.append(piece[nl + 1 :])
+        if nl >= 0:
+            pos += nl + 1
+            break
+    return b"".join(reversed(pieces)), pos
+
+
+def lastRunEnded(path: str) -> bool:
+    """Whether the last line of ``path`` is a ``task_end``: the file's last run has ended (a torn last line:
+    a writer is at work). Read from the end; a line StatusWriter began with another kind is not decoded."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 1))
+            if f.read(1) != b"\n":
+                return False
+            line, _ = _lastLine(f, size)
+    except OSError:
+        return False
+    if line.startswith(_HEAD.encode()):
+        return line.startswith(_END)
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(ev, dict) and ev.get("event") == "task_end"
 
 
 def _intOrNone(x: object) -> bool:
