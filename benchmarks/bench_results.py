@@ -208,20 +208,20 @@ def main() -> int:
         w = WORKLOADS[name]
         print(f"{name}: {w['title']}", file=sys.stderr, flush=True)
         folder = prepare(name, args.data, args.ours)
-        runs: dict[str, list[float]] = {"ours": [], "upstream": []}
+        runs: dict[str, list[float]] = {"ours": [], "upstream": [], "listing": []}
         if COLD:  # a VM's disk is cached by its host too: read it all once, so that no side pays the host's misses
             warm(folder)
-        for r in range(max(1, args.rounds) if COLD else 1):  # cold runs vary 2x with the disk: alternate, take the median
-            if r % 2:  # the other side first every other round
-                up = work(getattr(args, w["upstream"]), w["upstream"], name, folder)
-                ours = work(args.ours, "ours", name, folder)
-            else:
-                ours = work(args.ours, "ours", name, folder)
-                up = work(getattr(args, w["upstream"]), w["upstream"], name, folder)
-            runs["ours"].append(ours["seconds"])
-            runs["upstream"].append(up["seconds"])
+        floor = COLD and name.startswith("missing")  # cold: also time listing every setting folder, and nothing else
+        sides = [("ours", args.ours), ("upstream", getattr(args, w["upstream"]))] + ([("listing", args.ours)] if floor else [])
+        for r in range(max(1, args.rounds) if COLD else 1):  # cold runs vary 2x with the disk: rotate, take the median
+            got = {}
+            for side, python in sides[r % len(sides) :] + sides[: r % len(sides)]:  # each side first in turn
+                got[side] = work(python, w["upstream"] if side == "upstream" else side, name, folder)
+                runs[side].append(got[side]["seconds"])
+            ours, up = got["ours"], got["upstream"]
             if COLD:
-                print(f"  cold: ours {ours['seconds']:.3f} s, upstream {up['seconds']:.3f} s", file=sys.stderr, flush=True)
+                extra = f", listing alone {got['listing']['seconds']:.3f} s" if floor else ""
+                print(f"  cold: ours {ours['seconds']:.3f} s, upstream {up['seconds']:.3f} s{extra}", file=sys.stderr, flush=True)
         ours["seconds"], up["seconds"] = statistics.median(runs["ours"]), statistics.median(runs["upstream"])
         row: dict[str, Any] = {"name": name, "title": w["title"], "ours": ours, "upstream": up, "impl": w["upstream"], "runs": runs}
         if strace and name != "getperm":
@@ -285,18 +285,24 @@ def render(rows: list[dict[str, Any]], versions: dict[str, str], strace: bool) -
     if COLD:
         lines.append("Cold caches (--cold): every timed run is one run after `sync; echo 3 > /proc/sys/vm/drop_caches`; "
                      "the data is read once before (`find`), so that a virtual machine's host caches it alike for both "
-                     "sides; the implementations alternate, each going first every other round, and the table shows the "
-                     "median of each. Every run:")  # fmt: skip
+                     "sides; the implementations take turns going first, and the table shows the median of each. For the "
+                     "missing workloads a third side lists every setting folder once with 16 threads and does nothing else: "
+                     "the disk's share, which any implementation that reads each setting folder pays. Every run:")  # fmt: skip
         lines.append("")
         for row in rows:
             pairs = zip(row["runs"]["ours"], row["runs"]["upstream"])
             lines.append(f"- {row['name']}: " + "; ".join(f"{a:.3f} s vs {b:.3f} s ({b / a:.1f}x)" for a, b in pairs))
+            if row["runs"]["listing"]:
+                floor = statistics.median(row["runs"]["listing"])
+                lines.append(f"  - listing every setting folder once and nothing else (16 threads): "
+                             + "; ".join(f"{x:.3f} s" for x in row["runs"]["listing"])
+                             + f"; median {floor:.3f} s, so pyexputils takes {row['ours']['seconds'] / floor:.2f}x the listing alone")  # fmt: skip
         lines.append("")
     if not COLD:
         lines.append("Times: best of 3 runs (fewer once the runs took 15 s together; the load workload alternates 5 runs with "
                      "the plain loop in one process), each implementation starting from a directory cache warmed by `find`.")  # fmt: skip
     lines.append("fs calls: system calls of the `%file` class plus `getdents64`, from `strace -f -c`, minus the same worker's "
-                 "start-up." if strace else "fs calls: strace not available.")  # fmt: skip
+                 "start-up." if strace else "fs calls: not counted (--no-strace, or strace not installed).")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

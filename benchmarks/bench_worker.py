@@ -3,7 +3,9 @@
     python bench_worker.py IMPL WORKLOAD DATADIR [REPEAT]
 
 IMPL: ``ours`` (pyexputils), ``v8`` (PyExpUtils-andnp 8.x) or ``v3`` (PyExpUtils-andnp 3.x), each run
-with the interpreter of the environment it is installed in. WORKLOAD: ``getperm``, ``missing``,
+with the interpreter of the environment it is installed in; or ``listing`` (missing workloads only: every
+setting folder listed once with 16 threads and nothing else, what any implementation that reads each
+setting folder pays; run with ours' interpreter). WORKLOAD: ``getperm``, ``missing``,
 ``load``, or ``noop`` (imports only: the baseline that call counts subtract). DATADIR holds config.json
 and exp.json (and the results); the worker runs from there, as a project would.
 """
@@ -25,7 +27,18 @@ with open("bench.json") as f:
 
 import numpy as np  # noqa: E402
 
-if impl == "ours":
+if impl == "listing":
+    from concurrent.futures import ThreadPoolExecutor
+
+    def missing(runs: int) -> list[int]:
+        root = os.path.join("results", d["name"])  # the missing workloads save to results/{name}/{params}/{run}
+        with os.scandir(root) as entries:
+            folders = [e.path for e in entries]
+        batches = [folders[i : i + 16] for i in range(0, len(folders), 16)]  # 16 listings a thread at a time
+        with ThreadPoolExecutor(16) as pool:
+            return [n for batch in pool.map(lambda b: [os.listdir(f) for f in b], batches) for names in batch for n in names]
+
+elif impl == "ours":
     from pyexputils.models import ExperimentDescription
     from pyexputils.results import getBest, listIndices, listMissingResults, loadResults
 
