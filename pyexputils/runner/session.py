@@ -394,18 +394,6 @@ class Session:
         ending = {t.job_id for t in liveTasks if t.state in ("COMPLETING", "SIGNALING")}
         return Snapshot(live, ended, unresolved, b.preemptible(), jobs=jobs, ending=ending, adopted=adopted)
 
-    def _resolve(self, ledger: Ledger | None, tag: str) -> tuple[str, dict[int, list[int]]] | None:
-        """(experiment, {task: indices}) of a live tag: from the ledger, else from its manifest."""
-        if ledger is not None:
-            found = ledger.tasksOf(tag)
-            if found is not None and found[1]:
-                return found
-        try:
-            m = Manifest.read(self.state.manifest(tag))
-        except PyExpUtilsError:
-            return None
-        return m.experiment, {t: list(b) for t, b in enumerate(m.tasks)}
-
     def _resolveRanges(self, ledger: Ledger | None, tag: str) -> tuple[str, list[TaskRange]] | None:
         """(experiment, its attempt ranges (lo, n, task, per)) of a live tag: from the ledger, else from its manifest."""
         if ledger is not None:
