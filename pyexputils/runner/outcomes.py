@@ -182,7 +182,7 @@ def _summaryRanges(said: Summary) -> tuple[_I64, _I64, _I64] | None:
     return lo, hi, group
 
 
-SPAN_CHUNK = 1 << 20  # characters of ranges text parsed at once
+SPAN_CHUNK = 1 << 18  # characters of ranges text parsed at once (a few arrays of 8 bytes a character)
 
 
 def spanArrays(text: str) -> tuple[_I64, _I64] | None:
