@@ -279,6 +279,7 @@ def test_daemon_stop_leaves_the_runs_and_a_fresh_start_finishes(tmp_path: Path) 
     assert fresh.returncode == 0, fresh.stderr
     second = json.loads(cli(tmp_path, "service", "status", "--json").stdout)
     assert second["chain"] != first["chain"] and not second["stopped"]
-    waitFor(lambda: (tmp_path / "notified.jsonl").exists(), 60, "the fresh daemon to settle the sweep")
+    notified = tmp_path / "notified.jsonl"  # the notify command creates it, then writes its line: wait for the line
+    waitFor(lambda: notified.exists() and notified.read_text().endswith("\n"), 60, "the fresh daemon to settle the sweep")
     notes = [json.loads(line) for line in (tmp_path / "notified.jsonl").read_text().splitlines()]
     assert [(n["chain"], n["done"], n["final"]) for n in notes] == [(second["chain"], 2, 1)]
