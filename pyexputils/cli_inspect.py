@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from pyexputils.display import table
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription, loadExperiment
 from pyexputils.runner.causes import Cause
-from pyexputils.runner.inspect import errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans
+from pyexputils.runner.inspect import Group, errorKey, flatten, formatSpans, groupErrors, groupRuns, lastLines, sharedValues, spans
 from pyexputils.runner.judge import IndexStatus, State
 from pyexputils.runner.ledger import Submission
 from pyexputils.runner.session import Round, Session, Standing
@@ -89,37 +91,49 @@ def _look(a: argparse.Namespace) -> tuple[Session, Round]:
 
 
 # --- what the status files say about attempts ---------------------------------------------------------------
-@dataclass(frozen=True)
-class Facts:
-    """What the runner wrote about one index in one attempt."""
-
-    host: str | None
-    started: float | None  # epoch s
-    seconds: float | None  # elapsed: to its end, or until now while it runs
+_RUN_EVENTS = frozenset({"start", "end"})  # not task_start: it lists every index of its task
 
 
-def runFacts(s: Session, statuses: Iterable[IndexStatus], now: float | None = None) -> dict[int, Facts]:
-    """Host and elapsed time of each index's latest attempt, from the runner's status files (each read once)."""
-    now = time.time() if now is None else now
-    wanted: dict[tuple[str, int], set[int]] = {}
-    for st in statuses:
-        if st.tag is not None and st.task is not None:
-            wanted.setdefault((st.tag, st.task), set()).add(st.index)
-    out: dict[int, Facts] = {}
-    for (tag, task), indices in wanted.items():
-        starts: dict[int, tuple[str | None, float | None]] = {}
-        for ev in readEvents(os.path.join(s.state.statusOf(tag), f"{task}.jsonl")):
-            i = ev.get("index")
-            if i not in indices:
-                continue
-            host = ev.get("host")
-            if ev.get("event") == "start":
-                starts[i] = (host, ev.get("time"))
-                out[i] = Facts(host, ev.get("time"), None if ev.get("time") is None else max(0.0, now - float(ev["time"])))
-            elif ev.get("event") == "end":
-                h, t0 = starts.get(i, (host, None))
-                out[i] = Facts(host or h, t0, ev.get("seconds"))
-    return out
+class RunFacts:
+    """Host and elapsed time of the latest attempt of each index asked about (:meth:`want`), from the runner's
+    status files, each read once (:meth:`read`), held in arrays: 16 bytes an index of the sweep, no object per
+    index. An index's elapsed time is its ``end``'s ``seconds``, or the time since its ``start`` while it runs;
+    its host is the ``end``'s, else the ``start``'s (from the file of its latest attempt only)."""
+
+    def __init__(self, total: int) -> None:
+        self.file = np.full(total, -1, dtype=np.int32)  # which (tag, task) file holds each index's latest attempt
+        self.files: dict[tuple[str, int], int] = {}
+        self.host = np.full(total, -1, dtype=np.int32)  # into hostNames; -1: none said
+        self.hostNames: list[str] = []
+        self.seconds = np.full(total, np.nan)  # NaN: none said
+
+    def want(self, statuses: Iterable[IndexStatus]) -> None:
+        for x in statuses:
+            if x.tag is not None and x.task is not None:
+                self.file[x.index] = self.files.setdefault((x.tag, x.task), len(self.files))
+
+    def read(self, s: Session, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        ids: dict[str, int] = {}
+        for (tag, task), fid in self.files.items():
+            for ev in readEvents(os.path.join(s.state.statusOf(tag), f"{task}.jsonl"), _RUN_EVENTS):
+                i = ev.get("index")
+                if not isinstance(i, int) or not 0 <= i < len(self.file) or self.file[i] != fid:
+                    continue
+                kind, host = ev.get("event"), ev.get("host")
+                if kind not in ("start", "end"):
+                    continue
+                if host:  # an end without a host keeps its start's
+                    self.host[i] = ids.setdefault(str(host), len(ids))
+                elif kind == "start":
+                    self.host[i] = -1
+                if kind == "start":
+                    t = ev.get("time")
+                    self.seconds[i] = np.nan if t is None else max(0.0, now - float(t))
+                else:
+                    sec = ev.get("seconds")
+                    self.seconds[i] = np.nan if sec is None else float(sec)
+        self.hostNames = list(ids)
 
 
 def elapsed(seconds: float | None) -> str:
@@ -132,19 +146,56 @@ def elapsed(seconds: float | None) -> str:
 
 
 # --- ls --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
+LS_CHUNK = 4096  # indices whose IndexStatus objects exist at once in ``ls``
+
+
+def _statuses(st: Standing, states: set[State] | None, causes: set[Cause] | None) -> Iterator[list[IndexStatus]]:
+    """The status of each index ``ls`` shows, in increasing index order, :data:`LS_CHUNK` indices at a time."""
+    chunks: Iterable[Sequence[int]]
+    if states is None:
+        chunks = (range(a, min(a + LS_CHUNK, st.sweep.total)) for a in range(0, st.sweep.total, LS_CHUNK))
+    else:
+        idx = st.indexArray(states)
+        chunks = (idx[a : a + LS_CHUNK].tolist() for a in range(0, len(idx), LS_CHUNK))
+    for chunk in chunks:
+        yield [x for x in map(st.status, chunk) if causes is None or x.cause in causes]
+
+
+@dataclass
+class _Range:
+    """What the indices of one ``ls`` range add up to: its first index's status, its tags, how many have
+    partial results, the least and the most elapsed seconds, its hosts."""
+
     status: IndexStatus
-    facts: Facts | None
+    tags: set[str]
+    partial: int
+    seconds: list[float]
+    hosts: set[int]
 
 
-def _rows(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> Iterator[tuple[int, tuple[Any, ...], Row]]:
-    """Each shown index's standing (one ``Standing.status`` each) and what its runner wrote."""
-    indices: Iterable[int] = range(st.sweep.total) if states is None else st.indices(states)
-    xs = [x for x in map(st.status, indices) if causes is None or x.cause in causes]
-    facts = runFacts(s, xs)
-    for x in xs:
-        yield x.index, (x.state, x.cause, x.attempts, x.exit), Row(x, facts.get(x.index))
+def _ranges(s: Session, st: Standing, states: set[State] | None, causes: set[Cause] | None) -> tuple[Iterator[Group[tuple[Any, ...], _Range]], RunFacts]:  # fmt: skip
+    """The ranges ``ls`` shows (:func:`pyexputils.runner.inspect.groupRuns`: consecutive indices with equal
+    (state, cause, attempts, exit)) with what their runs' facts add up to, in bounded memory: statuses are built
+    a chunk at a time (twice: once to know which files to read, once to group)."""
+    facts = RunFacts(st.sweep.total)
+    for xs in _statuses(st, states, causes):
+        facts.want(xs)
+    facts.read(s)
+
+    def fold(r: _Range | None, x: IndexStatus) -> _Range:
+        r = _Range(x, set(), 0, [], set()) if r is None else r
+        if x.tag is not None:
+            r.tags.add(x.tag)
+        r.partial += bool(x.partial)
+        sec, host = float(facts.seconds[x.index]), int(facts.host[x.index])
+        if sec == sec:  # not NaN
+            r.seconds = [min(r.seconds[0], sec), max(r.seconds[1], sec)] if r.seconds else [sec, sec]
+        if host >= 0:
+            r.hosts.add(host)
+        return r
+
+    rows = ((x.index, (x.state, x.cause, x.attempts, x.exit), x) for xs in _statuses(st, states, causes) for x in xs)
+    return groupRuns(rows, fold), facts
 
 
 def _span(values: Sequence[float]) -> str:
@@ -164,20 +215,19 @@ def lsGroups(s: Session, st: Standing, states: set[State] | None, causes: set[Ca
              subs: Mapping[str, Submission] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """``ls``'s rows of one sweep; with ``subs`` (tag -> submission), each row's submissions' provenance."""
     out = []
-    for g in groupRuns(_rows(s, st, states, causes)):
-        x = g.items[0].status
-        tags = sorted({r.status.tag for r in g.items if r.status.tag is not None})
-        secs = [r.facts.seconds for r in g.items if r.facts is not None and r.facts.seconds is not None]
-        hosts = sorted({r.facts.host for r in g.items if r.facts is not None and r.facts.host})
+    groups, facts = _ranges(s, st, states, causes)
+    for g in groups:
+        x, r = g.value.status, g.value
+        secs = r.seconds
         out.append({
             "experiment": st.sweep.shown, "indices": g.shown, "first": g.first, "last": g.last, "count": g.count,
             "state": str(x.state), "cause": None if x.cause is None else str(x.cause), "attempts": x.attempts, "exit": x.exit,
-            "elapsed_s": None if not secs else [round(min(secs), 3), round(max(secs), 3)], "elapsed": _span(secs),
-            "hosts": hosts, "log": None if x.tag is None else s.relPath(s.logPaths(x.tag, g.first)[1]), "partial": sum(1 for r in g.items if r.status.partial),
-            "reason": x.reason or None, "tags": tags,
+            "elapsed_s": None if not secs else [round(secs[0], 3), round(secs[1], 3)], "elapsed": _span(secs),
+            "hosts": sorted(facts.hostNames[h] for h in r.hosts), "log": None if x.tag is None else s.relPath(s.logPaths(x.tag, g.first)[1]),
+            "partial": r.partial, "reason": x.reason or None, "tags": sorted(r.tags),
         })  # fmt: skip
         if subs is not None:
-            out[-1]["submissions"] = [provenance(subs[t]) for t in tags if t in subs]
+            out[-1]["submissions"] = [provenance(subs[t]) for t in sorted(r.tags) if t in subs]
     return out
 
 

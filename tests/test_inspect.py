@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -44,8 +45,8 @@ def test_groups_partition_the_rows_into_maximal_runs_of_one_key(steps: list[tupl
     for gap, key in steps:
         i += gap
         rows.append((i, key, i * 10))
-    groups = groupRuns(rows)
-    assert [(i, k, x) for g in groups for i, k, x in zip(range(g.first, g.last + 1), [g.key] * g.count, g.items)] == rows
+    groups = list(groupRuns(rows, lambda items, x: [x] if items is None else [*items, x]))
+    assert [(i, k, x) for g in groups for i, k, x in zip(range(g.first, g.last + 1), [g.key] * g.count, g.value)] == rows
     for g, h in zip(groups, groups[1:]):  # maximal: two neighbours that could join never both exist
         assert not (g.key == h.key and g.last + 1 == h.first)
     assert sum(g.count for g in groups) == len(rows)
@@ -53,13 +54,13 @@ def test_groups_partition_the_rows_into_maximal_runs_of_one_key(steps: list[tupl
 
 def test_groups_refuse_indices_out_of_order() -> None:
     with pytest.raises(ValueError):
-        groupRuns([(3, "a", None), (2, "a", None)])
+        list(groupRuns([(3, "a", None), (2, "a", None)], lambda n, x: 0))
 
 
 def test_a_listing_of_alike_indices_is_one_line() -> None:
-    rows = [(i, ("DONE", None), i) for i in range(100_000)]
-    (g,) = groupRuns(rows)
-    assert (g.shown, g.count) == ("0-99999", 100_000)
+    rows = ((i, ("DONE", None), i) for i in range(100_000))
+    (g,) = groupRuns(rows, lambda n, x: 1 if n is None else n + 1)  # the fold: a count, not the items
+    assert (g.shown, g.count, g.value) == ("0-99999", 100_000, 100_000)
 
 
 words = st.text(st.sampled_from("abcXYZ_: "), min_size=1, max_size=12)
@@ -129,3 +130,33 @@ def test_shared_values_are_exactly_the_swept_names_with_one_value(group: list[di
 
 def test_flatten_names_nested_settings_with_dots() -> None:
     assert flatten({"opt": {"lr": 0.1, "name": "adam"}, "n": [1, 2]}) == {"opt.lr": "0.1", "opt.name": '"adam"', "n": "[1, 2]"}
+
+
+def test_run_facts_take_each_index_from_its_latest_attempts_file(tmp_path: Path) -> None:
+    """``ls``'s host and elapsed time per index: the end's seconds (else the time since the start, while it
+    runs), the end's host (else the start's), from the file of the index's latest attempt only."""
+    from types import SimpleNamespace
+
+    from pyexputils.cli_inspect import RunFacts
+    from pyexputils.runner.judge import IndexStatus, State
+
+    def line(event: str, index: int, host: str | None, **kw: object) -> str:
+        return json.dumps({"event": event, "host": host, "index": index, **kw}) + "\n"
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "0.jsonl").write_text(
+        json.dumps({"event": "task_start", "host": "A", "indices": [0, 1, 2, 3, 4]}) + "\n"
+        + line("start", 0, "A", time=100.0) + line("end", 0, "A", seconds=2.5)
+        + line("start", 1, "A", time=100.0) + line("end", 1, "A", seconds=9.0)  # requeued: the later run counts
+        + line("start", 1, "B", time=200.0) + line("end", 1, "B", seconds=4.0)
+        + line("start", 2, "C", time=990.0)  # still running at 1000
+        + line("start", 3, "A", time=100.0) + line("end", 3, "A", seconds=1.0)  # its latest attempt is in 1.jsonl
+        + line("start", 4, "D", time=100.0) + line("end", 4, None, seconds=3.0))  # fmt: skip
+    (tmp_path / "t" / "1.jsonl").write_text(line("start", 3, "E", time=500.0) + line("end", 3, "E", seconds=7.0))
+    facts = RunFacts(6)
+    facts.want([IndexStatus(i, State.DONE, tag="t", task=0) for i in (0, 1, 2, 4)] + [IndexStatus(3, State.DONE, tag="t", task=1)])
+    facts.want([IndexStatus(5, State.MISSING)])  # never submitted: no file
+    facts.read(SimpleNamespace(state=SimpleNamespace(statusOf=lambda tag: str(tmp_path / tag))), now=1000.0)  # type: ignore[arg-type]
+    hosts = [None if h < 0 else facts.hostNames[h] for h in facts.host.tolist()]
+    secs = [None if x != x else x for x in facts.seconds.tolist()]
+    assert list(zip(hosts, secs)) == [("A", 2.5), ("B", 4.0), ("C", 10.0), ("E", 7.0), ("D", 3.0), (None, None)]

@@ -81,11 +81,10 @@ def lookPerIndex(root: Path, settings: int, runs: int, verdicts: bool) -> float:
     return p / n
 
 
-def endedPerIndex(root: Path, settings: int, runs: int, account: bool = False) -> float:
-    """tracemalloc's peak per index of one look at a sweep (status with no watch running) whose every task
-    ended, each run's end in its runner's status file (the first 100 FAILED, the rest COMPLETED; no results
-    on disk) and no verdict recorded: the files are read as ranges, nothing per index. ``account``: each file
-    ends with the runner's account of its run (task_end's ``outcomes``), which is read instead of its lines."""
+def endedSweep(root: Path, settings: int, runs: int, account: bool = False) -> tuple[session.Session, int]:
+    """A sweep whose every task ended, each run's start and end in its runner's status file (the first 100
+    FAILED, the rest COMPLETED after 0.5 s; no results on disk), no verdict recorded. ``account``: each file
+    ends with the runner's account of its run (task_end's ``outcomes``)."""
     n = settings * runs
     s, _, n = recordSweep(root, settings, runs, -(-n // 4), False)  # 4 tasks, as auto bundling makes them
     s.backend.jobs.clear()  # type: ignore[attr-defined]  # gone from the queue
@@ -97,11 +96,18 @@ def endedPerIndex(root: Path, settings: int, runs: int, account: bool = False) -
         with open(path, "w", encoding="utf-8") as f:
             f.write(f'{{"event":"task_start",{head},"indices":{list(range(lo, min(lo + per, n)))},"pid":1,"parallel":1,"tag":"{TAG}"}}\n')
             for i in range(lo, min(lo + per, n)):
-                end = '"cause":"FAILED","exit":1' if i < 100 else '"cause":"COMPLETED","exit":0'
+                end = '"cause":"FAILED","exit":1' if i < 100 else '"cause":"COMPLETED","exit":0,"seconds":0.5'
                 f.write(f'{{"event":"start",{head},"index":{i},"pid":2,"command":"true"}}\n{{"event":"end",{head},"index":{i},{end},"signal":null}}\n')
             if account:
                 said = summary((i, ("FAILED", 1, None, True) if i < 100 else ("COMPLETED", 0, None, True)) for i in range(lo, min(lo + per, n)))
                 f.write(f'{{"event":"task_end",{head},"cut_off":false,"cause":null,"exit":1,"offset":0,"outcomes":{json.dumps(said)}}}\n')
+    return s, n
+
+
+def endedPerIndex(root: Path, settings: int, runs: int, account: bool = False) -> float:
+    """tracemalloc's peak per index of one look at :func:`endedSweep` (status with no watch running): the files
+    are read as ranges, nothing per index; with ``account``, the runner's account instead of its lines."""
+    s, n = endedSweep(root, settings, runs, account)
     ledger = s.readLedger()
     assert ledger is not None
     with ledger:
@@ -112,6 +118,24 @@ def endedPerIndex(root: Path, settings: int, runs: int, account: bool = False) -
     assert c[State.RETRY] == 100 and c[State.MISSING] == n - 100, c  # completed, results not there: to submit again
     assert len(got[0].verdicts) == n and got[0].status(n - 1).cause is Cause.COMPLETED
     return p / n
+
+
+def lsPeak(root: Path, settings: int, runs: int) -> tuple[int, int]:
+    """tracemalloc's peak (and the sweep's size) of ``ls``'s ranges of :func:`endedSweep` (its statuses a chunk at a time, the
+    runners' facts in arrays), the look before it not counted."""
+    from pyexputils.cli_inspect import lsGroups
+
+    s, n = endedSweep(root, settings, runs)
+    ledger = s.readLedger()
+    assert ledger is not None
+    with ledger:
+        sweeps = s.load(["experiments/e.json"], runs, ledger=ledger)
+        standing = s.standing(sweeps[0], s.snapshot(ledger, sweeps), ledger)
+    got: list[list[dict[str, object]]] = []
+    p = peak(lambda: got.append(lsGroups(s, standing, None, None)))
+    assert [(g["indices"], g["state"], g["cause"], g["exit"], g["hosts"], g["elapsed_s"]) for g in got[0]] == [
+        ("0-99", "RETRY", "FAILED", 1, ["n1"], None), (f"100-{n - 1}", "MISSING", "COMPLETED", 0, ["n1"], [0.5, 0.5])]  # fmt: skip
+    return p, n
 
 
 def watchPerIndex(root: Path, settings: int, runs: int) -> float:
@@ -193,11 +217,15 @@ def test_a_fitted_plan_of_several_classes_stays_bounded_and_a_few_ledger_rows(tm
     assert large[3] <= 20 and small[3] <= 20, (small[3], large[3])  # rows: a few per array, whatever the size
 
 
-@pytest.mark.parametrize("look", ["recorded", "queued", "watch", "ended", "ended-account"])
+@pytest.mark.parametrize("look", ["recorded", "queued", "watch", "ended", "ended-account", "ls"])
 def test_memory_per_index_stays_bounded(look: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     if look == "watch":
         small, large = watchPerIndex(tmp_path, 10_000, 2), watchPerIndex(tmp_path, 100_000, 2)
+    elif look == "ls":  # statuses a chunk at a time; the runners' facts in arrays: 16 bytes an index
+        (ps, ns), (pl, nl) = lsPeak(tmp_path, 10_000, 2), lsPeak(tmp_path, 100_000, 2)
+        assert (pl - ps) / (nl - ns) <= 20, f"{(pl - ps) / (nl - ns):.1f} bytes per added index"  # was ~650
+        return
     elif look.startswith("ended"):
         account = look == "ended-account"
         small, large = endedPerIndex(tmp_path, 10_000, 2, account), endedPerIndex(tmp_path, 100_000, 2, account)

@@ -1,7 +1,8 @@
 """What ``ls`` and ``errors`` show, as pure functions: runs of indices that look alike, and errors that are one.
 
 - :func:`groupRuns`: consecutive indices with the same key (state, cause, attempts, exit code) as one
-  :class:`Group` (``0-99``), so that a listing of 10^5 indices is as long as the number of changes in it;
+  :class:`Group` (``0-99``), so that a listing of 10^5 indices is as long as the number of changes in it (and
+  holds one group's fold at a time, not its indices);
 - :func:`errorKey`: the last line(s) of a run's stderr with what changes from run to run taken out (numbers,
   addresses, the index's own paths), so that one bug in 300 runs is one key;
 - :func:`groupErrors`: indices by that key, largest group first;
@@ -17,10 +18,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Generic, Hashable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def spans(indices: Iterable[int]) -> list[tuple[int, int]]:
@@ -54,12 +56,12 @@ def formatSpans(s: Sequence[tuple[int, int]], most: int | None = None) -> str:
 
 @dataclass
 class Group(Generic[K, T]):
-    """Consecutive indices ``first..last`` whose key is ``key``; ``items``: what each index brought, in order."""
+    """Consecutive indices ``first..last`` whose key is ``key``; ``value``: what their items fold to."""
 
     key: K
     first: int
     last: int
-    items: list[T] = field(default_factory=list)
+    value: T
 
     @property
     def count(self) -> int:
@@ -70,20 +72,22 @@ class Group(Generic[K, T]):
         return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
 
 
-def groupRuns(rows: Iterable[tuple[int, K, T]]) -> list[Group[K, T]]:
-    """``(index, key, item)`` rows in increasing index order as groups of consecutive indices with equal keys.
-    A gap in the indices (a filtered listing) starts a new group."""
-    out: list[Group[K, T]] = []
+def groupRuns(rows: Iterable[tuple[int, K, T]], fold: Callable[[A | None, T], A]) -> Iterator[Group[K, A]]:
+    """``(index, key, item)`` rows in increasing index order as groups of consecutive indices with equal keys,
+    each yielded once complete, its items folded as they come (``fold(None, first)``, then ``fold(value, item)``):
+    memory holds one group's fold, not its items. A gap in the indices (a filtered listing) starts a new group."""
+    g: Group[K, A] | None = None
     for index, key, item in rows:
-        g = out[-1] if out else None
         if g is not None and index <= g.last:
             raise ValueError(f"indices must increase: {index} after {g.last}")
         if g is not None and g.key == key and index == g.last + 1:
-            g.last = index
-            g.items.append(item)
-        else:
-            out.append(Group(key, index, index, [item]))
-    return out
+            g.last, g.value = index, fold(g.value, item)
+            continue
+        if g is not None:
+            yield g
+        g = Group(key, index, index, fold(None, item))
+    if g is not None:
+        yield g
 
 
 # --- errors ------------------------------------------------------------------------------------------------
