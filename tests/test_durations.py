@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pyexputils.runner.durations import RING, Durations, SubmissionInfo
+from pyexputils.runner import durations
+from pyexputils.runner.durations import _STATS, RING, Durations, SubmissionInfo, _Table
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.statedir import StateDir
-from pyexputils.runner.status import lastRunEnded
+from pyexputils.runner.status import lastRunEnded, readEvents
 
 
 def writeTask(state: StateDir, tag: str, task: int, runs: list[tuple[int, str, float, float | None]], end: bool = True) -> None:
@@ -155,3 +160,147 @@ def test_last_run_ended_reads_the_last_line_only(tmp_path: Path, last: str, ende
     path.write_text('{"event":"task_start","indices":[1]}\n{"event":"task_end"}\n' + last)  # an earlier run's task_end does not count
     assert lastRunEnded(str(path)) is (ended or not last)
     assert not lastRunEnded(str(tmp_path / "none.jsonl"))
+
+
+# --- the array fold against the per-run fold it replaced -----------------------------------------------
+
+
+def referenceFold(rec: dict[str, Any], events: Iterable[Mapping[str, Any]], settings: int, log: list[tuple[int, int, float, float]]) -> None:
+    """Durations._foldTask and add before the array fold (session 6), one event and one run at a time."""
+    start: float | None = None
+    last: float | None = None
+    for e in events:
+        t = e.get("time")
+        if isinstance(t, (int, float)):
+            last = float(t) if last is None else max(last, float(t))
+        kind = e.get("event")
+        if kind == "task_start":
+            if start is None and isinstance(t, (int, float)):
+                start = float(t)
+            if isinstance(e.get("parallel"), int):
+                rec["parallel"] = max(int(rec.get("parallel", 1)), e["parallel"])
+            continue
+        if kind != "end" or not isinstance(e.get("index"), int):
+            continue
+        seconds = e.get("seconds")
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            continue
+        rec["runs"] += 1
+        rec["run_seconds"] += float(seconds)
+        mem = e.get("maxrss_mb")
+        if isinstance(mem, (int, float)):
+            rec["mem_max_mb"] = max(rec["mem_max_mb"], float(mem))
+        code = {"COMPLETED": 1, "TIMEOUT": 2}.get(str(e.get("cause")), 0)
+        if code or isinstance(mem, (int, float)):
+            log.append((int(e["index"]) % settings, code, float(seconds), math.nan if not isinstance(mem, (int, float)) else float(mem)))
+        if e.get("cause") == "TIMEOUT":
+            rec["timeouts"] += 1
+        elif e.get("cause") == "COMPLETED":
+            rec["completed"] += 1
+    if start is not None and last is not None:
+        rec["elapsed"] += last - start
+    rec["tasks"] += 1
+
+
+def referenceMerge(t: _Table, log: Sequence[tuple[int, int, float, float]]) -> None:
+    """Durations._merge before the array fold: a Python loop per run."""
+    t.grow(np.unique(np.fromiter((x[0] for x in log), dtype=np.int64, count=len(log))))
+    ids = t.ids
+    n, total, sq, top, mem, timeouts, censored, ring = (t.n, t.sum, t.sumsq, t.max, t.mem, t.timeouts, t.censored, t.ring)
+    for s, code, seconds, m in log:
+        k = int(np.searchsorted(ids, s))
+        if m == m:  # not nan
+            mem[k] = max(mem[k], m)
+        if code == 1:
+            ring[k, n[k] % RING] = seconds
+            n[k] += 1
+            total[k] += seconds
+            sq[k] += seconds * seconds
+            top[k] = max(top[k], seconds)
+        elif code == 2:
+            timeouts[k] += 1
+            censored[k] = max(censored[k], seconds)
+
+
+NUMBER = st.one_of(st.floats(0, 1e7), st.integers(0, 10**6), st.sampled_from([0.0, 1e-5, 2.5e20, 1e400, -1.5, math.nan, True, None, "3"]))
+
+
+@st.composite
+def endLine(draw: st.DrawFn) -> str:
+    e: dict[str, Any] = {"event": "end", "host": "node1", "job": "5", "task": draw(st.integers(0, 3)), "attempt": 1,
+                         "time": draw(st.one_of(st.floats(0, 2e9), st.integers(0, 2 * 10**9), st.sampled_from([-1.0, math.nan]))),
+                         "index": draw(st.one_of(st.integers(0, 40), st.sampled_from([-3, True, 10**20, "4"]))),
+                         "cause": draw(st.sampled_from(["COMPLETED", "COMPLETED", "TIMEOUT", "FAILED", "OUT_OF_MEMORY", "CANCELLED"])),
+                         "exit": draw(st.sampled_from([0, 1, -2, None])), "signal": draw(st.sampled_from([None, 9, 15]))}  # fmt: skip
+    seconds = draw(NUMBER)
+    if seconds is not None:
+        e["seconds"] = seconds
+    mem = draw(NUMBER)
+    if mem is not None:
+        e["maxrss_mb"] = mem
+    if draw(st.booleans()):
+        e["missing"] = draw(st.lists(st.sampled_from(["out.npz", 'a"b', "é", "x\\y"]), max_size=2))
+    if draw(st.booleans()):
+        e["killed"] = True
+    if draw(st.integers(0, 9)) == 0:
+        e["extra"] = 1  # a field the runner does not write
+    shape = draw(st.integers(0, 19))
+    if shape == 0:
+        return json.dumps(e) + "\n"  # spaced
+    if shape == 1:
+        return '{"event":"end","index":' + "}\n"  # damaged
+    return json.dumps(e, separators=(",", ":")) + "\n"
+
+
+@st.composite
+def taskFile(draw: st.DrawFn) -> str:
+    lines = [json.dumps({"event": "task_start", "time": draw(st.sampled_from([1000.0, 5, math.nan, None])), "parallel": draw(st.integers(1, 3)),
+                         "indices": [1, 2]}, separators=(",", ":")) + "\n"]  # fmt: skip
+    for _ in range(draw(st.integers(0, 30))):
+        lines.append(draw(st.one_of(endLine(), endLine(), endLine(), st.sampled_from(['{"event":"start","index":1,"time":3e9}\n',
+                     '{"event":"task_end","time":2.5e9}\n', '{"event": "task_start", "time": 1.0, "parallel": 7}\n', '[1]\n']))))  # fmt: skip
+    return "".join(lines) + draw(st.sampled_from(["", '{"event":"task_end","time":3000.5}\n', '{"event":"end","time":5e9']))
+
+
+def tableOf(t: _Table) -> str:
+    """Every figure, exactly (nan equal to nan)."""
+    return repr({k: getattr(t, k).tolist() for k in ("ids", *_STATS)})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(files=st.lists(taskFile(), min_size=1, max_size=3), settings_=st.integers(1, 6), lines=st.sampled_from([1, 2, 5, 1 << 14]),
+       logMin=st.sampled_from([0, 3, 256]), before=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["COMPLETED", "TIMEOUT", "FAILED"]),
+                                                                         st.floats(0, 100), st.one_of(st.none(), st.floats(0, 10)))))  # fmt: skip
+def test_the_array_fold_gives_the_table_and_record_of_the_per_run_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[str],
+                                                                       settings_: int, lines: int, logMin: int,
+                                                                       before: list[tuple[int, str, float, float | None]]) -> None:  # fmt: skip
+    """Lines of the runner's shape, spaced, damaged or odd (nan, bool, negative, huge, a string), in batches of
+    any size, the table merged early or late, over runs folded before: the same table, record and log."""
+    monkeypatch.setattr(durations, "LINES", lines)
+    monkeypatch.setattr(durations, "LOG_MIN", logMin)
+    root = tmp_path / str(len(list(tmp_path.iterdir())))
+    state = StateDir(str(root))
+    d = Durations.load(state, "/p/e.json", settings_)
+    ref: list[tuple[int, int, float, float]] = []
+    for index, cause, seconds, mem in before:
+        d.add(index, cause, seconds, mem)
+        code = {"COMPLETED": 1, "TIMEOUT": 2}.get(cause, 0)
+        if code or mem is not None:
+            ref.append((index % settings_, code, seconds, math.nan if mem is None else mem))
+    d.save()
+    d = Durations.load(state, "/p/e.json", settings_)
+    folder = Path(state.statusOf("a-1"))
+    folder.mkdir(parents=True)
+    for task, text in enumerate(files):
+        (folder / f"{task}.jsonl").write_text(text, encoding="utf-8")
+    d.refresh(state, [sub("a-1", len(files))], live=set())
+    rec = {"runs": 0, "run_seconds": 0.0, "mem_max_mb": 0.0, "timeouts": 0, "completed": 0, "elapsed": 0.0, "tasks": 0}
+    for name in os.listdir(folder):  # in the order refresh takes them
+        referenceFold(rec, readEvents(str(folder / name), durations._FOLDED), settings_, ref)
+    got = d.arrays["a-1"]
+    assert repr({k: got[k] for k in rec}) == repr(rec) and got.get("parallel") == rec.get("parallel")
+    table = _Table.empty()
+    referenceMerge(table, ref)
+    assert tableOf(d._table_()) == tableOf(table), (tableOf(d._table_()), tableOf(table))
+    d.save()
+    assert tableOf(Durations.load(state, "/p/e.json", settings_)._table_()) == tableOf(table)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -36,13 +37,27 @@ from pyexputils.runner.planfit import Measured, RunTimes
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.resources import parseMemMB, parseMinutes
 from pyexputils.runner.statedir import StateDir
-from pyexputils.runner.status import lastRunEnded, readEvents
+from pyexputils.runner.status import lastRunEnded, readLines
 
 RING = 8  # run times kept per setting (the latest)
 MAX_ARRAYS = 1000
 VERSION = 2
 _FOLDED = frozenset({"task_start", "end", "task_end"})  # what _foldTask reads (its start lines are not decoded)
 LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
+LINES = 1 << 14  # end lines parsed at once (a task of any size is folded in bounded memory)
+
+# An ``end`` line as the runner's StatusWriter writes it (compact JSON, its fields in this order; see
+# runner/task.py ``_finish``): the time, index, cause, seconds and peak memory are taken from it without
+# decoding it. Strict: a line of any other shape (spaces, a negative or non-finite number, an escape in a
+# string, another field) is decoded with json, so a line matched gives what json would give.
+_INT = r"-?(?:0|[1-9]\d*)"
+_NUM = r"(?:0|[1-9]\d{0,17})(?:\.\d+)?(?:[eE][-+]?\d{1,3})?"
+_STR = r'"[^"\\\x00-\x1f]*"'
+_END_HEAD = '{"event":"end",'
+_END_LINE = re.compile(
+    rf'^\{{"event":"end",(?:"(?:host|job|task|attempt)":(?:{_STR}|{_INT}|null),)*"time":({_NUM}),"index":(0|[1-9]\d{{0,17}}),'
+    rf'"cause":"([A-Z_]+)","exit":(?:{_INT}|null),"signal":(?:{_INT}|null),"seconds":({_NUM})(?:,"maxrss_mb":({_NUM}))?'
+    rf'(?:,"missing":\[(?:{_STR}(?:,{_STR})*)?\])?(?:,"killed":true)?\}}$', re.M)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,127 @@ class _Table:
             setattr(self, k, np.insert(getattr(self, k), at, 0, axis=0))
 
 
+@dataclass(frozen=True)
+class _Runs:
+    """Ended runs, in order: setting, code (:data:`_CODE`), seconds, peak memory MB (nan: not known)."""
+
+    setting: np.ndarray  # int64
+    code: np.ndarray  # int8
+    seconds: np.ndarray  # float64
+    mem: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, runs: Sequence[tuple[int, int, float, float]]) -> "_Runs":
+        return cls(np.array([x[0] for x in runs], np.int64), np.array([x[1] for x in runs], np.int8),
+                   np.array([x[2] for x in runs], np.float64), np.array([x[3] for x in runs], np.float64))  # fmt: skip
+
+    @classmethod
+    def join(cls, parts: Sequence["_Runs"]) -> "_Runs":
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.of([])
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("setting", "code", "seconds", "mem")))
+
+
+def _later(last: float | None, t: float) -> float:
+    return t if last is None else max(last, t)
+
+
+class _TaskFold:
+    """What one task's lines add to its array's record, and its runs (see :meth:`Durations._foldTask`)."""
+
+    def __init__(self, rec: dict[str, Any], settings: int) -> None:
+        self.rec, self.settings = rec, settings
+        self.start: float | None = None
+        self.last: float | None = None
+        self.pending: list[str] = []  # end lines not parsed yet
+        self.slow: list[tuple[int, int, float, float]] = []  # runs of decoded lines, not yet given
+
+    def parse(self) -> _Runs | None:
+        """The pending end lines: at once when each has the runner's shape, else one by one."""
+        lines, self.pending = self.pending, []
+        if not lines:
+            return None
+        found = _END_LINE.findall("".join(lines))
+        if len(found) != len(lines):  # some line of another shape: each in turn
+            for line in lines:
+                m = _END_LINE.match(line)
+                if m is None:
+                    self.decoded(line)
+                else:
+                    time, index, cause, seconds, mem = m.groups()
+                    self.event({"event": "end", "time": float(time), "index": int(index), "cause": cause, "seconds": float(seconds),
+                                **({"maxrss_mb": float(mem)} if mem else {})})  # fmt: skip
+            return None
+        before = self.flush()
+        cols = np.array(found)
+        time, seconds = cols[:, 0].astype(np.float64), cols[:, 3].astype(np.float64)
+        self.last = _later(self.last, float(time.max()))
+        ok = np.isfinite(seconds)
+        index, cause, memText, seconds = cols[ok, 1].astype(np.int64), cols[ok, 2], cols[ok, 4], seconds[ok]
+        known = memText != ""
+        mem = np.full(len(seconds), math.nan)
+        mem[known] = memText[known].astype(np.float64)
+        rec = self.rec
+        rec["runs"] += len(seconds)
+        if len(seconds):
+            rec["run_seconds"] = float(np.cumsum(np.r_[rec["run_seconds"], seconds])[-1])  # added in turn, as one by one
+        if known.any():
+            rec["mem_max_mb"] = max(rec["mem_max_mb"], float(mem[known].max()))
+        completed, timeout = cause == "COMPLETED", cause == "TIMEOUT"
+        rec["completed"] += int(completed.sum())
+        rec["timeouts"] += int(timeout.sum())
+        code = np.where(completed, 1, np.where(timeout, 2, 0)).astype(np.int8)
+        keep = (code > 0) | known
+        runs = _Runs(index[keep] % self.settings, code[keep], seconds[keep], mem[keep])
+        return runs if before is None else _Runs.join([before, runs])
+
+    def flush(self) -> _Runs | None:
+        """The runs of decoded lines not given yet."""
+        slow, self.slow = self.slow, []
+        return _Runs.of(slow) if slow else None
+
+    def decoded(self, line: str) -> None:
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        if isinstance(e, dict) and e.get("event") in _FOLDED:
+            self.event(e)
+
+    def event(self, e: Mapping[str, Any]) -> None:
+        """One decoded event (the per-line fold)."""
+        rec = self.rec
+        t = e.get("time")
+        if isinstance(t, (int, float)):
+            self.last = _later(self.last, float(t))
+        kind = e.get("event")
+        if kind == "task_start":
+            if self.start is None and isinstance(t, (int, float)):
+                self.start = float(t)
+            if isinstance(e.get("parallel"), int):
+                rec["parallel"] = max(int(rec.get("parallel", 1)), e["parallel"])
+            return
+        if kind != "end" or not isinstance(e.get("index"), int):
+            return
+        seconds = e.get("seconds")
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            return
+        rec["runs"] += 1
+        rec["run_seconds"] += float(seconds)
+        mem = e.get("maxrss_mb")
+        if isinstance(mem, (int, float)):
+            rec["mem_max_mb"] = max(rec["mem_max_mb"], float(mem))
+        code = _CODE.get(str(e.get("cause")), 0)
+        if code or isinstance(mem, (int, float)):
+            self.slow.append((int(e["index"]) % self.settings, code, float(seconds), float(mem) if isinstance(mem, (int, float)) else math.nan))
+        if e.get("cause") == "TIMEOUT":
+            rec["timeouts"] += 1
+        elif e.get("cause") == "COMPLETED":
+            rec["completed"] += 1
+
+
 class Durations:
     """The measurements of one experiment (see the module docstring).
 
@@ -141,7 +277,8 @@ class Durations:
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._t: _Table | None = None  # the table, once read (with the log merged in)
         self._gen = 0  # the table file's generation (the log applies to it)
-        self._log: list[tuple[int, int, float, float]] = []  # (setting, code, seconds, memory MB or nan) not in the table file
+        self._log: list[_Runs] = []  # runs not in the table file, in order, a chunk at a time
+        self._logged = 0  # runs in _log
         self._ahead = False  # the table in memory holds runs its file lacks
 
     # --- the files -----------------------------------------------------------------------------------
@@ -157,7 +294,7 @@ class Durations:
                     return d
                 d.arrays, d._gen = meta.get("arrays", {}), int(meta.get("gen", 0))
                 if len(z["ls"]):
-                    d._log = list(zip(z["ls"].tolist(), z["lc"].tolist(), z["lt"].tolist(), z["lm"].tolist()))
+                    d._append(_Runs(z["ls"], z["lc"], z["lt"], z["lm"]))
             return d
         except FileNotFoundError:
             pass
@@ -184,7 +321,7 @@ class Durations:
                 if meta.get("version") != VERSION:
                     return _Table.empty()
                 if int(meta.get("gen", 0)) != self._gen:  # written after the log (a compaction cut short): the log is in it
-                    self._log = []
+                    self._log, self._logged = [], 0
                 return _Table(z["ids"], *(z[k] for k in _STATS))  # each read into an array of its own
         except (OSError, KeyError, ValueError, zlib.error):
             return _Table.empty()
@@ -194,8 +331,8 @@ class Durations:
         if self._t is None:
             self._t = self._read()
         if self._log:
-            self._merge(self._t, self._log)
-            self._log = []
+            self._merge(self._t, _Runs.join(self._log))
+            self._log, self._logged = [], 0
             self._ahead = True
             self._cache = None
         return self._t
@@ -204,18 +341,26 @@ class Durations:
         """Write atomically (the caller holds the ledger's lock): the small file, and the table when the runs
         folded since it was written are many (or it was read anyway)."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        if self._ahead or len(self._log) > max(LOG_MIN, self.settings // 8):
+        if self._ahead or self._long():
             t = self._table_()
             self._gen += 1
             meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "gen": self._gen}
             _write(self.path, meta=np.array(json.dumps(meta)), ids=t.ids, **{k: getattr(t, k) for k in _STATS})
             self._ahead = False
-        log = self._log
+        log = _Runs.join(self._log)
         meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "gen": self._gen, "arrays": self.arrays}
-        _write(self.logPath, meta=np.array(json.dumps(meta)), ls=np.array([x[0] for x in log], np.int64),
-               lc=np.array([x[1] for x in log], np.int8), lt=np.array([x[2] for x in log], np.float64),
-               lm=np.array([x[3] for x in log], np.float64))  # fmt: skip
+        _write(self.logPath, meta=np.array(json.dumps(meta)), ls=log.setting, lc=log.code, lt=log.seconds, lm=log.mem)
         self.changed = False
+
+    def _long(self) -> bool:
+        """The log holds too many runs to stay beside the table."""
+        return self._logged > max(LOG_MIN, self.settings // 8)
+
+    def _append(self, runs: "_Runs") -> None:
+        """Runs (in order) after those folded."""
+        if len(runs.setting):
+            self._log.append(runs)
+            self._logged += len(runs.setting)
 
     # --- folding status files -----------------------------------------------------------------------
     def refresh(self, state: StateDir, submissions: Iterable[SubmissionInfo], live: set[str]) -> None:
@@ -242,7 +387,7 @@ class Durations:
                 path = os.path.join(folder, name)
                 if not ended and not lastRunEnded(path):  # its last line, read from the end
                     continue
-                self._foldTask(rec, readEvents(path, _FOLDED))  # read again rather than held: a task's file can be big
+                self._foldTask(rec, path)  # read again rather than held: a task's file can be big
                 folded.add(int(stem))
                 new = True
             if new:
@@ -254,69 +399,73 @@ class Durations:
                 self.changed = True
         self._prune()
 
-    def _foldTask(self, rec: dict[str, Any], events: Iterable[Mapping[str, Any]]) -> None:
-        """One task's events (in one pass)."""
-        start: float | None = None
-        last: float | None = None
-        for e in events:
-            t = e.get("time")
-            if isinstance(t, (int, float)):
-                last = float(t) if last is None else max(last, float(t))
-            kind = e.get("event")
-            if kind == "task_start":
-                if start is None and isinstance(t, (int, float)):
-                    start = float(t)
-                if isinstance(e.get("parallel"), int):
-                    rec["parallel"] = max(int(rec.get("parallel", 1)), e["parallel"])
-                continue
-            if kind != "end" or not isinstance(e.get("index"), int):
-                continue
-            seconds = e.get("seconds")
-            if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-                continue
-            rec["runs"] += 1
-            rec["run_seconds"] += float(seconds)
-            mem = e.get("maxrss_mb")
-            if isinstance(mem, (int, float)):
-                rec["mem_max_mb"] = max(rec["mem_max_mb"], float(mem))
-            self.add(int(e["index"]), str(e.get("cause")), float(seconds), float(mem) if isinstance(mem, (int, float)) else None)
-            if e.get("cause") == "TIMEOUT":
-                rec["timeouts"] += 1
-            elif e.get("cause") == "COMPLETED":
-                rec["completed"] += 1
-        if start is not None and last is not None:
-            rec["elapsed"] += last - start
+    def _foldTask(self, rec: dict[str, Any], path: str) -> None:
+        """One task's file (in one pass): its runs into the log, :data:`LINES` end lines at a time (each as
+        :data:`_END_LINE` when it has that shape, else decoded), the table merged in as soon as the log is
+        long (as :meth:`save` would: memory bounded by the table, whatever the runs)."""
+        fold = _TaskFold(rec, self.settings)
+        for line in readLines(path, _FOLDED):
+            if line.startswith(_END_HEAD):
+                fold.pending.append(line)
+                if len(fold.pending) >= LINES:
+                    self._take(fold.parse())
+            else:
+                self._take(fold.parse())
+                fold.decoded(line)
+        self._take(fold.parse())
+        self._take(fold.flush())
+        if fold.start is not None and fold.last is not None:
+            rec["elapsed"] += fold.last - fold.start
         rec["tasks"] += 1
+
+    def _take(self, runs: "_Runs | None") -> None:
+        if runs is None or not len(runs.setting):
+            return
+        self._append(runs)
+        self.changed = True
+        self._cache = None
+        if self._t is not None or self._long():
+            self._table_()
 
     def add(self, index: int, cause: str, seconds: float, memMB: float | None = None) -> None:
         """One ended run of ``index``: a COMPLETED one's time is a sample, a TIMEOUT's a lower bound."""
         code = _CODE.get(cause, 0)
         if code or memMB is not None:
-            self._log.append((index % self.settings, code, float(seconds), math.nan if memMB is None else float(memMB)))
+            self._append(_Runs.of([(index % self.settings, code, float(seconds), math.nan if memMB is None else float(memMB))]))
         if self._t is not None:
             self._table_()
         self.changed = True
         self._cache = None
 
     @staticmethod
-    def _merge(t: _Table, log: Sequence[tuple[int, int, float, float]]) -> None:
-        """The runs of ``log`` (in order) into ``t``."""
-        t.grow(np.unique(np.fromiter((x[0] for x in log), dtype=np.int64, count=len(log))))
-        ids = t.ids
-        n, total, sq, top, mem, timeouts, censored, ring = (t.n, t.sum, t.sumsq, t.max, t.mem, t.timeouts, t.censored, t.ring)
-        for s, code, seconds, m in log:
-            k = int(np.searchsorted(ids, s))
-            if m == m:  # not nan
-                mem[k] = max(mem[k], m)
-            if code == 1:
-                ring[k, n[k] % RING] = seconds
-                n[k] += 1
-                total[k] += seconds
-                sq[k] += seconds * seconds
-                top[k] = max(top[k], seconds)
-            elif code == 2:
-                timeouts[k] += 1
-                censored[k] = max(censored[k], seconds)
+    def _merge(t: _Table, log: "_Runs") -> None:
+        """The runs of ``log`` (in order) into ``t``, with array operations: ``np.add.at``/``np.maximum.at``
+        apply each run in turn (the sums are those of adding one run after the other), and of a setting's
+        completed runs only the last :data:`RING` reach its ring, each in the slot it would have had."""
+        t.grow(np.unique(log.setting))
+        k = np.searchsorted(t.ids, log.setting)
+        known = ~np.isnan(log.mem)
+        np.maximum.at(t.mem, k[known], log.mem[known])
+        done = log.code == 1
+        kd, sd = k[done], log.seconds[done]
+        if len(kd):
+            order = np.argsort(kd, kind="stable")  # by setting, each setting's runs in order
+            ks = kd[order]
+            first = np.r_[True, ks[1:] != ks[:-1]]
+            starts = np.flatnonzero(first)
+            group = np.cumsum(first) - 1
+            j = np.arange(len(ks)) - starts[group]  # the run's place among its setting's runs here
+            count = np.diff(np.r_[starts, len(ks)])[group]
+            last = j >= count - RING
+            kl = ks[last]
+            t.ring[kl, (t.n[kl] + j[last]) % RING] = sd[order][last]
+            np.add.at(t.n, kd, 1)
+            np.add.at(t.sum, kd, sd)
+            np.add.at(t.sumsq, kd, sd * sd)
+            np.maximum.at(t.max, kd, sd)
+        cut = log.code == 2
+        np.add.at(t.timeouts, k[cut], 1)
+        np.maximum.at(t.censored, k[cut], log.seconds[cut])
 
     def _dense(self, name: str) -> np.ndarray:
         t = self._table_()

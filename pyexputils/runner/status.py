@@ -86,12 +86,23 @@ def readEvents(path: str, only: frozenset[str] | None = None, end: int | None = 
     decoded :data:`BATCH` lines at a time (a task of 10^5 runs writes a file of 10^5 lines and more).
     ``only``: the kinds wanted; a line the writer began with another ``{"event":"<kind>"`` is not decoded
     (``task_start`` lists every index of its task). ``end``: the lines before this byte offset only."""
+    lines: list[str] = []
+    for line in readLines(path, only, end):
+        lines.append(line)
+        if len(lines) == BATCH:
+            yield from _decode(lines, only)
+            lines = []
+    yield from _decode(lines, only)
+
+
+def readLines(path: str, only: frozenset[str] | None = None, end: int | None = None) -> Iterator[str]:
+    """The whole lines of ``path`` (with their newline) that :func:`readEvents` decodes, not decoded: a line
+    the writer began with a kind not in ``only`` is left out (a line written otherwise is not)."""
     try:
         f: IO[str] = open(path, encoding="utf-8", errors="replace") if end is None else _upTo(path, end)
     except (FileNotFoundError, NotADirectoryError):
         return
     with f:
-        lines: list[str] = []
         while True:
             line = f.readline(LONG)
             if len(line) == LONG and not line.endswith("\n"):  # a long line (task_start, stop: index lists)
@@ -108,11 +119,7 @@ def readEvents(path: str, only: frozenset[str] | None = None, end: int | None = 
                 break  # the part after the last newline is torn or empty
             if only is not None and line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only:
                 continue
-            lines.append(line)
-            if len(lines) == BATCH:
-                yield from _decode(lines, only)
-                lines = []
-        yield from _decode(lines, only)
+            yield line
 
 
 LONG = 1 << 16  # a line longer than this is read in pieces (and not at all when its kind is not wanted)
