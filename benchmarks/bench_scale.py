@@ -20,6 +20,10 @@ status file written (every run COMPLETED, exit 0; no results on disk) and no ver
 ``status`` in its own process, with its peak RSS and tracemalloc's peak (a second run, per index); the files
 as the runner writes them (``task_end`` with the run's account, ``runner.status.summary``) and, in the same
 run, as runners before it wrote them (no account: every line read) (``--big-ended-files``).
+``--ended-round``: a sweep of that many indices whose every task ended (as ``--big-ended``, files with the
+run's account), and the first watch round after (writable ledger, nothing sent: every verdict recorded and
+every run's time and memory folded into the measurements, ``Durations``), timed (and its ``Session.measure``
+alone), then again from the same state under tracemalloc.
 ``--measured``: planning an experiment of that many settings (one run each), every one measured (three
 classes of run time): ``Durations.load`` + ``measured()`` + ``planfit.fit`` + ``plan``, in its own process, with
 its peak RSS and tracemalloc's peak (a second run, per setting).
@@ -297,7 +301,7 @@ def bigQueued(n: int, what: str, folder: str, out: str) -> None:
     assert reader is not None
     with reader:
         for sub in reader.submissions():  # in submission order: the fake's job ids are 1, 2, ...
-            assert fake.add(sub.tag, sub.array_size, state="COMPLETED" if what == "ended" else "PENDING").id == sub.job_id
+            assert fake.add(sub.tag, sub.array_size, state="COMPLETED" if what in ("ended", "round") else "PENDING").id == sub.job_id
         ledgerBytes = reader.size()
     dm = None
     if what == "ended":
@@ -305,6 +309,8 @@ def bigQueued(n: int, what: str, folder: str, out: str) -> None:
         doneMask(loadExperiment("experiments/e.json"), 10)
         dm = time.perf_counter() - t0
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if what == "round":
+        return endedRound(fake, out, before)
     t0 = time.perf_counter()
     peak = None
     if what in ("status", "ended"):
@@ -324,6 +330,62 @@ def bigQueued(n: int, what: str, folder: str, out: str) -> None:
     if what != "ended":
         seconds = time.perf_counter() - t0
     Path(out).write_text(json.dumps({"seconds": seconds, "before_mb": before, "ledger_bytes": ledgerBytes, "peak": peak, "baseline": dm,
+                                     "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+
+
+def endedRound(fake: FakeBackend, out: str, before: float) -> None:
+    """The first watch round over an ended sweep (cwd: its project), timed, then again under tracemalloc
+    from the same state (the ledger and the measurements put back as they were)."""
+    state = str(next(Path(".").rglob("ledger.sqlite")).parent.resolve())
+    ledger = os.path.join(state, "ledger.sqlite")
+    keep = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(".")))
+    paths = (ledger, ledger + "-wal", ledger + "-shm", os.path.join(state, "durations"))
+    saved = {p: os.path.join(keep, os.path.basename(p)) for p in paths if os.path.exists(p)}
+    for p, copy in saved.items():
+        (shutil.copytree if os.path.isdir(p) else shutil.copy2)(p, copy)
+    timed: dict[str, float] = {}
+    real = session.Session.measure
+
+    def measured(self: session.Session, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            timed["measure"] = timed.get("measure", 0.0) + time.perf_counter() - t0
+
+    session.Session.measure = measured  # type: ignore[method-assign]
+
+    def run() -> None:
+        watcher = session.Session(backend=fake)
+        sweeps = watcher.load(["experiments/e.json"], 10, command=True)
+        with watcher.openLedger() as led:
+            r = watcher.round(led, sweeps, send=False)
+        assert r.sent is None and sum(r.standings[0].counts().values()) > 0
+
+    def restore() -> None:
+        for p in paths:
+            if os.path.isdir(p):
+                shutil.rmtree(p)
+            elif os.path.exists(p):
+                os.unlink(p)
+            if p in saved:
+                (shutil.copytree if os.path.isdir(saved[p]) else shutil.copy2)(saved[p], p)
+
+    try:
+        t0 = time.perf_counter()
+        run()
+        seconds, measureSeconds = time.perf_counter() - t0, timed.pop("measure")
+        durationsBytes = sum(f.stat().st_size for f in Path(state, "durations").rglob("*") if f.is_file())
+        restore()
+        tracemalloc.start()
+        run()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert timed.pop("measure") > 0
+        restore()
+    finally:
+        shutil.rmtree(keep)
+    Path(out).write_text(json.dumps({"seconds": seconds, "measure": measureSeconds, "peak": peak, "before_mb": before, "durations_bytes": durationsBytes,
                                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
 
 
@@ -447,6 +509,7 @@ def main() -> None:
     p.add_argument("--big-ended", default="1e6", help="status of a sweep of this size whose every task ended, no verdict recorded ('' to skip)")
     p.add_argument("--big-ended-files", choices=["both", "account", "old"], default="both",
                    help="--big-ended's status files: as the runner writes them (task_end with the run's account), as older runners did, or both")
+    p.add_argument("--ended-round", default="", help="the first watch round over an ended sweep of this size ('' to skip)")
     p.add_argument("--measured", default="1e6", help="planning this many measured settings ('' to skip)")
     p.add_argument("--one-run", default="1e6", help="submit of this many one-run tasks ('' to skip)")
     p.add_argument("--fitted", default="1e6", help="a fitted plan of several classes at these sizes ('' to skip)")
@@ -547,6 +610,17 @@ def main() -> None:
                 print(f"  status, {label}: {r['seconds']:.2f} s ({r['seconds'] / max(r['baseline'], 1e-3):.1f}x doneMask {r['baseline']:.2f} s), "
                       f"peak RSS {r['maxrss_mb']:.0f} MB ({r['maxrss_mb'] * 2**20 / n:.1f} B/index; {r['before_mb']:.0f} MB before it), "
                       f"tracemalloc peak {fmtPeak(r['peak'], n)}")  # fmt: skip
+
+    if a.ended_round:
+        n = int(float(a.ended_round))
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        with tempfile.TemporaryDirectory(dir=base) as folder:
+            setup = spawn("--child-big-queued", str(n), "setup-ended", folder)
+            r = spawn("--child-big-queued", str(n), "round", folder)
+            print(f"\nthe first watch round over an ended sweep of {n:,} indices ({setup['arrays']} arrays, {setup['tasks']:,} tasks, "
+                  f"every run COMPLETED, files with the run's account; verdicts recorded, run times folded): {r['seconds']:.2f} s "
+                  f"(Session.measure {r['measure']:.2f} s), peak RSS {r['maxrss_mb']:.0f} MB ({r['before_mb']:.0f} MB before it), "
+                  f"tracemalloc peak {fmtPeak(r['peak'], n)}; measurements {r['durations_bytes'] / 2**20:.2f} MB on disk")  # fmt: skip
 
     if a.measured:
         n = int(float(a.measured))

@@ -249,7 +249,9 @@ def endLine(draw: st.DrawFn) -> str:
         return json.dumps(e) + "\n"  # spaced
     if shape == 1:
         return '{"event":"end","index":' + "}\n"  # damaged
-    return json.dumps(e, separators=(",", ":")) + "\n"
+    if shape == 2:
+        return '{"event":"start",' + json.dumps(e, separators=(",", ":"))[1:] + "\n"  # read as its first kind
+    return json.dumps(e, separators=(",", ":")) + draw(st.sampled_from(["\n"] * 6 + ["\r\n", "\r"]))
 
 
 @st.composite
@@ -259,7 +261,8 @@ def taskFile(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(0, 30))):
         lines.append(draw(st.one_of(endLine(), endLine(), endLine(), st.sampled_from(['{"event":"start","index":1,"time":3e9}\n',
                      '{"event":"task_end","time":2.5e9}\n', '{"event": "task_start", "time": 1.0, "parallel": 7}\n', '[1]\n']))))  # fmt: skip
-    return "".join(lines) + draw(st.sampled_from(["", '{"event":"task_end","time":3000.5}\n', '{"event":"end","time":5e9']))
+    end = '{"event":"end","host":"n","job":"5","task":0,"attempt":1,"time":3.5e9,"index":2,"cause":"COMPLETED","exit":0,"signal":null,"seconds":4.5}'
+    return "".join(lines) + draw(st.sampled_from(["", '{"event":"task_end","time":3000.5}\n', end, end + "\r", "\r"]))
 
 
 def tableOf(t: _Table) -> str:
@@ -268,15 +271,15 @@ def tableOf(t: _Table) -> str:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(files=st.lists(taskFile(), min_size=1, max_size=3), settings_=st.integers(1, 6), lines=st.sampled_from([1, 2, 5, 1 << 14]),
+@given(files=st.lists(taskFile(), min_size=1, max_size=3), settings_=st.integers(1, 6), block=st.sampled_from([1, 7, 64, 1 << 20]),
        logMin=st.sampled_from([0, 3, 256]), before=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["COMPLETED", "TIMEOUT", "FAILED"]),
                                                                          st.floats(0, 100), st.one_of(st.none(), st.floats(0, 10)))))  # fmt: skip
 def test_the_array_fold_gives_the_table_and_record_of_the_per_run_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[str],
-                                                                       settings_: int, lines: int, logMin: int,
+                                                                       settings_: int, block: int, logMin: int,
                                                                        before: list[tuple[int, str, float, float | None]]) -> None:  # fmt: skip
     """Lines of the runner's shape, spaced, damaged or odd (nan, bool, negative, huge, a string), in batches of
     any size, the table merged early or late, over runs folded before: the same table, record and log."""
-    monkeypatch.setattr(durations, "LINES", lines)
+    monkeypatch.setattr(durations, "BLOCK", block)
     monkeypatch.setattr(durations, "LOG_MIN", logMin)
     root = tmp_path / str(len(list(tmp_path.iterdir())))
     state = StateDir(str(root))
@@ -292,7 +295,7 @@ def test_the_array_fold_gives_the_table_and_record_of_the_per_run_fold(tmp_path:
     folder = Path(state.statusOf("a-1"))
     folder.mkdir(parents=True)
     for task, text in enumerate(files):
-        (folder / f"{task}.jsonl").write_text(text, encoding="utf-8")
+        (folder / f"{task}.jsonl").write_bytes(text.encode())
     d.refresh(state, [sub("a-1", len(files))], live=set())
     rec = {"runs": 0, "run_seconds": 0.0, "mem_max_mb": 0.0, "timeouts": 0, "completed": 0, "elapsed": 0.0, "tasks": 0}
     for name in os.listdir(folder):  # in the order refresh takes them

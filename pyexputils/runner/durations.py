@@ -28,7 +28,7 @@ import re
 import tempfile
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -37,27 +37,29 @@ from pyexputils.runner.planfit import Measured, RunTimes
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.resources import parseMemMB, parseMinutes
 from pyexputils.runner.statedir import StateDir
-from pyexputils.runner.status import lastRunEnded, readLines
+from pyexputils.runner.status import lastRunEnded, unwanted
 
 RING = 8  # run times kept per setting (the latest)
 MAX_ARRAYS = 1000
 VERSION = 2
 _FOLDED = frozenset({"task_start", "end", "task_end"})  # what _foldTask reads (its start lines are not decoded)
 LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
-LINES = 1 << 14  # end lines parsed at once (a task of any size is folded in bounded memory)
+BLOCK = 1 << 20  # bytes of a status file read at once (a task of any size is folded in bounded memory)
 
-# An ``end`` line as the runner's StatusWriter writes it (compact JSON, its fields in this order; see
-# runner/task.py ``_finish``): the time, index, cause, seconds and peak memory are taken from it without
-# decoding it. Strict: a line of any other shape (spaces, a negative or non-finite number, an escape in a
-# string, another field) is decoded with json, so a line matched gives what json would give.
+# Every line of a block of a status file is one of: an ``end`` line as the runner's StatusWriter writes it
+# (compact JSON, its fields in this order; see runner/task.py ``_finish``: its time, index, cause, seconds and
+# peak memory taken without decoding it); a line StatusWriter began with a kind not folded (``start``, ...:
+# left, as readEvents leaves it); any other line (last group), decoded with json. Strict: an end line of any
+# other shape (spaces, a negative or non-finite number, an escape in a string, another field) is decoded, so
+# a line matched gives what json would give.
 _INT = r"-?(?:0|[1-9]\d*)"
 _NUM = r"(?:0|[1-9]\d{0,17})(?:\.\d+)?(?:[eE][-+]?\d{1,3})?"
 _STR = r'"[^"\\\x00-\x1f]*"'
-_END_HEAD = '{"event":"end",'
-_END_LINE = re.compile(
-    rf'^\{{"event":"end",(?:"(?:host|job|task|attempt)":(?:{_STR}|{_INT}|null),)*"time":({_NUM}),"index":(0|[1-9]\d{{0,17}}),'
+_LINE = re.compile(
+    rf'^(?:\{{"event":"end",(?:"(?:host|job|task|attempt)":(?:{_STR}|{_INT}|null),)*"time":({_NUM}),"index":(0|[1-9]\d{{0,17}}),'
     rf'"cause":"([A-Z_]+)","exit":(?:{_INT}|null),"signal":(?:{_INT}|null),"seconds":({_NUM})(?:,"maxrss_mb":({_NUM}))?'
-    rf'(?:,"missing":\[(?:{_STR}(?:,{_STR})*)?\])?(?:,"killed":true)?\}}$', re.M)  # fmt: skip
+    rf'(?:,"missing":\[(?:{_STR}(?:,{_STR})*)?\])?(?:,"killed":true)?\}}'
+    r'|\{"event":"(?!(?:task_start|end|task_end)")[^"\n]*"[^\n]*|([^\n]*))$', re.M)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,32 @@ class _Runs:
         return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("setting", "code", "seconds", "mem")))
 
 
+def _blocks(path: str) -> Iterator[str]:
+    """The whole lines of ``path``, :data:`BLOCK` bytes or so at a time, as readEvents reads them (UTF-8,
+    errors replaced, universal newlines; the part after the last newline is torn and left)."""
+    try:
+        f = open(path, "rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with f:
+        rest = b""
+        while data := f.read(BLOCK):
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                yield _text(data[:cut])
+    if b"\r" in rest:  # a last line ended by a lone \r (a newline too)
+        tail = _text(rest)
+        if tail.rfind("\n") >= 0:
+            yield tail[: tail.rfind("\n") + 1]
+
+
+def _text(data: bytes) -> str:
+    text = data.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def _later(last: float | None, t: float) -> float:
     return t if last is None else max(last, t)
 
@@ -171,25 +199,23 @@ class _TaskFold:
         self.rec, self.settings = rec, settings
         self.start: float | None = None
         self.last: float | None = None
-        self.pending: list[str] = []  # end lines not parsed yet
         self.slow: list[tuple[int, int, float, float]] = []  # runs of decoded lines, not yet given
 
-    def parse(self) -> _Runs | None:
-        """The pending end lines: at once when each has the runner's shape, else one by one."""
-        lines, self.pending = self.pending, []
-        if not lines:
-            return None
-        found = _END_LINE.findall("".join(lines))
-        if len(found) != len(lines):  # some line of another shape: each in turn
-            for line in lines:
-                m = _END_LINE.match(line)
-                if m is None:
-                    self.decoded(line)
-                else:
-                    time, index, cause, seconds, mem = m.groups()
-                    self.event({"event": "end", "time": float(time), "index": int(index), "cause": cause, "seconds": float(seconds),
-                                **({"maxrss_mb": float(mem)} if mem else {})})  # fmt: skip
-            return None
+    def block(self, text: str) -> Iterator[_Runs]:
+        """The runs of a block of whole lines, in order: each stretch of end lines of the runner's shape at once."""
+        found = _LINE.findall(text)
+        others = [k for k, f in enumerate(found) if f[5]]
+        at = 0
+        for k in [*others, len(found)]:
+            ends = [f for f in found[at:k] if f[1]]
+            if ends:
+                yield self.ends(ends)
+            if k < len(found):
+                self.decoded(found[k][5])
+            at = k + 1
+
+    def ends(self, found: list[tuple[str, ...]]) -> _Runs:
+        """End lines of the runner's shape (their time, index, cause, seconds, memory as written), at once."""
         before = self.flush()
         cols = np.array(found)
         time, seconds = cols[:, 0].astype(np.float64), cols[:, 3].astype(np.float64)
@@ -219,6 +245,9 @@ class _TaskFold:
         return _Runs.of(slow) if slow else None
 
     def decoded(self, line: str) -> None:
+        """A line not of the runner's end shape: as readEvents would give it."""
+        if unwanted(line, _FOLDED):
+            return
         try:
             e = json.loads(line)
         except json.JSONDecodeError:
@@ -400,19 +429,12 @@ class Durations:
         self._prune()
 
     def _foldTask(self, rec: dict[str, Any], path: str) -> None:
-        """One task's file (in one pass): its runs into the log, :data:`LINES` end lines at a time (each as
-        :data:`_END_LINE` when it has that shape, else decoded), the table merged in as soon as the log is
-        long (as :meth:`save` would: memory bounded by the table, whatever the runs)."""
+        """One task's file (in one pass, :data:`BLOCK` bytes at a time): its runs into the log, the table
+        merged in as soon as the log is long (as :meth:`save` would: memory bounded by the table)."""
         fold = _TaskFold(rec, self.settings)
-        for line in readLines(path, _FOLDED):
-            if line.startswith(_END_HEAD):
-                fold.pending.append(line)
-                if len(fold.pending) >= LINES:
-                    self._take(fold.parse())
-            else:
-                self._take(fold.parse())
-                fold.decoded(line)
-        self._take(fold.parse())
+        for text in _blocks(path):
+            for runs in fold.block(text):
+                self._take(runs)
         self._take(fold.flush())
         if fold.start is not None and fold.last is not None:
             rec["elapsed"] += fold.last - fold.start

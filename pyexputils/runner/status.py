@@ -86,27 +86,16 @@ def readEvents(path: str, only: frozenset[str] | None = None, end: int | None = 
     decoded :data:`BATCH` lines at a time (a task of 10^5 runs writes a file of 10^5 lines and more).
     ``only``: the kinds wanted; a line the writer began with another ``{"event":"<kind>"`` is not decoded
     (``task_start`` lists every index of its task). ``end``: the lines before this byte offset only."""
-    lines: list[str] = []
-    for line in readLines(path, only, end):
-        lines.append(line)
-        if len(lines) == BATCH:
-            yield from _decode(lines, only)
-            lines = []
-    yield from _decode(lines, only)
-
-
-def readLines(path: str, only: frozenset[str] | None = None, end: int | None = None) -> Iterator[str]:
-    """The whole lines of ``path`` (with their newline) that :func:`readEvents` decodes, not decoded: a line
-    the writer began with a kind not in ``only`` is left out (a line written otherwise is not)."""
     try:
         f: IO[str] = open(path, encoding="utf-8", errors="replace") if end is None else _upTo(path, end)
     except (FileNotFoundError, NotADirectoryError):
         return
     with f:
+        lines: list[str] = []
         while True:
             line = f.readline(LONG)
             if len(line) == LONG and not line.endswith("\n"):  # a long line (task_start, stop: index lists)
-                if only is not None and line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only:
+                if only is not None and unwanted(line, only):
                     while len(line) == LONG and not line.endswith("\n"):  # skipped a piece at a time
                         line = f.readline(LONG)
                     continue
@@ -117,14 +106,23 @@ def readLines(path: str, only: frozenset[str] | None = None, end: int | None = N
                 line = "".join(pieces)
             if not line.endswith("\n"):
                 break  # the part after the last newline is torn or empty
-            if only is not None and line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only:
+            if only is not None and unwanted(line, only):
                 continue
-            yield line
+            lines.append(line)
+            if len(lines) == BATCH:
+                yield from _decode(lines, only)
+                lines = []
+        yield from _decode(lines, only)
 
 
 LONG = 1 << 16  # a line longer than this is read in pieces (and not at all when its kind is not wanted)
 _HEAD = '{"event":"'  # how StatusWriter begins every line
 _AT = len(_HEAD)
+
+
+def unwanted(line: str, only: frozenset[str]) -> bool:
+    """The line begins as StatusWriter begins one, with a kind not in ``only`` (:func:`readEvents` leaves it)."""
+    return line.startswith(_HEAD) and line[_AT : line.find('"', _AT)] not in only
 
 
 def _decode(lines: list[str], only: frozenset[str] | None = None) -> Iterator[dict[str, Any]]:
