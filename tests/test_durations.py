@@ -235,7 +235,7 @@ def endLine(draw: st.DrawFn) -> str:
     seconds = draw(NUMBER)
     if seconds is not None:
         e["seconds"] = seconds
-    mem = draw(NUMBER)
+    mem = draw(st.one_of(st.none(), NUMBER))
     if mem is not None:
         e["maxrss_mb"] = mem
     if draw(st.booleans()):
