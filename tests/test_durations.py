@@ -16,7 +16,8 @@ from pyexputils.runner import durations
 from pyexputils.runner.durations import _STATS, RING, Durations, SubmissionInfo, _Table
 from pyexputils.runner.policy import Measure
 from pyexputils.runner.statedir import StateDir
-from pyexputils.runner.status import lastRunEnded, readEvents
+from pyexputils.runner.causes import Cause
+from pyexputils.runner.status import StatusWriter, lastRunEnded, readEvents
 
 
 def writeTask(state: StateDir, tag: str, task: int, runs: list[tuple[int, str, float, float | None]], end: bool = True) -> None:
@@ -307,3 +308,39 @@ def test_the_array_fold_gives_the_table_and_record_of_the_per_run_fold(tmp_path:
     assert tableOf(d._table_()) == tableOf(table), (tableOf(d._table_()), tableOf(table))
     d.save()
     assert tableOf(Durations.load(state, "/p/e.json", settings_)._table_()) == tableOf(table)
+
+
+def test_end_lines_as_the_runner_writes_them_are_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """StatusWriter's lines, fields as TaskRunner._finish gives them: matched, not decoded (only task_start and
+    task_end are); the same table and record as the per-run fold."""
+    state = StateDir(str(tmp_path))
+    path = Path(state.statusOf("a-1")) / "0.jsonl"
+    with StatusWriter(str(path), host="node-7", job="12_3", task=3, attempt=2) as w:
+        w.write("task_start", time=100.0, indices=list(range(40)), pid=1, parallel=2, tag="a-1")
+        for i in range(40):
+            w.write("start", time=100.0 + i, index=i, pid=5, command="python run.py")
+            extra: dict[str, Any] = {"seconds": round(1.5 * i + 0.001, 3)}
+            if i % 3:
+                extra["maxrss_mb"] = round(i * 10.24, 1)
+            cause = [Cause.COMPLETED, Cause.TIMEOUT, Cause.FAILED, Cause.OUT_OF_MEMORY][i % 4]
+            if cause is Cause.FAILED:
+                extra["missing"] = ["out.npz"]
+            if cause is Cause.OUT_OF_MEMORY:
+                extra["killed"] = True
+            w.write("end", time=round(101.0 + i, 3), index=i, cause=cause, exit=None if i % 4 == 3 else i % 2, signal=9 if i % 4 == 3 else None, **extra)
+        w.write("skip", time=200.0, index=41, cause="CANCELLED")
+        w.write("task_end", time=201.5, cut_off=False, cause=None, exit=0)
+    decoded: list[str] = []
+    real = json.loads
+    monkeypatch.setattr(durations.json, "loads", lambda s, *a, **k: decoded.append(s) or real(s, *a, **k))
+    d = Durations.load(state, "/p/e.json", 7)
+    d.refresh(state, [sub("a-1")], live=set())
+    assert [real(x)["event"] for x in decoded] == ["task_start", "task_end"]
+    monkeypatch.setattr(durations.json, "loads", real)
+    rec = {"runs": 0, "run_seconds": 0.0, "mem_max_mb": 0.0, "timeouts": 0, "completed": 0, "elapsed": 0.0, "tasks": 0}
+    log: list[tuple[int, int, float, float]] = []
+    referenceFold(rec, readEvents(str(path), durations._FOLDED), 7, log)
+    assert repr({k: d.arrays["a-1"][k] for k in rec}) == repr(rec) and d.arrays["a-1"]["parallel"] == 2 and rec["runs"] == 40
+    table = _Table.empty()
+    referenceMerge(table, log)
+    assert tableOf(d._table_()) == tableOf(table)
