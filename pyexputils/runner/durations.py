@@ -44,7 +44,7 @@ MAX_ARRAYS = 1000
 VERSION = 2
 _FOLDED = frozenset({"task_start", "end", "task_end"})  # what _foldTask reads (its start lines are not decoded)
 LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
-BLOCK = 1 << 20  # bytes of a status file read at once (a task of any size is folded in bounded memory)
+BLOCK = 1 << 18  # bytes of a status file read at once (a task of any size is folded in bounded memory)
 
 # Every line of a block of a status file is one of: an ``end`` line as the runner's StatusWriter writes it
 # (compact JSON, its fields in this order; see runner/task.py ``_finish``: its time, index, cause, seconds and
