@@ -271,7 +271,7 @@ def tableOf(t: _Table) -> str:
     return repr({k: getattr(t, k).tolist() for k in ("ids", *_STATS)})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(files=st.lists(taskFile(), min_size=1, max_size=3), settings_=st.integers(1, 6), block=st.sampled_from([1, 7, 64, 1 << 20]),
        logMin=st.sampled_from([0, 3, 256]), before=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["COMPLETED", "TIMEOUT", "FAILED"]),
                                                                          st.floats(0, 100), st.one_of(st.none(), st.floats(0, 10)))))  # fmt: skip
