@@ -261,7 +261,10 @@ def taskFile(draw: st.DrawFn) -> str:
                          "indices": [1, 2]}, separators=(",", ":")) + "\n"]  # fmt: skip
     for _ in range(draw(st.integers(0, 30))):
         lines.append(draw(st.one_of(endLine(), endLine(), endLine(), st.sampled_from(['{"event":"start","index":1,"time":3e9}\n',
-                     '{"event":"task_end","time":2.5e9}\n', '{"event": "task_start", "time": 1.0, "parallel": 7}\n', '[1]\n']))))  # fmt: skip
+                     '{"event":"task_end","time":2.5e9}\n', '{"event": "task_start", "time": 1.0, "parallel": 7}\n', '[1]\n',
+                     *(f'{{"event":"task_start","time":{t},"indices":{x},"parallel":{p}}}\n' for t, x, p in  # its indices not decoded when well formed
+                       [(7, "[]", 4), (0.5, "[0]", 5), (9, "[0,10,2]", 6), (3, "[01]", 8), (4, "[1,-2]", 9), (5, "[1,,2]", 9), (6, "[1,2", 9),
+                        (2, '[1],"parallel":12,"indices":[3]', 10), (1, "[1 ,2]", 11)])]))))  # fmt: skip
     end = '{"event":"end","host":"n","job":"5","task":0,"attempt":1,"time":3.5e9,"index":2,"cause":"COMPLETED","exit":0,"signal":null,"seconds":4.5}'
     return "".join(lines) + draw(st.sampled_from(["", '{"event":"task_end","time":3000.5}\n', end, end + "\r", "\r"]))
 

@@ -61,6 +61,23 @@ _REST = (rf'"time":({_NUM}),"index":(0|[1-9]\d{{0,17}}),"cause":"([A-Z_]+)","exi
 _OTHER = r'|\{"event":"(?!(?:task_start|end|task_end)")[^"\n]*"[^\n]*|([^\n]*))$'
 
 
+_INDICES = '"indices":'
+_NOT_INDEX = re.compile(r"[^0-9,]|,,|,0\d")  # in a list of indices: not a digit or comma, an empty item, a leading zero
+
+
+def _indexList(line: str, at: int) -> int:
+    """Where a list of indices as json.dumps writes it compactly (``[0,10,20]``) that begins at ``at`` ends
+    (-1: not such a list). Searched in place (no copy of a long line; a regular expression's repeated group
+    would keep a frame per index)."""
+    close = line.find("]", at)
+    if close < 0 or line[at : at + 1] != "[":
+        return -1
+    if close > at + 1 and (line[at + 1] == "," or line[close - 1] == "," or (line[at + 1] == "0" and line[at + 2] not in ",]")
+                           or _NOT_INDEX.search(line, at + 1, close)):  # fmt: skip
+        return -1
+    return close + 1
+
+
 def _lines(heads: str) -> re.Pattern[str]:
     return re.compile(rf'^(?:\{{"event":"end",{heads}{_REST}{_OTHER}', re.M)
 
@@ -192,13 +209,18 @@ def _blocks(path: str) -> Iterator[str]:
     except (FileNotFoundError, NotADirectoryError):
         return
     with f:
-        rest = b""
+        pieces: list[bytes] = []  # of a line not ended yet (a long one: a task_start's index list)
         while data := f.read(BLOCK):
-            data = rest + data
             cut = data.rfind(b"\n") + 1
-            rest = data[cut:]
-            if cut:
-                yield _text(data[:cut])
+            if not cut:
+                pieces.append(data)
+                continue
+            whole = b"".join([*pieces, data[:cut]]) if pieces else data[:cut]
+            pieces = [data[cut:]]
+            text = _text(whole)
+            del whole
+            yield text
+    rest = b"".join(pieces)
     if b"\r" in rest:  # a last line ended by a lone \r (a newline too)
         tail = _text(rest)
         if tail.rfind("\n") >= 0:
@@ -281,6 +303,10 @@ class _TaskFold:
         """A line not of the runner's end shape: as readEvents would give it."""
         if unwanted(line, _FOLDED):
             return
+        at = line.find(_INDICES) if line.startswith('{"event":"task_start",') else -1
+        end = _indexList(line, at + len(_INDICES)) if at >= 0 else -1
+        if end >= 0:  # its every index, not needed: not decoded
+            line = f"{line[:at]}{_INDICES}0{line[end:]}"
         try:
             e = json.loads(line)
         except json.JSONDecodeError:
@@ -479,7 +505,7 @@ class Durations:
         self._append(runs)
         self.changed = True
         self._cache = None
-        if self._t is not None or self._long():
+        if self._long():  # (a table read holds the rest until asked: _table_)
             self._table_()
 
     def add(self, index: int, cause: str, seconds: float, memMB: float | None = None) -> None:
