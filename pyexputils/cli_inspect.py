@@ -121,7 +121,7 @@ class RunFacts:
                 if not isinstance(i, int) or not 0 <= i < len(self.file) or self.file[i] != fid:
                     continue
                 kind, host = ev.get("event"), ev.get("host")
-                if kind not in ("start", "end"):
+                if kind not in _RUN_EVENTS:  # readEvents still decodes a line not begun as StatusWriter begins one
                     continue
                 if host:  # an end without a host keeps its start's
                     self.host[i] = ids.setdefault(str(host), len(ids))
