@@ -3,7 +3,8 @@
     python bench_worker.py IMPL WORKLOAD DATADIR [REPEAT]
 
 IMPL: ``ours`` (pyexputils), ``v8`` (PyExpUtils-andnp 8.x) or ``v3`` (PyExpUtils-andnp 3.x), each run
-with the interpreter of the environment it is installed in; or ``listing`` (missing workloads only: every
+with the interpreter of the environment it is installed in; ``first`` (missing workloads only: pyexputils
+without its listing cache, as a first look, every setting folder listed); or ``listing`` (missing workloads only: every
 setting folder listed once with 16 threads and nothing else, what any implementation that reads each
 setting folder pays; run with ours' interpreter). WORKLOAD: ``getperm``, ``missing``,
 ``load``, or ``noop`` (imports only: the baseline that call counts subtract). DATADIR holds config.json
@@ -38,14 +39,14 @@ if impl == "listing":
         with ThreadPoolExecutor(16) as pool:
             return [n for batch in pool.map(lambda b: [os.listdir(f) for f in b], batches) for names in batch for n in names]
 
-elif impl == "ours":
+elif impl in ("ours", "first"):
     from pyexputils.models import ExperimentDescription
     from pyexputils.results import getBest, listIndices, listMissingResults, loadResults
 
     exp: Any = ExperimentDescription(d, path=None)
 
     def missing(runs: int) -> list[int]:
-        return listMissingResults(exp, runs)
+        return listMissingResults(exp, runs, cache=impl == "ours")  # first: as a first look, every folder listed
 
     def best() -> Any:
         return getBest(loadResults(exp, spec["filename"]))

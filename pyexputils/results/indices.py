@@ -12,7 +12,9 @@ avoided, since only the save folder knows what is inside it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import re
 import time
@@ -25,7 +27,10 @@ import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription
+from pyexputils.results.listings import VERSION as LISTINGS_VERSION
+from pyexputils.results.listings import ListingCache, cacheName, signature
 from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath, projectBase
+from pyexputils.runner.statedir import StateDir
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,6 +44,7 @@ BATCH = 16  # listings a thread takes at a time
 AHEAD = CHUNK  # listings done or under way before the walk uses them: bounds the names held at once
 _Node = tuple[int, int, str]  # a node of the walk: (permutation or -1, run or -1, folder path)
 _Candidates = dict[str, list[tuple[int, int]]]  # name at a level -> the (perm, run) pairs it stands for
+_KNOWN: list[str] = []  # in place of a listing: the folder is known unchanged (ListingCache)
 
 
 def listIndices(exp: ExperimentDescription, runs: int = 1) -> range:
@@ -53,16 +59,20 @@ def listMissingResults(
     require: Sequence[str] | None = None,
     base: str = "",
     workers: int = WORKERS,
+    cache: bool | str = True,
 ) -> list[int]:
     """The indices (of ``runs`` runs) whose run is not done, in increasing order.
 
-    ``require`` defaults to the config's; ``base`` is prepended to save paths; up to ``workers`` threads list
+    ``require`` defaults to the config's; ``base`` is prepended to save paths; ``cache``: keep what each
+    setting folder held, to know it again from a ``stat`` while it is unchanged (:mod:`pyexputils.results.listings`;
+    True: in the state folder of the results root, a path: in that folder, False: list every folder); up to ``workers`` threads list
     folders at once once listings are seen to wait on the disk or the network (from a cold cache, the 10^5
     setting folders of 10^6 runs took 4-9 s on this machine's disk instead of 9-30 s one at a time), while
     from a warm cache the walk stays on one thread (threads would only contend for the interpreter). 1: no
     threads.
     """
-    return np.flatnonzero(~doneMask(exp, runs, require=require, base=base, workers=workers)).tolist()  # type: ignore[no-any-return]
+    mask = doneMask(exp, runs, require=require, base=base, workers=workers, cache=cache)
+    return np.flatnonzero(~mask).tolist()  # type: ignore[no-any-return]
 
 
 def doneMask(
@@ -72,8 +82,9 @@ def doneMask(
     require: Sequence[str] | None = None,
     base: str = "",
     workers: int = WORKERS,
+    cache: bool | str = True,
 ) -> npt.NDArray[np.bool_]:
-    """A boolean per index ``0 … runs·P − 1``: True where the run is done."""
+    """A boolean per index ``0 … runs·P − 1``: True where the run is done (arguments as :func:`listMissingResults`)."""
     if runs < 0:
         raise ValueError(f"runs must be >= 0, got {runs}")
     exp.validateSavePath(max(runs, 1))
@@ -102,8 +113,35 @@ def doneMask(
             mask[i] = os.path.exists(path) and all(os.path.exists(os.path.join(path, f)) for f in required)
         return mask
     with Pace(workers) as pace:
-        _Walk(exp, plan, runs, fields, params, pace).mark(mask, required)
+        walk = _Walk(exp, plan, runs, fields, params, pace)
+        listings = _listingCache(exp, walk, base, cache) if not required else None
+        walk.mark(mask, required, listings)
+    if listings is not None:
+        listings.save(mask)
     return mask
+
+
+def _listingCache(exp: ExperimentDescription, walk: "_Walk", base: str, cache: bool | str) -> ListingCache | None:
+    """The walk's cache of setting folders, when asked for and when its last level lies in setting folders."""
+    if cache is False or not walk.settingFolders:
+        return None
+    plan = walk.plan
+    levels = repr([level.tokens for level in plan.levels])
+    name = cacheName(plan.root, levels)
+    if isinstance(cache, str):
+        path = os.path.join(cache, name)
+    else:
+        path = StateDir(os.path.join(base, exp.config.results_root)).listing(name)
+    fields = exp.paramsFields() if plan.usesParams else None
+    if fields is not None:
+        settings: object = fields
+    elif plan.usesParams:  # values that are not scalars: every setting's text
+        texts = walk._params if walk._params is not None else exp.paramsStrings()
+        settings = hashlib.sha1("\0".join(texts).encode("utf-8", "surrogateescape")).hexdigest()
+    else:
+        settings = None
+    what = json.dumps([LISTINGS_VERSION, os.path.abspath(plan.root), levels, walk.count, walk.runs, settings])
+    return ListingCache.open(path, what, walk.count, walk.runs)
 
 
 def rangesText(indices: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> str:
@@ -165,16 +203,22 @@ class _Walk:
         self.parsers: list[_Parser | None] = []  # per shared level that can hold many names: reads them back
         self.candidates: list[_Candidates | None] = []  # per other shared level: every name it can hold
         fixedP = fixedR = False  # whether the folders of a level already know their setting / run
-        for level in plan.levels:
+        self.settingFolders = False  # whether the last level's folders are one per setting (any run): cacheable
+        for depth, level in enumerate(plan.levels):
+            if depth == len(plan.levels) - 1:
+                self.settingFolders = fixedP and not fixedR
             shared = not ((level.usesParams and fixedP) or (level.usesRun and fixedR))
             size = (self.count if level.usesParams else 1) * (runs if level.usesRun else 1)
             parser = _Parser.of(level, fields, runs) if shared and size > PARSE_ABOVE else None
             self.parsers.append(parser)
             self.candidates.append(self._candidates(level, -1, -1) if shared and parser is None else None)
             fixedP, fixedR = fixedP or level.usesParams, fixedR or level.usesRun
+        self.settingFolders = self.settingFolders and self.parsers[-1] is None
 
-    def mark(self, mask: npt.NDArray[np.bool_], required: list[str]) -> None:
-        """Set ``mask`` True at every index whose save folder exists (and holds ``required``)."""
+    def mark(self, mask: npt.NDArray[np.bool_], required: list[str], listings: ListingCache | None = None) -> None:
+        """Set ``mask`` True at every index whose save folder exists (and holds ``required``); with
+        ``listings`` (only when the last level's folders are setting folders), a setting folder it knows
+        unchanged is not listed."""
         root: _Node = (-1, -1, self.plan.root)
         last = len(self.plan.levels) - 1
         folders: Iterator[_Node] = iter([root])
@@ -188,7 +232,8 @@ class _Walk:
             return
         candidates = self.candidates[last]
         offsets = _offsets(candidates, self.count) if candidates is not None else None
-        for chunk in _batches(self._listed(last, folders)):
+        listed = self._listed(last, folders) if listings is None else self._unlessKnown(folders, listings, mask)
+        for chunk in _batches(listed):
             if candidates is not None and offsets is not None:  # the hot loop: a bulk lookup
                 mask[_lastLevel(chunk, offsets, "" in candidates, self.count)] = True
             else:
@@ -213,6 +258,35 @@ class _Walk:
         for node, listing in _stream(lambda node: (node, _listNames(node[2])), folders, self.pace):
             if listing is not None:
                 yield node, listing
+
+    def _unlessKnown(self, folders: Iterator[_Node], listings: ListingCache, mask: npt.NDArray[np.bool_]) -> Iterator[tuple[_Node, list[str]]]:  # fmt: skip
+        """Each existing setting folder of ``folders`` with the names in it, but for those ``listings`` knows
+        unchanged: their indices are set in ``mask`` as they were. Each folder's signature is taken before
+        it is listed, so what the listing saw is at least as new as the signature."""
+
+        def look(node: _Node) -> tuple[_Node, int, list[str] | None]:
+            try:
+                st = os.stat(node[2])
+            except (FileNotFoundError, NotADirectoryError):
+                return node, 0, None
+            except OSError as e:
+                raise unreadable(node[2], e) from None
+            sig = signature(st, time.time_ns())
+            return node, sig, _KNOWN if listings.known(node[0], sig) else _listNames(node[2])
+
+        known: list[int] = []
+        for node, sig, names in _stream(look, folders, self.pace):
+            if names is None:
+                continue  # gone since its parent was listed: forgotten
+            listings.record(node[0], sig)
+            if names is not _KNOWN:
+                yield node, names
+                continue
+            known.append(node[0])
+            if len(known) >= CHUNK:
+                listings.fill(mask, known)
+                known = []
+        listings.fill(mask, known)
 
     def _found(self, depth: int, listed: list[tuple[_Node, list[str]]]) -> list[_Node]:
         """The folders in ``listed`` (at level ``depth``) that some setting and run would have."""

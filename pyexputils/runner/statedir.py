@@ -17,6 +17,7 @@
   service/starts, alive   each watcher's start, and the last finished round (the crash-loop count)
   service/logs/watcher-<job>.log   each watcher job's log; service/daemon.log, .pid, .lock: `watch --daemon`
   durations/<name>-<hash>.npz  measured run times and memory per setting and per array (pyexputils.runner.durations)
+  listings/<hash>.npz     what each setting folder held when last listed (pyexputils.results.listings; a cache)
 ```
 """
 from __future__ import annotations
@@ -98,6 +99,10 @@ class StateDir:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(experiment))[0])[:40] or "exp"
         digest = hashlib.sha1(experiment.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         return os.path.join(self.path, "durations", f"{name}-{digest}.npz")
+
+    def listing(self, name: str) -> str:
+        """A walk's cache of setting folders (``listings/<hash>.npz``, :func:`pyexputils.results.listings.cacheName`)."""
+        return os.path.join(self.path, "listings", name)
 
     def make(self) -> None:
         """Create the state folder."""

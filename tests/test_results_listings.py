@@ -1,0 +1,238 @@
+"""The listing cache of missing detection (pyexputils.results.listings): a setting folder known unchanged is
+not listed again, any change to it is seen, and with or without the cache the answer is the same.
+
+Folders made by a test are seconds old, so the tests shorten SETTLED_S and wait that long (more than a tick
+of the file system's clock) before a walk whose signatures should be trusted."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_results_indices import SEED, TEMPLATES, count_listings, make, naive, sweeps
+
+import pyexputils.results.listings as listings
+from pyexputils.results import doneMask, listMissingResults, listResultsPaths
+from pyexputils.results.listings import ListingCache, signature
+
+SETTLE = 0.05
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listings, "SETTLED_S", SETTLE / 2)
+
+
+def settle() -> None:
+    time.sleep(SETTLE)
+
+
+def cacheFiles(root: Path) -> list[str]:
+    folder = root / "results" / ".pyexputils" / "listings"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def settingFolders(calls: list[str]) -> list[str]:
+    """The listed folders that are setting folders (results/<name>/<agent>/<params>)."""
+    return sorted(p for p in calls if p.count("/") == 3)
+
+
+def fill(exp: Any, runs: int, present: set[int]) -> None:
+    for i in present:
+        os.makedirs(exp.interpolateSavePath(i), exist_ok=True)
+
+
+def test_an_unchanged_setting_folder_is_not_listed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    present = set(range(0, 48, 3)) | {1, 2}
+    fill(exp, 3, present)
+    settle()
+    calls = count_listings(monkeypatch)
+    first = listMissingResults(exp, runs=3)
+    assert first == naive(exp, 3, [])
+    assert len(settingFolders(calls)) == len({i % 16 for i in present})
+    assert len(cacheFiles(tmp_path)) == 1
+    calls.clear()
+    assert listMissingResults(exp, runs=3) == first
+    assert settingFolders(calls) == []  # every one known from its stat
+    assert listMissingResults(exp, runs=3, cache=False) == first
+    assert len(settingFolders(calls)) == len({i % 16 for i in present})
+
+
+def test_every_kind_of_change_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 3, set(range(40)) - {34})
+    settle()
+    listMissingResults(exp, runs=3)
+    setting = lambda i: os.path.dirname(exp.interpolateSavePath(i))  # noqa: E731
+    os.rmdir(exp.interpolateSavePath(1))  # a run removed
+    os.makedirs(exp.interpolateSavePath(2 + 32))  # a run added
+    os.rename(exp.interpolateSavePath(3), exp.interpolateSavePath(3) + ".old")  # a run renamed away
+    shutil.rmtree(setting(4))  # a setting folder removed
+    was = os.stat(setting(12))  # a run added and the folder's mtime set back (as rsync does): only ctime tells
+    os.makedirs(exp.interpolateSavePath(12 + 32))
+    os.utime(setting(12), ns=(was.st_atime_ns, was.st_mtime_ns))
+    was = os.stat(setting(6))  # a setting folder made again as it was, with its old times
+    shutil.rmtree(setting(6))
+    os.makedirs(exp.interpolateSavePath(6))
+    os.makedirs(exp.interpolateSavePath(6 + 16))
+    os.utime(setting(6), ns=(was.st_atime_ns, was.st_mtime_ns))
+    os.makedirs(exp.interpolateSavePath(10 + 32))  # a run added where no run 2 was
+    os.utime(setting(11))  # a touch: its times changed
+    settle()
+    calls = count_listings(monkeypatch)
+    got = listMissingResults(exp, runs=3)
+    assert got == naive(exp, 3, [])
+    assert settingFolders(calls) == sorted(setting(i) for i in (1, 2, 3, 6, 10, 11, 12))  # 4 is gone, the others unchanged
+    calls.clear()
+    assert listMissingResults(exp, runs=3) == got
+    assert settingFolders(calls) == []
+
+
+def test_recently_changed_folders_are_listed_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without waiting SETTLED_S (10 s), a folder just made is listed each time and no cache file is kept."""
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 2, set(range(32)))
+    calls = count_listings(monkeypatch)
+    assert listMissingResults(exp, runs=2) == []
+    assert listMissingResults(exp, runs=2) == []
+    assert len(settingFolders(calls)) == 32
+    assert cacheFiles(tmp_path) == []
+
+
+def test_a_cache_of_other_settings_or_runs_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 3, set(range(48)))
+    settle()
+    assert listMissingResults(exp, runs=3) == []
+    calls = count_listings(monkeypatch)
+    assert listMissingResults(exp, runs=2) == []  # another number of runs: another mask
+    assert len(settingFolders(calls)) == 16
+    assert listMissingResults(exp, runs=3) == []
+    assert len(settingFolders(calls)) == 32  # the file is one per save path: runs=2 replaced it
+    assert len(cacheFiles(tmp_path)) == 1
+    other = make(d={**SEED, "metaParameters": {"alpha": [1.0, 0.5, 0.25, 0.125], "lambda": [1.0, 0.99, 0.98, 0.97]}})
+    calls.clear()
+    assert listMissingResults(other, runs=3) == naive(other, 3, [])
+    assert len(settingFolders(calls)) == 12  # the 12 settings it shares with exp, listed again
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a zip", None])
+def test_a_damaged_cache_file_is_ignored_and_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None, damage: bytes | None) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 1, {0, 3, 7})
+    settle()
+    first = listMissingResults(exp)
+    [name] = cacheFiles(tmp_path)
+    path = tmp_path / "results" / ".pyexputils" / "listings" / name
+    if damage is None:  # this sweep's cache, with arrays of the wrong shape
+        with np.load(path) as z:
+            what = str(z["what"])
+        with open(path, "wb") as f:
+            np.savez(f, what=np.array(what), sig=np.ones(3, np.uint64), bits=np.zeros(1, np.uint8))
+    else:
+        path.write_bytes(damage)
+    calls = count_listings(monkeypatch)
+    assert listMissingResults(exp) == first
+    assert len(settingFolders(calls)) == 3
+    calls.clear()
+    assert listMissingResults(exp) == first
+    assert settingFolders(calls) == []
+
+
+def test_a_cache_that_cannot_be_written_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 2, {0, 17, 31})
+    (tmp_path / "blocker").write_text("a file where the cache folder would be")
+    settle()
+    assert listMissingResults(exp, runs=2, cache=str(tmp_path / "blocker" / "listings")) == naive(exp, 2, [])
+    assert cacheFiles(tmp_path) == []
+
+
+def test_a_cache_folder_of_ones_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 2, {0, 17, 31})
+    settle()
+    listMissingResults(exp, runs=2, cache=str(tmp_path / "mine"))
+    assert len(os.listdir(tmp_path / "mine")) == 1 and cacheFiles(tmp_path) == []
+
+
+def test_no_cache_with_required_files_or_without_setting_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    """With ``require`` every save folder is looked into anyway; ``{run}/{params}`` has no setting folders."""
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 2, {0, 17})
+    Path(exp.interpolateSavePath(0), "r.npy").touch()
+    settle()
+    assert listMissingResults(exp, runs=2, require=["r.npy"]) == [i for i in range(32) if i != 0]
+    other = make("results/{name}/{run}/{params}")
+    fill(other, 2, {1, 20})
+    settle()
+    assert listMissingResults(other, runs=2) == naive(other, 2, [])
+    assert cacheFiles(tmp_path) == []
+
+
+def test_signature_is_trusted_only_when_settled(tmp_path: Path) -> None:
+    st_ = os.stat(tmp_path)
+    now = max(st_.st_mtime_ns, st_.st_ctime_ns)
+    assert signature(st_, now) == 0
+    assert signature(st_, now + int(listings.SETTLED_S * 1e9)) == 0
+    old = signature(st_, now + int(listings.SETTLED_S * 1e9) + 1)
+    assert old != 0 and old == signature(os.stat(tmp_path), now + 10**12)
+    (tmp_path / "x").mkdir()
+    time.sleep(0.01)
+    assert signature(os.stat(tmp_path), now + 10**12) not in (0, old)
+
+
+def test_fill_sets_the_bits_of_each_run(tmp_path: Path) -> None:
+    cache = ListingCache(str(tmp_path / "c.npz"), "w", count=5, runs=3)
+    before = np.zeros(15, bool)
+    before[[0, 5, 7, 14]] = True
+    cache.bits = np.packbits(before)
+    mask = np.zeros(15, bool)
+    cache.fill(mask, [0, 4])
+    assert np.flatnonzero(mask).tolist() == [0, 5, 14]
+
+
+# --- property: with the cache, after any changes, the answer is the naive one ----------------------------
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(d=sweeps(), template=st.sampled_from(TEMPLATES), runs=st.integers(1, 3), data=st.data())
+def test_with_the_cache_after_changes_agrees_with_naive_check(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    d: dict[str, Any],
+    template: str,
+    runs: int,
+    data: st.DataObject,
+) -> None:
+    monkeypatch.setattr(listings, "SETTLED_S", SETTLE / 2)
+    base = str(tmp_path_factory.mktemp("sweep"))
+    exp = make(template, d)
+    total = runs * exp.numPermutations()
+    paths = [os.path.join(base, exp.interpolateSavePath(i)) for i in range(total)]
+    assert listResultsPaths(exp, runs) == [exp.interpolateSavePath(i) for i in range(total)]
+    cache = os.path.join(base, "cache")
+    for _ in range(3):
+        for i in data.draw(st.sets(st.integers(0, total - 1), max_size=min(total, 6))):  # toggle some runs
+            if os.path.exists(paths[i]):
+                shutil.rmtree(paths[i])
+            else:
+                os.makedirs(paths[i])
+        if data.draw(st.booleans()):
+            settle()  # the changes are settled: trusted from now on
+        got = doneMask(exp, runs, base=base, cache=cache)
+        assert np.flatnonzero(~got).tolist() == naive(exp, runs, [], base)
+        assert np.array_equal(doneMask(exp, runs, base=base, cache=cache), got)
