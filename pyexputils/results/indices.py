@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription
-from pyexputils.results.listings import VERSION as LISTINGS_VERSION
+from pyexputils.results.listings import HASHES
 from pyexputils.results.listings import ListingCache, cacheName, signature
 from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath, projectBase
 from pyexputils.runner.statedir import StateDir
@@ -140,7 +140,7 @@ def _listingCache(exp: ExperimentDescription, walk: "_Walk", base: str, cache: b
         settings = hashlib.sha1("\0".join(texts).encode("utf-8", "surrogateescape")).hexdigest()
     else:
         settings = None
-    what = json.dumps([LISTINGS_VERSION, os.path.abspath(plan.root), levels, walk.count, walk.runs, settings])
+    what = json.dumps([HASHES, os.path.abspath(plan.root), levels, walk.count, walk.runs, settings])
     return ListingCache.open(path, what, walk.count, walk.runs)
 
 

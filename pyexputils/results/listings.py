@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 import secrets
+import sys
 import zipfile
 
 import numpy as np
@@ -28,15 +28,17 @@ import numpy.typing as npt
 
 SETTLED_S = 10.0  # a folder changed less than this long before it was read is listed every time
 VERSION = 1
+HASHES = f"{VERSION}/{sys.implementation.cache_tag}/{sys.hash_info.algorithm}"  # what the signatures depend on
 _MASK64 = (1 << 64) - 1
 
 
 def signature(st: os.stat_result, nowNs: int) -> int:
-    """The folder's signature: 0 when it changed less than :data:`SETTLED_S` before ``nowNs`` (not trusted)."""
+    """The folder's signature: 0 when it changed less than :data:`SETTLED_S` before ``nowNs`` (not trusted).
+    Python's hash of the four numbers (an int's hash is not salted by PYTHONHASHSEED; :data:`HASHES` names the
+    interpreter whose hash it is, so another one does not trust it)."""
     if max(st.st_mtime_ns, st.st_ctime_ns) >= nowNs - int(SETTLED_S * 1e9):
         return 0
-    packed = struct.pack("<4Q", *(x & _MASK64 for x in (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)))
-    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "little") or 1
+    return (hash((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)) & _MASK64) or 1  # ints: not salted
 
 
 class ListingCache:
