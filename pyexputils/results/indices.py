@@ -27,8 +27,7 @@ import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription
-from pyexputils.results.listings import HASHES
-from pyexputils.results.listings import ListingCache, cacheName, signature
+from pyexputils.results.listings import HASHES, ListingCache, cacheName, signature
 from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath, projectBase
 from pyexputils.runner.statedir import StateDir
 
@@ -114,15 +113,23 @@ def doneMask(
         return mask
     with Pace(workers) as pace:
         walk = _Walk(exp, plan, runs, fields, params, pace)
-        listings = _listingCache(exp, walk, base, cache) if not required else None
+        listings = _listingCache(exp, walk, base, cache, fields, params) if not required else None
         walk.mark(mask, required, listings)
     if listings is not None:
         listings.save(mask)
     return mask
 
 
-def _listingCache(exp: ExperimentDescription, walk: "_Walk", base: str, cache: bool | str) -> ListingCache | None:
-    """The walk's cache of setting folders, when asked for and when its last level lies in setting folders."""
+def _listingCache(
+    exp: ExperimentDescription,
+    walk: "_Walk",
+    base: str,
+    cache: bool | str,
+    fields: list[tuple[str, dict[str, int], int]] | None,
+    params: list[str] | None,
+) -> ListingCache | None:
+    """The walk's cache of setting folders, when asked for and when its last level lies in setting folders;
+    its key names all that maps indices to folders (``fields`` of ``{params}``, or every setting's text)."""
     if cache is False or not walk.settingFolders:
         return None
     plan = walk.plan
@@ -132,16 +139,14 @@ def _listingCache(exp: ExperimentDescription, walk: "_Walk", base: str, cache: b
         path = os.path.join(cache, name)
     else:
         path = StateDir(os.path.join(base, exp.config.results_root)).listing(name)
-    fields = exp.paramsFields() if plan.usesParams else None
+    settings: object = None
     if fields is not None:
-        settings: object = fields
+        settings = fields
     elif plan.usesParams:  # values that are not scalars: every setting's text
-        texts = walk._params if walk._params is not None else exp.paramsStrings()
+        texts = params if params is not None else exp.paramsStrings()
         settings = hashlib.sha1("\0".join(texts).encode("utf-8", "surrogateescape")).hexdigest()
-    else:
-        settings = None
     what = json.dumps([HASHES, os.path.abspath(plan.root), levels, walk.count, walk.runs, settings])
-    return ListingCache.open(path, what, walk.count, walk.runs)
+    return ListingCache.open(path, hashlib.sha1(what.encode("utf-8", "surrogateescape")).hexdigest(), walk.count, walk.runs)
 
 
 def rangesText(indices: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> str:
