@@ -236,3 +236,42 @@ def test_with_the_cache_after_changes_agrees_with_naive_check(
         got = doneMask(exp, runs, base=base, cache=cache)
         assert np.flatnonzero(~got).tolist() == naive(exp, runs, [], base)
         assert np.array_equal(doneMask(exp, runs, base=base, cache=cache), got)
+
+
+MOUNTS = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+40 27 0:50 / /scratch rw,relatime - lustre 10.0.0.1@tcp:/scratch rw
+41 40 0:51 / /scratch/bucket rw,relatime - fuse.gcsfuse bucket rw
+42 27 0:52 / /my\\040data rw - nfs4 server:/data rw
+43 27 0:53 / /over rw - ext4 /dev/vdb rw
+44 27 0:54 / /over rw - fuse.sshfs host: rw
+"""
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("/home/me/results", "ext4"), ("/scratch/me/results", "lustre"), ("/scratch/bucket/results", "fuse.gcsfuse"),
+    ("/scratch/bucketx", "lustre"), ("/my data/r", "nfs4"), ("/over/r", "fuse.sshfs"), ("/", "ext4"),
+])  # fmt: skip
+def test_the_file_system_of_a_path_is_its_longest_mount_point(path: str, kind: str) -> None:
+    assert listings.fileSystem(path, MOUNTS) == kind
+
+
+def test_no_cache_where_folder_times_are_not_known_to_be_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    """On a file system not known to set folder times (a FUSE mount of an object store), or when turned off,
+    every folder is listed each time and no cache is kept."""
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 1, {0, 3})
+    settle()
+    calls = count_listings(monkeypatch)
+    monkeypatch.setattr(listings, "KEEPS_TIMES", frozenset({"ext4"}))
+    monkeypatch.setattr(listings, "fileSystem", lambda path, mounts: "fuse.gcsfuse")
+    assert listMissingResults(exp) == naive(exp, 1, []) and listMissingResults(exp) == naive(exp, 1, [])
+    monkeypatch.setattr(listings, "fileSystem", lambda path, mounts: "ext4")
+    monkeypatch.setenv(listings.DISABLE, "0")
+    assert listMissingResults(exp) == naive(exp, 1, [])
+    assert len(settingFolders(calls)) == 3 * 2 and cacheFiles(tmp_path) == []
+    monkeypatch.delenv(listings.DISABLE)
+    listMissingResults(exp)
+    assert len(cacheFiles(tmp_path)) == 1

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from pyexputils.errors import PyExpUtilsError
 from pyexputils.models import ExperimentDescription
-from pyexputils.results.listings import HASHES, ListingCache, cacheName, signature
+from pyexputils.results.listings import HASHES, ListingCache, cacheName, signature, usable
 from pyexputils.results.paths import PARAMS, RUN, Level, PathPlan, listResultsPaths, planSavePath, projectBase
 from pyexputils.runner.statedir import StateDir
 
@@ -130,9 +130,9 @@ def _listingCache(
 ) -> ListingCache | None:
     """The walk's cache of setting folders, when asked for and when its last level lies in setting folders;
     its key names all that maps indices to folders (``fields`` of ``{params}``, or every setting's text)."""
-    if cache is False or not walk.settingFolders:
-        return None
     plan = walk.plan
+    if cache is False or not walk.settingFolders or not usable(plan.root):
+        return None
     levels = repr([level.tokens for level in plan.levels])
     name = cacheName(plan.root, levels)
     if isinstance(cache, str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import sys
 import zipfile
@@ -27,6 +28,11 @@ import numpy as np
 import numpy.typing as npt
 
 SETTLED_S = 10.0  # a folder changed less than this long before it was read is listed every time
+# file systems known to set a folder's mtime and ctime whenever its entries change (Linux ``fstype`` names);
+# on others (FUSE mounts of object stores, SMB, FAT, overlays) every folder is listed
+KEEPS_TIMES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "tmpfs", "nfs", "nfs4",
+                         "lustre", "gpfs", "beegfs", "ceph", "wekafs", "panfs"})  # fmt: skip
+DISABLE = "PYEXPUTILS_LISTING_CACHE"  # set to 0: no listing cache (every folder listed)
 VERSION = 1
 HASHES = f"{VERSION}/{sys.implementation.cache_tag}/{sys.hash_info.algorithm}"  # what the signatures depend on
 _MASK64 = (1 << 64) - 1
@@ -124,3 +130,33 @@ def cacheName(root: str, levels: str) -> str:
     """The file name of the cache of the walk of ``root`` by ``levels``: one file per save path, so that a
     sweep whose settings change replaces its file instead of adding one."""
     return hashlib.sha1(f"{os.path.abspath(root)}\0{levels}".encode("utf-8", "surrogateescape")).hexdigest()[:16] + ".npz"
+
+
+def usable(path: str) -> bool:
+    """Whether a listing cache may be kept for folders under ``path``: not turned off (:data:`DISABLE`), and the
+    file system holding it is one of :data:`KEEPS_TIMES` (read from ``/proc/self/mountinfo``; without it, no)."""
+    if os.environ.get(DISABLE, "").strip() == "0":
+        return False
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            mounts = f.read()
+    except OSError:
+        return False
+    return fileSystem(os.path.realpath(path), mounts) in KEEPS_TIMES
+
+
+def fileSystem(path: str, mountinfo: str) -> str:
+    """The type of the file system that holds the absolute ``path``, by the longest mount point above it in
+    ``mountinfo`` (the text of ``/proc/self/mountinfo``); '' when none is."""
+    best, kind = -1, ""
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040: a space
+        under = path == point or path.startswith(point.rstrip("/") + "/")
+        if under and len(point) >= best:  # the same point mounted over again: the last one counts
+            best, kind = len(point), right.split()[0]
+    return kind
+
