@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from pyexputils.display import table
 from pyexputils.errors import PyExpUtilsError
@@ -112,6 +113,15 @@ class RunFacts:
             if x.tag is not None and x.task is not None:
                 self.file[x.index] = self.files.setdefault((x.tag, x.task), len(self.files))
 
+    def wantTasks(self, idx: npt.NDArray[np.int64], names: list[str], tag: npt.NDArray[np.int64], task: npt.NDArray[np.int64]) -> None:  # fmt: skip
+        """:meth:`want` of the indices ``idx`` from their statuses' tag and task as arrays (:meth:`Standing.latestTasks`)."""
+        ok = (tag >= 0) & (task >= 0)
+        if not ok.any():
+            return
+        pairs, inverse = np.unique(np.stack([tag[ok], task[ok]], axis=1), axis=0, return_inverse=True)
+        ids = np.array([self.files.setdefault((names[t], k), len(self.files)) for t, k in pairs.tolist()], dtype=np.int32)
+        self.file[idx[ok]] = ids[inverse.ravel()]
+
     def read(self, s: Session, now: float | None = None) -> None:
         now = time.time() if now is None else now
         ids: dict[str, int] = {}
@@ -149,16 +159,21 @@ def elapsed(seconds: float | None) -> str:
 LS_CHUNK = 4096  # indices whose IndexStatus objects exist at once in ``ls``
 
 
+def _chunks(st: Standing, states: set[State] | None) -> Iterator[npt.NDArray[np.int64]]:
+    """The indices in ``states`` (None: every index), in increasing order, :data:`LS_CHUNK` at a time."""
+    if states is None:
+        for a in range(0, st.sweep.total, LS_CHUNK):
+            yield np.arange(a, min(a + LS_CHUNK, st.sweep.total), dtype=np.int64)
+        return
+    idx = st.indexArray(states)
+    for a in range(0, len(idx), LS_CHUNK):
+        yield idx[a : a + LS_CHUNK]
+
+
 def _statuses(st: Standing, states: set[State] | None, causes: set[Cause] | None) -> Iterator[list[IndexStatus]]:
     """The status of each index ``ls`` shows, in increasing index order, :data:`LS_CHUNK` indices at a time."""
-    chunks: Iterable[Sequence[int]]
-    if states is None:
-        chunks = (range(a, min(a + LS_CHUNK, st.sweep.total)) for a in range(0, st.sweep.total, LS_CHUNK))
-    else:
-        idx = st.indexArray(states)
-        chunks = (idx[a : a + LS_CHUNK].tolist() for a in range(0, len(idx), LS_CHUNK))
-    for chunk in chunks:
-        yield [x for x in map(st.status, chunk) if causes is None or x.cause in causes]
+    for chunk in _chunks(st, states):
+        yield [x for x in map(st.status, chunk.tolist()) if causes is None or x.cause in causes]
 
 
 @dataclass
@@ -178,8 +193,12 @@ def _ranges(s: Session, st: Standing, states: set[State] | None, causes: set[Cau
     (state, cause, attempts, exit)) with what their runs' facts add up to, in bounded memory: statuses are built
     a chunk at a time (twice: once to know which files to read, once to group)."""
     facts = RunFacts(st.sweep.total)
-    for xs in _statuses(st, states, causes):
-        facts.want(xs)
+    if causes is None:  # which file to read for each index, from arrays
+        for chunk in _chunks(st, states):
+            facts.wantTasks(chunk, *st.latestTasks(chunk))
+    else:  # the cause of each index tells which are shown
+        for xs in _statuses(st, states, causes):
+            facts.want(xs)
     facts.read(s)
 
     def fold(r: _Range | None, x: IndexStatus) -> _Range:

@@ -166,6 +166,11 @@ def test_the_array_path_agrees_with_judgeIndex_on_every_index(f: Facts, chunk: i
     assert sorted((lo + k, a, v) for lo, n, a, v in fast.verdicts.ranges() for k in range(n)) == sorted(ref.verdicts)  # what the ledger gets
     for i in range(f.n):
         assert fast.status(i) == ref.status(i), i
+    for lo in range(0, f.n, 7):  # ls's tag and task of each index, as arrays, a chunk at a time
+        idx = np.arange(lo, min(lo + 7, f.n), dtype=np.int64)
+        names, tags, tasks = fast.latestTasks(idx)
+        got = [(None, None) if t < 0 else (names[t], k) for t, k in zip(tags.tolist(), tasks.tolist())]
+        assert got == [(fast.status(i).tag, fast.status(i).task) for i in idx.tolist()]
     assert list(fast.state) == list(ref.state)
     assert sorted(fast.verdicts) == sorted(ref.verdicts)
     assert fast.counts() == ref.counts() and fast.partial() == ref.partial()

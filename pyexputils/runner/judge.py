@@ -466,6 +466,7 @@ class Judged:
     slow: dict[int, IndexStatus]  # indices judged by judgeIndex
     verdicts: NewVerdicts
     reset: npt.NDArray[np.bool_]
+    _slowKeys: npt.NDArray[np.int64] | None = None  # sorted indices of ``slow`` (made by latestTasks)
 
     def status(self, i: int) -> IndexStatus:
         got = self.slow.get(i)
@@ -486,6 +487,36 @@ class Judged:
         if state is State.DONE:
             return IndexStatus(i, State.DONE, Cause.COMPLETED, attempts, exit, tag=tag, task=task)
         return IndexStatus(i, State.MISSING, Cause.COMPLETED, attempts, exit, reason=REMOVED, resources=f.base, tag=tag, task=task)
+
+    def latestTasks(self, idx: npt.NDArray[np.int64]) -> tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The ``tag`` and ``task`` of :meth:`status` for each of the sorted indices ``idx``, as arrays: tag names,
+        an index into them per index and the task (-1 for both: none)."""
+        v = self.facts.view
+        names = list(v.tags)
+        tag = np.full(len(idx), -1, dtype=np.int64)
+        task = np.full(len(idx), -1, dtype=np.int64)
+        has = (v.attempt[idx] > 0) & ~self.reset[idx]
+        if has.any():
+            tag[has] = v.tagOf(idx[has])
+            task[has] = v.taskOf(idx[has])
+        if self.slow and len(idx):
+            if self._slowKeys is None or len(self._slowKeys) != len(self.slow):
+                self._slowKeys = np.array(sorted(self.slow), dtype=np.int64)
+            keys = self._slowKeys
+            mine = keys[np.searchsorted(keys, idx[0]) : np.searchsorted(keys, idx[-1], side="right")]
+            at = np.searchsorted(idx, mine)
+            position = {name: k for k, name in enumerate(names)}
+            for i, k in zip(mine.tolist(), at.tolist()):
+                if int(idx[k]) != i:
+                    continue
+                x = self.slow[i]
+                if x.tag is None or x.task is None:
+                    tag[k] = task[k] = -1
+                else:
+                    tag[k] = position.setdefault(x.tag, len(position))
+                    task[k] = x.task
+            names = list(position)
+        return names, tag, task
 
     def counts(self) -> Counter[State]:
         c = {x: int(np.count_nonzero(self.state == k)) for k, x in enumerate(STATES)}  # a byte an index at a time

@@ -153,6 +153,10 @@ class Standing:
             got = replace(got, state=State.UNKNOWN, reason=self.unknown)
         return got
 
+    def latestTasks(self, idx: npt.NDArray[np.int64]) -> tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The ``tag`` and ``task`` of :meth:`status` of the sorted indices ``idx``, as arrays (:meth:`Judged.latestTasks`)."""
+        return self._j.latestTasks(idx)
+
     def counts(self) -> Counter[State]:
         c = self._j.counts()
         if self.unknown:
