@@ -35,7 +35,7 @@ def settle() -> None:
 
 def cacheFiles(root: Path) -> list[str]:
     folder = root / "results" / ".pyexputils" / "listings"
-    return sorted(os.listdir(folder)) if folder.exists() else []
+    return sorted(n for n in os.listdir(folder) if not n.startswith(".")) if folder.exists() else []
 
 
 def settingFolders(calls: list[str]) -> list[str]:
@@ -188,13 +188,41 @@ def test_no_cache_with_required_files_or_without_setting_folders(tmp_path: Path,
 def test_signature_is_trusted_only_when_settled(tmp_path: Path) -> None:
     st_ = os.stat(tmp_path)
     now = max(st_.st_mtime_ns, st_.st_ctime_ns)
-    assert signature(st_, now) == 0
-    assert signature(st_, now + int(listings.SETTLED_S * 1e9)) == 0
-    old = signature(st_, now + int(listings.SETTLED_S * 1e9) + 1)
-    assert old != 0 and old == signature(os.stat(tmp_path), now + 10**12)
+    assert not listings.settled(st_, now)
+    assert not listings.settled(st_, now + int(listings.SETTLED_S * 1e9))
+    assert listings.settled(st_, now + int(listings.SETTLED_S * 1e9) + 1)
+    old = signature(st_)
+    assert old != 0 and old == signature(os.stat(tmp_path))
     (tmp_path / "x").mkdir()
     time.sleep(0.01)
-    assert signature(os.stat(tmp_path), now + 10**12) not in (0, old)
+    assert signature(os.stat(tmp_path)) not in (0, old)
+
+
+def test_folders_are_settled_by_the_file_systems_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file server whose clock is a minute behind this machine's: folders made just now are not settled,
+    though by this machine's clock they are a minute old."""
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 1, {0, 3, 5})
+    monkeypatch.setattr(listings, "_clock", lambda: time.time_ns() + 60 * 10**9)
+    calls = count_listings(monkeypatch)
+    assert listMissingResults(exp) == naive(exp, 1, []) and listMissingResults(exp) == naive(exp, 1, [])
+    assert len(settingFolders(calls)) == 6 and cacheFiles(tmp_path) == []
+    assert os.listdir(tmp_path / "results" / ".pyexputils" / "listings") == []  # each walk's file removed
+
+
+def test_a_walks_file_left_by_a_killed_process_is_removed_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 1, {0})
+    folder = tmp_path / "results" / ".pyexputils" / "listings"
+    folder.mkdir(parents=True)
+    (folder / ".x.npz.1.aa.tmp").write_bytes(b"old")
+    os.utime(folder / ".x.npz.1.aa.tmp", (0, 0))
+    (folder / ".x.npz.2.bb.tmp").write_bytes(b"a walk under way")
+    settle()
+    listMissingResults(exp)
+    assert sorted(os.listdir(folder)) == [".x.npz.2.bb.tmp"] + cacheFiles(tmp_path)
 
 
 def test_fill_sets_the_bits_of_each_run(tmp_path: Path) -> None:

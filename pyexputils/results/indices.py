@@ -114,9 +114,15 @@ def doneMask(
     with Pace(workers) as pace:
         walk = _Walk(exp, plan, runs, fields, params, pace)
         listings = _listingCache(exp, walk, base, cache, fields, params) if not required else None
-        walk.mark(mask, required, listings)
-    if listings is not None:
-        listings.save(mask)
+        if listings is None:
+            walk.mark(mask, required)
+            return mask
+        try:
+            listings.begin()
+            walk.mark(mask, required, listings)
+            listings.save(mask)
+        finally:
+            listings.close()
     return mask
 
 
@@ -276,8 +282,10 @@ class _Walk:
                 return node, 0, None
             except OSError as e:
                 raise unreadable(node[2], e) from None
-            sig = signature(st, time.time_ns())
-            return node, sig, _KNOWN if listings.known(node[0], sig) else _listNames(node[2])
+            sig = signature(st)
+            if listings.known(node[0], sig):
+                return node, sig, _KNOWN
+            return node, sig if listings.settled(st) else 0, _listNames(node[2])
 
         known: list[int] = []
         for node, sig, names in _stream(look, folders, self.pace):

@@ -10,10 +10,10 @@ whose signature is the same is not listed: its indices are what they were.
 
 Why that is safe: any change to a folder's entries (a run folder made, removed or renamed) sets its mtime and
 ctime to the time of the change, and ctime cannot be set back (``touch -d``, rsync set mtime only). A
-signature is trusted only when the folder has not changed for :data:`SETTLED_S` seconds before it was read
-(0 otherwise: listed every time), so a change in the same clock tick as the listing, or stamped by a file
-server whose clock is a little behind, still makes a different signature. The file is a cache: when it is
-absent, damaged, of another sweep or cannot be written, the walk lists every folder, as without it.
+signature is kept only when the folder had not changed for :data:`SETTLED_S` seconds when it was read, by the
+file system's own clock (read from the mtime of the file the walk is about to write), so that a change in
+the same clock tick as the listing still makes a different signature. The file is a cache: when it is absent,
+damaged, of another sweep or cannot be written, the walk lists every folder, as without it.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -38,13 +39,18 @@ HASHES = f"{VERSION}/{sys.implementation.cache_tag}/{sys.hash_info.algorithm}"  
 _MASK64 = (1 << 64) - 1
 
 
-def signature(st: os.stat_result, nowNs: int) -> int:
-    """The folder's signature: 0 when it changed less than :data:`SETTLED_S` before ``nowNs`` (not trusted).
-    Python's hash of the four numbers (an int's hash is not salted by PYTHONHASHSEED; :data:`HASHES` names the
-    interpreter whose hash it is, so another one does not trust it)."""
-    if max(st.st_mtime_ns, st.st_ctime_ns) >= nowNs - int(SETTLED_S * 1e9):
-        return 0
-    return (hash((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)) & _MASK64) or 1  # ints: not salted
+def signature(st: os.stat_result) -> int:
+    """The folder's signature: Python's hash of its device, inode, mtime and ctime (an int's hash is not salted
+    by PYTHONHASHSEED; :data:`HASHES` names the interpreter whose hash it is, so another one does not trust it)."""
+    return (hash((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)) & _MASK64) or 1
+
+
+def settled(st: os.stat_result, nowNs: int) -> bool:
+    """Whether the folder had not changed for :data:`SETTLED_S` at ``nowNs`` (the file system's clock)."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) < nowNs - int(SETTLED_S * 1e9)
+
+
+_clock = time.time_ns  # this machine's clock
 
 
 class ListingCache:
@@ -57,6 +63,8 @@ class ListingCache:
         self.bits: npt.NDArray[np.uint8] | None = None  # np.packbits of the done mask as it was; None: none known
         self._seen: npt.NDArray[np.bool_] | None = None  # the settings recorded in this walk (with ``sig``)
         self._changed = False
+        self._tmp: str | None = None  # the file this walk writes, made when it began (its mtime: the clock)
+        self._behind = 0  # how far the file system's clock is behind this machine's (ns, >= 0)
 
     @classmethod
     def open(cls, path: str, what: str, count: int, runs: int) -> "ListingCache":
@@ -70,6 +78,29 @@ class ListingCache:
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
             pass  # absent or damaged: nothing known
         return cache
+
+    def begin(self) -> None:
+        """Make the file this walk will write (a temporary name beside the cache) and read the file system's
+        clock from its mtime: a folder is settled by that clock, not this machine's (a file server whose
+        clock is behind would make folders changed just now look settled). When it cannot be made (a
+        read-only folder), no new signature is trusted; the cache is still read."""
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{os.path.basename(self.path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as any file the user makes (umask)
+        except OSError:
+            return
+        try:
+            made = os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
+        self._tmp, self._behind = tmp, max(0, _clock() - made)
+
+    def settled(self, st: os.stat_result) -> bool:
+        """Whether a signature of the folder ``st`` may be kept: it had not changed for :data:`SETTLED_S` by
+        the file system's clock (False when that clock could not be read: nothing would be written)."""
+        return self._tmp is not None and settled(st, _clock() - self._behind)
 
     def known(self, setting: int, sig: int) -> bool:
         """Whether the folder of ``setting``, now of signature ``sig``, holds what it held when last listed."""
@@ -98,8 +129,8 @@ class ListingCache:
     def save(self, mask: npt.NDArray[np.bool_]) -> None:
         """Keep the signatures seen and ``mask`` for the next walk (nothing is written when nothing changed
         or nothing is trusted); a folder not seen this time is forgotten. Failures to write are ignored."""
-        if self.sig is None:
-            return  # nothing trusted: nothing to keep (a file of an earlier walk stays: no signature is trusted now)
+        if self.sig is None or self._tmp is None:
+            return  # nothing trusted, or nowhere to write: nothing to keep (a file of an earlier walk stays)
         unseen = self.sig != 0
         if self._seen is not None:
             unseen &= ~self._seen
@@ -109,21 +140,39 @@ class ListingCache:
         bits = np.packbits(mask)
         if not self._changed and self.bits is not None and np.array_equal(bits, self.bits):
             return
-        folder = os.path.dirname(self.path)
         try:
-            os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{os.path.basename(self.path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as any file the user makes (umask)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, what=np.array(self.what), sig=self.sig, bits=bits)
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            with open(self._tmp, "wb") as f:
+                np.savez(f, what=np.array(self.what), sig=self.sig, bits=bits)
+            os.replace(self._tmp, self.path)
         except OSError:
-            return  # a read-only or full results folder: the next walk lists every folder
+            return  # a full results folder: the next walk lists every folder (close() removes the file)
+        self._tmp = None
+        _removeStale(os.path.dirname(self.path), _clock() - self._behind)
         self.bits, self._changed = bits, False
+
+    def close(self) -> None:
+        """Remove this walk's file if it was not written (nothing to keep, or the walk failed)."""
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
+
+
+STALE_S = 3600  # a walk's file older than this (its process was killed before it removed it) is removed
+
+
+def _removeStale(folder: str, nowNs: int) -> None:
+    """Remove the files of walks killed before they removed them (``.*.tmp`` older than :data:`STALE_S`)."""
+    try:
+        with os.scandir(folder) as entries:
+            stale = [e.path for e in entries if e.name.startswith(".") and e.name.endswith(".tmp")
+                     and e.stat().st_mtime_ns < nowNs - STALE_S * 10**9]  # fmt: skip
+        for path in stale:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def cacheName(root: str, levels: str) -> str:
