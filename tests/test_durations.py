@@ -135,6 +135,38 @@ def test_a_version_1_file_is_read_and_a_compaction_cut_short_counts_no_run_twice
     assert int(e.n[0]) == 4 and e.measured() is not None  # each run once
 
 
+def test_a_version_2_file_is_read_as_this_version_would_have_made_it_of_the_same_runs(tmp_path: Path) -> None:
+    """Session 6's files (table: counts int64, figures float64; the log as now): the records and the log kept,
+    the table narrowed to this version's types, as if its runs had been merged now; written back as version 3."""
+    state = StateDir(str(tmp_path))
+    path = Path(state.durations("/p/e.json"))
+    path.parent.mkdir(parents=True)
+    nan = math.nan
+    runs = [(0, 1, 3.3, 100.1), (0, 1, 4.7, nan), (1, 2, 600.1, nan), (2, 0, 1.0, 250.3), (0, 1, 1e-3, nan), (1, 2, 0.7, 3.0),
+            *((4, 1, 0.1 * k, 1.5) for k in range(11))]  # fmt: skip
+    later = [(0, 1, 5.5, 80.2), (3, 2, 9.9, nan)]
+    wide = wideTable()
+    referenceMerge(wide, runs)
+    meta = {"version": 2, "experiment": "/p/e.json", "settings": 5, "gen": 1}
+    with open(path, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), ids=wide.ids, **{k: getattr(wide, k) for k in _STATS})
+    records = {"a-1": {"job": "7", "folded": "0-3", "closed": True, "tasks": 4, "runs": 19}}
+    ls, lc, lt, lm = (np.array(x, dtype) for x, dtype in zip(zip(*later), (np.int64, np.int8, np.float64, np.float64)))
+    with open(Path(path).with_suffix(".log.npz"), "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps({**meta, "arrays": records})), ls=ls, lc=lc, lt=lt, lm=lm)
+    d = Durations.load(state, "/p/e.json", 5)
+    assert d.logPath == str(Path(path).with_suffix(".log.npz")) and d.arrays == records and d._logged == 2
+    table = referenceTable(runs + later)
+    assert tableOf(d._table_()) == tableOf(table) and wide.censored[1] != table.censored[1]  # 600.1 as float32
+    figures = referenceFigures(table, 5)
+    assert figuresOf(d) == figures
+    d.save()
+    with np.load(path) as z:
+        assert json.loads(str(z["meta"]))["version"] == 3 and {k: str(z[k].dtype) for k in _STATS} == {k: np.dtype(NARROW[k]).name for k in _STATS}
+    again = Durations.load(state, "/p/e.json", 5)
+    assert again.arrays == records and tableOf(again._table_()) == tableOf(table) and figuresOf(again) == figures
+
+
 def test_a_requeued_task_is_folded_when_its_last_run_ended_with_every_run_of_it(tmp_path: Path) -> None:
     state = StateDir(str(tmp_path))
     writeTask(state, "a-1", 0, [(0, "TIMEOUT", 30.0, None)])  # the first run, cut off (its task_end written)
@@ -204,8 +236,13 @@ def referenceFold(rec: dict[str, Any], events: Iterable[Mapping[str, Any]], sett
 
 
 def referenceMerge(t: _Table, log: Sequence[tuple[int, int, float, float]]) -> None:
-    """Durations._merge before the array fold: a Python loop per run."""
-    t.grow(np.unique(np.fromiter((x[0] for x in log), dtype=np.int64, count=len(log))))
+    """Durations._merge before the array fold: a Python loop per run (and its growth: np.insert per column)."""
+    settings = np.unique(np.fromiter((x[0] for x in log), dtype=np.int64, count=len(log)))
+    new = settings[~np.isin(settings, t.ids)]
+    at = np.searchsorted(t.ids, new)
+    t.ids = np.insert(t.ids, at, new)
+    for name in _STATS:
+        setattr(t, name, np.insert(getattr(t, name), at, 0, axis=0))
     ids = t.ids
     n, total, sq, top, mem, timeouts, censored, ring = (t.n, t.sum, t.sumsq, t.max, t.mem, t.timeouts, t.censored, t.ring)
     for s, code, seconds, m in log:
@@ -221,6 +258,23 @@ def referenceMerge(t: _Table, log: Sequence[tuple[int, int, float, float]]) -> N
         elif code == 2:
             timeouts[k] += 1
             censored[k] = max(censored[k], seconds)
+
+
+def wideTable() -> _Table:
+    """An empty table in the types of version 2 (every count int64, every figure but the ring float64)."""
+    f, i = np.zeros(0, np.float64), np.zeros(0, np.int64)
+    return _Table(i, i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy(), np.zeros((0, RING), np.float32))
+
+
+NARROW = {"n": np.int32, "sum": np.float64, "sumsq": np.float64, "max": np.float32, "mem": np.float64, "timeouts": np.int32,
+          "censored": np.float32, "ring": np.float32}  # version 3: counts int32, sums float64, run times not summed float32  # fmt: skip
+
+
+def referenceTable(log: Sequence[tuple[int, int, float, float]]) -> _Table:
+    """The table the per-run merge makes of ``log`` in version 2's types, then in this version's."""
+    t = wideTable()
+    referenceMerge(t, log)
+    return _Table(t.ids, *(getattr(t, k).astype(NARROW[k]) for k in _STATS))
 
 
 NUMBER = st.one_of(st.floats(0, 1e7), st.integers(0, 10**6), st.sampled_from([0.0, 1e-5, 2.5e20, 1e400, -1.5, math.nan, True, None, "3"]))
@@ -270,8 +324,63 @@ def taskFile(draw: st.DrawFn) -> str:
 
 
 def tableOf(t: _Table) -> str:
-    """Every figure, exactly (nan equal to nan)."""
-    return repr({k: getattr(t, k).tolist() for k in ("ids", *_STATS)})
+    """Every figure, exactly (nan equal to nan), and its type."""
+    return repr({k: (str(getattr(t, k).dtype), getattr(t, k).tolist()) for k in ("ids", *_STATS)})
+
+
+def referenceFigures(t: _Table, settings: int) -> str:
+    """Durations.measured() and measure() of every setting, as session 6 made them of the table (every call
+    from the table; exactly, nan equal to nan)."""
+    n = np.maximum(t.n, 1)
+    mean = t.sum / n
+    sd = np.sqrt(np.maximum(0.0, t.sumsq / n - mean * mean))
+    p95 = np.zeros(len(t.ids))
+    some = t.n > 0
+    for c in np.unique(np.minimum(t.n[some], RING)).tolist():
+        rows = np.flatnonzero(np.minimum(t.n, RING) == c)
+        for a in range(0, len(rows), 1 << 14):
+            part = rows[a : a + (1 << 14)]
+            p95[part] = np.quantile(t.ring[part, :c].astype(np.float64), 0.95, axis=1)
+    p95 = np.maximum(np.maximum(p95, mean), t.censored) * some
+    mean, sd = mean * some, sd * some
+    seen = (t.n > 0) | (t.timeouts > 0)
+    measured: Any = None
+    if seen.any():
+        if bool(seen.all()) and bool((t.n > 0).all()):
+            table = (t.ids, mean, sd, p95)
+        else:
+            timedOut = t.n[seen] == 0
+            x = 2.0 * t.censored[seen].astype(np.float64)
+            table = (t.ids[seen], np.where(timedOut, x, mean[seen]), np.where(timedOut, 0.0, sd[seen]), np.where(timedOut, x, p95[seen]))
+        total = int(t.n.sum())
+        overall = None
+        if total:
+            mu = float(t.sum.sum()) / total
+            sigma = math.sqrt(max(0.0, float(t.sumsq.sum()) / total - mu * mu))
+            samples = t.ring.ravel() if bool((t.n >= RING).all()) else t.ring[np.arange(RING)[None, :] < t.n[:, None]]
+            overall = (mu, sigma, max(mu, float(np.quantile(samples, 0.95))))
+        measured = ([a.tolist() for a in table], overall)
+    each = []
+    for s in range(settings):
+        k = int(np.searchsorted(t.ids, s))
+        if k >= len(t.ids) or t.ids[k] != s:
+            each.append(None)
+            continue
+        rt = float(p95[k]) if t.n[k] else None
+        mem = float(t.mem[k]) or None
+        each.append(None if rt is None and mem is None else (rt, mem))
+    return repr((measured, each))
+
+
+def figuresOf(d: Durations) -> str:
+    """What :func:`referenceFigures` gives, from ``d``'s readers."""
+    m = d.measured()
+    measured: Any = None
+    if m is not None:
+        t = m.table()
+        measured = ([a.tolist() for a in (t.keys, t.mean, t.sd, t.p95)], None if (o := m.overall) is None else (o.mean, o.sd, o.p95))
+    each = [(x.p95_s, x.mem_mb) if (x := d.measure(s)) is not None else None for s in range(d.settings)]
+    return repr((measured, each))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -296,6 +405,7 @@ def test_the_array_fold_gives_the_table_and_record_of_the_per_run_fold(tmp_path:
             ref.append((index % settings_, code, seconds, math.nan if mem is None else mem))
     d.save()
     d = Durations.load(state, "/p/e.json", settings_)
+    d.measured()  # the figures of the runs before (made again when runs are added)
     folder = Path(state.statusOf("a-1"))
     folder.mkdir(parents=True)
     for task, text in enumerate(files):
@@ -306,11 +416,15 @@ def test_the_array_fold_gives_the_table_and_record_of_the_per_run_fold(tmp_path:
         referenceFold(rec, readEvents(str(folder / name), durations._FOLDED), settings_, ref)
     got = d.arrays["a-1"]
     assert repr({k: got[k] for k in rec}) == repr(rec) and got.get("parallel") == rec.get("parallel")
-    table = _Table.empty()
-    referenceMerge(table, ref)
+    table = referenceTable(ref)
     assert tableOf(d._table_()) == tableOf(table), (tableOf(d._table_()), tableOf(table))
+    figures = referenceFigures(table, settings_)
+    assert figuresOf(d) == figures
+    written = d._ahead or d._long()
     d.save()
-    assert tableOf(Durations.load(state, "/p/e.json", settings_)._table_()) == tableOf(table)
+    assert (d._t is None or not written) and figuresOf(d) == figures  # the table let go once written: its figures kept
+    again = Durations.load(state, "/p/e.json", settings_)
+    assert tableOf(again._table_()) == tableOf(table) and figuresOf(again) == figures
 
 
 def test_end_lines_as_the_runner_writes_them_are_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,6 +458,5 @@ def test_end_lines_as_the_runner_writes_them_are_not_decoded(tmp_path: Path, mon
     log: list[tuple[int, int, float, float]] = []
     referenceFold(rec, readEvents(str(path), durations._FOLDED), 7, log)
     assert repr({k: d.arrays["a-1"][k] for k in rec}) == repr(rec) and d.arrays["a-1"]["parallel"] == 2 and rec["runs"] == 40
-    table = _Table.empty()
-    referenceMerge(table, log)
+    table = referenceTable(log)
     assert tableOf(d._table_()) == tableOf(table)

@@ -7,7 +7,8 @@ table was written: a watch round reads only that one, see :class:`Durations`):
 
 - per setting: completed runs ``n``, the ``sum`` and ``sumsq`` of their seconds, the ``max``, the last
   :data:`RING` run times (for the p95), the largest peak memory (MB; the runner's ``maxrss_mb``), and the
-  TIMEOUTs: how many and the longest time a run was cut off at (a lower bound of its time);
+  TIMEOUTs: how many and the longest time a run was cut off at (a lower bound of its time); 80 bytes a
+  measured setting (types: :data:`_DTYPES`);
 - per array (tag): its requested time, CPUs and memory (as submitted), and over its ended tasks the seconds
   they ran, runs, TIMEOUTs and the largest peak memory of a run (x ``parallel``: the runs a task holds at
   once, against the task's memory): what ``status --efficiency`` shows. At most
@@ -18,6 +19,11 @@ closed yet: a task file once its last line is a ``task_end`` (its last run ended
 waits for the run after the requeue; looked at from the end of the file, not read through, while the task
 runs), or whatever it holds once its job has left the queue (the array is then closed and never read again). ``submit``/``watch`` save it (they hold the ledger's
 lock); ``status`` and ``--dry-run`` fold in memory only. A change in the number of settings starts afresh.
+
+The table is held in memory while runs are merged into it; once its file holds it (written, or read and
+nothing added), it is let go, and what planning and the policy read of it is kept (:class:`_Figures`: per
+setting its mean, sd, p95 and peak memory, 41 bytes; made once, the table emptied a column at a time on the
+way). Asked for again (runs added, ``n``/``ring``), it is read again.
 """
 from __future__ import annotations
 
@@ -41,7 +47,8 @@ from pyexputils.runner.status import lastRunEnded, unwanted
 
 RING = 8  # run times kept per setting (the latest)
 MAX_ARRAYS = 1000
-VERSION = 2
+VERSION = 3  # of the files (2: the same log, the table's counts and figures in wider types; 1: a dense table, no log)
+_READ = (2, VERSION)  # versions whose files are read as they are (a version-2 table narrowed: _Table.of)
 _FOLDED = frozenset({"task_start", "end", "task_end"})  # what _foldTask reads (its start lines are not decoded)
 LOG_MIN = 256  # runs folded since the table was written, kept beside it, before it is rewritten
 BLOCK = 1 << 18  # bytes of a status file read at once (a task of any size is folded in bounded memory)
@@ -138,14 +145,20 @@ def requested(options: Mapping[str, Any]) -> dict[str, float | None]:
 
 
 _STATS = ("n", "sum", "sumsq", "max", "mem", "timeouts", "censored", "ring")
+# Their types (version 3; version 2 had every count int64 and every figure but the ring float64): counts
+# int32; the sums float64; a run time that is not summed (the longest, the longest cut-off) float32, as the
+# ring's samples (the p95 they enter is made of float32 samples); the peak memory float64 (handed to the
+# policy as it was measured).
+_DTYPES: dict[str, type[np.generic]] = {"n": np.int32, "sum": np.float64, "sumsq": np.float64, "max": np.float32, "mem": np.float64,
+                                        "timeouts": np.int32, "censored": np.float32, "ring": np.float32}  # fmt: skip
 _CODE = {"COMPLETED": 1, "TIMEOUT": 2}  # what a sample is (0: its memory only)
 
 
 @dataclass
 class _Table:
-    """The per-setting measurements, only of the settings measured (``ids``, sorted)."""
+    """The per-setting measurements, only of the settings measured (``ids``, sorted; types :data:`_DTYPES`)."""
 
-    ids: np.ndarray
+    ids: np.ndarray  # int64
     n: np.ndarray
     sum: np.ndarray
     sumsq: np.ndarray
@@ -153,19 +166,30 @@ class _Table:
     mem: np.ndarray  # 0: not known
     timeouts: np.ndarray
     censored: np.ndarray
-    ring: np.ndarray  # (len(ids), RING) float32
+    ring: np.ndarray  # (len(ids), RING)
+
+    @classmethod
+    def of(cls, ids: Any, columns: Mapping[str, Any]) -> "_Table":
+        """From a file's arrays, in this version's types (a count or figure of an older file as this version
+        keeps it; each read into an array of its own)."""
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range: inf, as merging it makes it
+            return cls(np.asarray(ids).astype(np.int64, copy=False), *(np.asarray(columns[k]).astype(_DTYPES[k], copy=False) for k in _STATS))
 
     @classmethod
     def empty(cls) -> "_Table":
-        f, i = np.zeros(0, np.float64), np.zeros(0, np.int64)
-        return cls(i, i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy(), np.zeros((0, RING), np.float32))
+        return cls(np.zeros(0, np.int64), *(np.zeros((0, RING) if k == "ring" else 0, _DTYPES[k]) for k in _STATS))
 
     @classmethod
     def dense(cls, z: Any) -> "_Table":
         """From a version-1 file: arrays over every setting."""
         n, timeouts, mem = z["n"], z["timeouts"], z["mem"]
         ids = np.flatnonzero((n > 0) | (timeouts > 0) | (mem > 0))
-        return cls(ids.astype(np.int64), *(np.asarray(z[k])[ids] for k in _STATS))
+        return cls.of(ids, {k: np.asarray(z[k])[ids] for k in _STATS})
+
+    def drop(self, *names: str) -> None:
+        """Let those columns go (the table is being let go: see :meth:`_Figures.of`)."""
+        for k in names:
+            setattr(self, k, np.zeros(0, _DTYPES[k]))
 
     def grow(self, settings: np.ndarray) -> None:
         """Rows for the settings (sorted, distinct) not here yet."""
@@ -176,6 +200,76 @@ class _Table:
         self.ids = np.insert(self.ids, at, new)
         for k in _STATS:
             setattr(self, k, np.insert(getattr(self, k), at, 0, axis=0))
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """What planning and the policy read of a table (:meth:`Durations.measured`, :meth:`Durations.measure`),
+    made from it once; kept when the table itself is let go (its file holds it: read again if asked)."""
+
+    ids: np.ndarray  # the table's settings
+    mem: np.ndarray  # their largest peak memory (0: not known)
+    done: np.ndarray  # bool: they completed runs
+    measured: Measured | None
+
+    @classmethod
+    def of(cls, t: _Table, settings: int, letGo: bool = False) -> "_Figures":
+        """With ``letGo``, ``t`` is emptied on the way (each column dropped once used, the ring's samples
+        sorted in place): what they need, without a copy of the table's largest parts."""
+        done = t.n > 0
+        ids, mem = t.ids, t.mem
+        return cls(ids, mem, done, _measured(t, settings, done, letGo))
+
+
+def _measured(t: _Table, settings: int, some: np.ndarray, letGo: bool) -> Measured | None:
+    """Mean, standard deviation and p95 (seconds) of every measured setting (0 where nothing completed;
+    only TIMEOUTs: twice the longest cut-off, the policy's doubling), and over all; in bulk, in place where
+    the result is the same."""
+    seen = some | (t.timeouts > 0)
+    if letGo:
+        t.drop("max", "timeouts", "mem")
+    if not seen.any():
+        return None
+    total = int(t.n.sum())
+    mu = float(t.sum.sum()) / total if total else 0.0
+    sigma = math.sqrt(max(0.0, float(t.sumsq.sum()) / total - mu * mu)) if total else 0.0
+    n = np.maximum(t.n, 1)
+    mean = t.sum / n
+    sd = t.sumsq / n
+    sd -= mean * mean
+    del n
+    if letGo:
+        t.drop("sum", "sumsq")
+    np.sqrt(np.maximum(0.0, sd, out=sd), out=sd)
+    p95 = np.zeros(len(t.ids))
+    filled = np.minimum(t.n, RING)
+    for c in np.unique(filled[some]).tolist():  # over the first c of the ring (all once full)
+        rows = np.flatnonzero(filled == c)
+        for a in range(0, len(rows), 1 << 14):  # in float64 a chunk of settings at a time
+            part = rows[a : a + (1 << 14)]
+            p95[part] = np.quantile(t.ring[part, :c].astype(np.float64), 0.95, axis=1)
+    del filled
+    overall: RunTime | None = None
+    if total:
+        full = bool((t.n >= RING).all())  # every ring full (the usual case): all of it, without a mask
+        samples = t.ring.ravel() if full else t.ring[np.arange(RING)[None, :] < t.n[:, None]]
+        overall = RunTime(mu, sigma, max(mu, float(np.quantile(samples, 0.95, overwrite_input=letGo or not full))))
+        del samples
+    if letGo:
+        t.drop("ring")
+    np.maximum(p95, mean, out=p95)
+    np.maximum(p95, t.censored, out=p95)
+    p95 *= some
+    mean *= some
+    sd *= some
+    if bool(seen.all()) and bool(some.all()):  # every setting completed runs: the statistics as they are
+        table = TimeTable(t.ids.astype(np.int64, copy=False), mean, sd, p95)
+    else:
+        timedOut = t.n[seen] == 0  # only TIMEOUTs: at least twice the longest cut-off (the policy's doubling)
+        x = 2.0 * t.censored[seen].astype(np.float64)
+        table = TimeTable(t.ids[seen].astype(np.int64), np.where(timedOut, x, mean[seen]), np.where(timedOut, 0.0, sd[seen]),
+                          np.where(timedOut, x, p95[seen]))  # fmt: skip
+    return Measured(settings, RunTimes(table), overall)
 
 
 @dataclass(frozen=True)
@@ -362,7 +456,7 @@ class Durations:
         self.settings = settings
         self.arrays: dict[str, dict[str, Any]] = {}  # tag -> its record
         self.changed = False
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._fig: _Figures | None = None  # what readers read of the table (made once, until runs are added)
         self._t: _Table | None = None  # the table, once read (with the log merged in)
         self._gen = 0  # the table file's generation (the log applies to it)
         self._log: list[_Runs] = []  # runs not in the table file, in order, a chunk at a time
@@ -378,7 +472,7 @@ class Durations:
         try:
             with np.load(d.logPath, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                if meta.get("version") != VERSION or meta.get("settings") != settings:
+                if meta.get("version") not in _READ or meta.get("settings") != settings:
                     return d
                 d.arrays, d._gen = meta.get("arrays", {}), int(meta.get("gen", 0))
                 if len(z["ls"]):
@@ -406,11 +500,11 @@ class Durations:
                     return _Table.empty()
                 if meta.get("version") == 1:
                     return _Table.dense(z) if z["n"].size == self.settings else _Table.empty()
-                if meta.get("version") != VERSION:
+                if meta.get("version") not in _READ:
                     return _Table.empty()
                 if int(meta.get("gen", 0)) != self._gen:  # written after the log (a compaction cut short): the log is in it
                     self._log, self._logged = [], 0
-                return _Table(z["ids"], *(z[k] for k in _STATS))  # each read into an array of its own
+                return _Table.of(z["ids"], z)
         except (OSError, KeyError, ValueError, zlib.error):
             return _Table.empty()
 
@@ -422,7 +516,7 @@ class Durations:
             self._merge(self._t, _Runs.join(self._log))
             self._log, self._logged = [], 0
             self._ahead = True
-            self._cache = None
+            self._fig = None
         return self._t
 
     def save(self) -> None:
@@ -435,6 +529,8 @@ class Durations:
             meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "gen": self._gen}
             _write(self.path, meta=np.array(json.dumps(meta)), ids=t.ids, **{k: getattr(t, k) for k in _STATS})
             self._ahead = False
+            self._figures()  # what readers need of it (the table let go: read again if asked)
+            self._t = None
         log = _Runs.join(self._log)
         meta = {"version": VERSION, "experiment": self.experiment, "settings": self.settings, "gen": self._gen, "arrays": self.arrays}
         _write(self.logPath, meta=np.array(json.dumps(meta)), ls=log.setting, lc=log.code, lt=log.seconds, lm=log.mem)
@@ -504,7 +600,7 @@ class Durations:
             return
         self._append(runs)
         self.changed = True
-        self._cache = None
+        self._fig = None
         if self._long():  # (a table read holds the rest until asked: _table_)
             self._table_()
 
@@ -516,7 +612,7 @@ class Durations:
         if self._t is not None:
             self._table_()
         self.changed = True
-        self._cache = None
+        self._fig = None
 
     @staticmethod
     def _merge(t: _Table, log: "_Runs") -> None:
@@ -529,24 +625,25 @@ class Durations:
         np.maximum.at(t.mem, k[known], log.mem[known])
         done = log.code == 1
         kd, sd = k[done], log.seconds[done]
-        if len(kd):
-            order = np.argsort(kd, kind="stable")  # by setting, each setting's runs in order
-            ks = kd[order]
-            first = np.r_[True, ks[1:] != ks[:-1]]
-            starts = np.flatnonzero(first)
-            group = np.cumsum(first) - 1
-            j = np.arange(len(ks)) - starts[group]  # the run's place among its setting's runs here
-            count = np.diff(np.r_[starts, len(ks)])[group]
-            last = j >= count - RING
-            kl = ks[last]
-            t.ring[kl, (t.n[kl] + j[last]) % RING] = sd[order][last]
-            np.add.at(t.n, kd, 1)
-            np.add.at(t.sum, kd, sd)
-            np.add.at(t.sumsq, kd, sd * sd)
-            np.maximum.at(t.max, kd, sd)
-        cut = log.code == 2
-        np.add.at(t.timeouts, k[cut], 1)
-        np.maximum.at(t.censored, k[cut], log.seconds[cut])
+        with np.errstate(over="ignore"):  # a time beyond float32's range: inf in the float32 figures (ring, max, censored)
+            if len(kd):
+                order = np.argsort(kd, kind="stable")  # by setting, each setting's runs in order
+                ks = kd[order]
+                first = np.r_[True, ks[1:] != ks[:-1]]
+                starts = np.flatnonzero(first)
+                group = np.cumsum(first) - 1
+                j = np.arange(len(ks)) - starts[group]  # the run's place among its setting's runs here
+                count = np.diff(np.r_[starts, len(ks)])[group]
+                last = j >= count - RING
+                kl = ks[last]
+                t.ring[kl, (t.n[kl] + j[last]) % RING] = sd[order][last]
+                np.add.at(t.n, kd, 1)
+                np.add.at(t.sum, kd, sd)
+                np.add.at(t.sumsq, kd, sd * sd)
+                np.maximum.at(t.max, kd, sd)
+            cut = log.code == 2
+            np.add.at(t.timeouts, k[cut], 1)
+            np.maximum.at(t.censored, k[cut], log.seconds[cut])
 
     def _dense(self, name: str) -> np.ndarray:
         t = self._table_()
@@ -572,73 +669,37 @@ class Durations:
                 del self.arrays[t]
 
     # --- what planning, the policy and status read -------------------------------------------------
-    def _stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mean, standard deviation and p95 (seconds) of every measured setting (0 where nothing completed), in bulk."""
-        t = self._table_()
-        if self._cache is None:
-            n = np.maximum(t.n, 1)
-            mean = t.sum / n
-            sd = np.sqrt(np.maximum(0.0, t.sumsq / n - mean * mean))
-            p95 = np.zeros(len(t.ids))
-            some = t.n > 0
-            for c in np.unique(np.minimum(t.n[some], RING)).tolist():  # over the first c of the ring (all once full)
-                rows = np.flatnonzero(np.minimum(t.n, RING) == c)
-                for a in range(0, len(rows), 1 << 14):  # in float64 a chunk of settings at a time
-                    part = rows[a : a + (1 << 14)]
-                    p95[part] = np.quantile(t.ring[part, :c].astype(np.float64), 0.95, axis=1)
-            p95 = np.maximum(np.maximum(p95, mean), t.censored) * some
-            self._cache = (mean * some, sd * some, p95)
-        return self._cache
-
-    def _runTime(self, k: int) -> RunTime | None:
-        """Of the ``k``-th measured setting."""
-        t = self._table_()
-        if t.n[k] == 0:
-            if t.timeouts[k]:
-                x = 2.0 * float(t.censored[k])  # at least this long: the policy's doubling
-                return RunTime(x, 0.0, x)
-            return None
-        mean, sd, p95 = self._stats()
-        return RunTime(float(mean[k]), float(sd[k]), float(p95[k]))
+    def _figures(self) -> "_Figures":
+        """What :meth:`measured` and :meth:`measure` give, made from the table once (until runs are added)."""
+        if self._fig is None:
+            t = self._table_()
+            letGo = not self._ahead  # its file holds it: let go (read again if asked), emptied as the figures are made
+            if letGo:
+                self._t = None
+            self._fig = _Figures.of(t, self.settings, letGo)
+        return self._fig
 
     def measured(self) -> Measured | None:
         """Per setting (as arrays: :class:`~pyexputils.runner.planfit.RunTimes`) and over all, for
         :mod:`pyexputils.runner.planfit`; None when nothing is known."""
-        t = self._table_()
-        seen = (t.n > 0) | (t.timeouts > 0)
-        if not seen.any():
-            return None
-        mean, sd, p95 = self._stats()
-        if bool(seen.all()) and bool((t.n > 0).all()):  # every setting completed runs: the statistics as they are
-            table = TimeTable(t.ids.astype(np.int64, copy=False), mean, sd, p95)
-        else:
-            timedOut = t.n[seen] == 0  # only TIMEOUTs: at least twice the longest cut-off (the policy's doubling)
-            x = 2.0 * t.censored[seen].astype(np.float64)
-            table = TimeTable(t.ids[seen].astype(np.int64), np.where(timedOut, x, mean[seen]), np.where(timedOut, 0.0, sd[seen]),
-                              np.where(timedOut, x, p95[seen]))  # fmt: skip
-        n = int(t.n.sum())
-        overall: RunTime | None = None
-        if n:
-            mu = float(t.sum.sum()) / n
-            sigma = math.sqrt(max(0.0, float(t.sumsq.sum()) / n - mu * mu))
-            full = bool((t.n >= RING).all())  # every ring full (the usual case): all of it, without a mask
-            samples = t.ring.ravel() if full else t.ring[np.arange(RING)[None, :] < t.n[:, None]]
-            overall = RunTime(mu, sigma, max(mu, float(np.quantile(samples, 0.95))))
-        return Measured(self.settings, RunTimes(table), overall)
+        return self._figures().measured
 
     def measure(self, index: int) -> Measure | None:
         """What the policy escalates from after a TIMEOUT / OUT_OF_MEMORY of ``index``: its setting's p95
         run time and largest peak memory, where known."""
-        t = self._table_()
+        f = self._figures()
         s = index % self.settings
-        k = int(np.searchsorted(t.ids, s))
-        if k >= len(t.ids) or t.ids[k] != s:
+        k = int(np.searchsorted(f.ids, s))
+        if k >= len(f.ids) or f.ids[k] != s:
             return None
-        rt = self._runTime(k) if t.n[k] else None
-        mem = float(t.mem[k]) or None
-        if rt is None and mem is None:
+        p95: float | None = None
+        if f.done[k] and f.measured is not None:  # completed runs: its p95 (the table's row of it)
+            table = f.measured.table()
+            p95 = float(table.p95[k if table.keys is f.ids else int(np.searchsorted(table.keys, s))])
+        mem = float(f.mem[k]) or None
+        if p95 is None and mem is None:
             return None
-        return Measure(None if rt is None else rt.p95, mem)
+        return Measure(p95, mem)
 
     def efficiency(self) -> list[dict[str, Any]]:
         """Per array with an ended task, like seff: used / requested time and memory."""
