@@ -104,3 +104,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # === end of Slurm cluster ==========================================================================
+
+
+# === Listing cache ===============================================================================
+# The listing cache (pyexputils.results.listings) keeps a setting folder's signature once the folder has not
+# changed for SETTLED_S (10 s), longer than most tests take. Every test runs with 20 ms instead (more than a
+# tick of the file system's clock, so a folder changed just before a walk is still listed): the cache is then
+# in play in every walk of every test, beside the tests of its own (tests/test_results_listings.py).
+@pytest.fixture(autouse=True)
+def _listingsSettleSoon(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyexputils.results import listings
+
+    monkeypatch.setattr(listings, "SETTLED_S", 0.02)

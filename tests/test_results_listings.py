@@ -2,7 +2,8 @@
 not listed again, any change to it is seen, and with or without the cache the answer is the same.
 
 Folders made by a test are seconds old, so the tests shorten SETTLED_S and wait that long (more than a tick
-of the file system's clock) before a walk whose signatures should be trusted."""
+of the file system's clock) before a walk whose signatures should be trusted (every test runs with 20 ms:
+conftest.py)."""
 from __future__ import annotations
 
 import os
@@ -99,6 +100,7 @@ def test_every_kind_of_change_is_seen(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_recently_changed_folders_are_listed_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without waiting SETTLED_S (10 s), a folder just made is listed each time and no cache file is kept."""
+    monkeypatch.setattr(listings, "SETTLED_S", 10.0)  # the default (tests run with 20 ms: conftest.py)
     monkeypatch.chdir(tmp_path)
     exp = make()
     fill(exp, 2, set(range(32)))
