@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -305,3 +306,22 @@ def test_no_cache_where_folder_times_are_not_known_to_be_kept(tmp_path: Path, mo
     monkeypatch.delenv(listings.DISABLE)
     listMissingResults(exp)
     assert len(cacheFiles(tmp_path)) == 1
+
+
+def test_a_cache_on_another_file_system_than_the_results_keeps_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    """The file system's clock is read where the cache is written: on another one (another clock), no
+    signature is kept."""
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    monkeypatch.chdir(tmp_path)
+    exp = make()
+    fill(exp, 1, {0, 3})
+    settle()
+    cache = tempfile.mkdtemp(dir=other)
+    try:
+        calls = count_listings(monkeypatch)
+        assert listMissingResults(exp, cache=cache) == naive(exp, 1, []) and listMissingResults(exp, cache=cache) == naive(exp, 1, [])
+        assert len(settingFolders(calls)) == 4 and os.listdir(cache) == []
+    finally:
+        shutil.rmtree(cache)

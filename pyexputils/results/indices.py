@@ -118,7 +118,7 @@ def doneMask(
             walk.mark(mask, required)
             return mask
         try:
-            listings.begin()
+            listings.begin(plan.root)
             walk.mark(mask, required, listings)
             listings.save(mask)
         finally:

@@ -79,11 +79,12 @@ class ListingCache:
             pass  # absent or damaged: nothing known
         return cache
 
-    def begin(self) -> None:
-        """Make the file this walk will write (a temporary name beside the cache) and read the file system's
-        clock from its mtime: a folder is settled by that clock, not this machine's (a file server whose
-        clock is behind would make folders changed just now look settled). When it cannot be made (a
-        read-only folder), no new signature is trusted; the cache is still read."""
+    def begin(self, root: str) -> None:
+        """Make the file this walk will write (a temporary name beside the cache) and read the clock of the
+        file system of ``root`` (the folders walked) from its mtime: a folder is settled by that clock, not
+        this machine's (a file server whose clock is behind would make folders changed just now look
+        settled). When it cannot be made (a read-only folder), or is on another file system than ``root``
+        (another clock), no new signature is trusted and nothing is written; the cache is still read."""
         folder = os.path.dirname(self.path)
         try:
             os.makedirs(folder, exist_ok=True)
@@ -92,10 +93,17 @@ class ListingCache:
         except OSError:
             return
         try:
-            made = os.fstat(fd).st_mtime_ns
+            st = os.fstat(fd)
+            same = st.st_dev == os.stat(root).st_dev
+        except OSError:
+            same = False
         finally:
             os.close(fd)
-        self._tmp, self._behind = tmp, max(0, _clock() - made)
+        if not same:
+            self._tmp = tmp
+            self.close()
+            return
+        self._tmp, self._behind = tmp, max(0, _clock() - st.st_mtime_ns)
 
     def settled(self, st: os.stat_result) -> bool:
         """Whether a signature of the folder ``st`` may be kept: it had not changed for :data:`SETTLED_S` by
