@@ -23,7 +23,7 @@ import pyexputils.results.listings as listings
 from pyexputils.results import doneMask, listMissingResults, listResultsPaths
 from pyexputils.results.listings import ListingCache, signature
 
-SETTLE = 0.05
+SETTLE = 0.1  # waited before a walk that should trust what it sees; SETTLED_S is half of it
 
 
 @pytest.fixture

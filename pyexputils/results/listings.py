@@ -89,6 +89,7 @@ class ListingCache:
         try:
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".{os.path.basename(self.path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            before = _clock()  # before it is made: a wait after it (a busy machine) is not taken for the clocks' gap
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as any file the user makes (umask)
         except OSError:
             return
@@ -103,7 +104,7 @@ class ListingCache:
             self._tmp = tmp
             self.close()
             return
-        self._tmp, self._behind = tmp, max(0, _clock() - st.st_mtime_ns)
+        self._tmp, self._behind = tmp, max(0, before - st.st_mtime_ns)
 
     def settled(self, st: os.stat_result) -> bool:
         """Whether a signature of the folder ``st`` may be kept: it had not changed for :data:`SETTLED_S` by
