@@ -8,7 +8,8 @@ parses the names found back into settings and runs, so that memory does not grow
 index for the answer, plus the folders being listed). File-system calls: one listing per existing folder
 that holds save folders (a folder that is absent is never visited), plus, with ``require``, one check per
 existing save folder (a ``stat`` for one required file, a listing for several): that last part cannot be
-avoided, since only the save folder knows what is inside it.
+avoided, since only the save folder knows what is inside it. A setting folder unchanged since an earlier
+walk is known from one ``stat`` instead of a listing (:mod:`pyexputils.results.listings`).
 """
 from __future__ import annotations
 
