@@ -325,3 +325,33 @@ def test_a_cache_on_another_file_system_than_the_results_keeps_nothing(tmp_path:
         assert len(settingFolders(calls)) == 4 and os.listdir(cache) == []
     finally:
         shutil.rmtree(cache)
+
+
+def test_memory_with_the_cache_grows_by_a_signature_an_index_of_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:  # fmt: skip
+    """The cache costs 8 bytes a setting (its signature) while a walk runs: with one run a setting, the walk's
+    tracemalloc peak grows by at most 12 bytes for each index added (mask, signature, seen), not by a copy of
+    the file's arrays."""
+    import tracemalloc
+
+    peaks, sizes = [], []
+    for n in (20_000, 60_000):  # more settings than PARSE_ABOVE: the root's names parsed, as in a big sweep
+        folder = tmp_path / f"n{n}"
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        exp = make("results/{name}/{params}/{run}", {"name": "m", "metaParameters": {"a": list(range(100)), "b": list(range(n // 100))}})
+        for path in listResultsPaths(exp, 1):
+            os.makedirs(path)
+        settle()
+        doneMask(exp, 1)  # the cache written: every folder settled
+        assert len(cacheFiles(folder)) == 1
+        calls = count_listings(monkeypatch)
+        tracemalloc.start()
+        mask = doneMask(exp, 1, workers=1)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert mask.all() and calls == []  # no setting folder listed (the root's names are read with scandir)
+        monkeypatch.undo()  # (count_listings' patch; SETTLED_S again below)
+        monkeypatch.setattr(listings, "SETTLED_S", SETTLE / 2)
+        sizes.append(len(mask))
+    perIndex = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
+    assert perIndex <= 12, f"{perIndex:.1f} B an added index (peaks {peaks})"
